@@ -57,3 +57,17 @@ export function maxLsn(...lsns: (Lsn | undefined)[]): Lsn | undefined {
 export function bytesToNumber(b: bigint): number {
   return Number(b);
 }
+
+/** The largest LSN Postgres can express (FFFFFFFF/FFFFFFFF). */
+export const LSN_MAX: Lsn = MAX_LSN;
+
+/** True for a bigint inside the 64-bit LSN range. */
+export function isValidLsn(lsn: bigint): boolean {
+  return lsn >= 0n && lsn <= MAX_LSN;
+}
+
+export function minLsn(...lsns: (Lsn | undefined)[]): Lsn | undefined {
+  let best: Lsn | undefined;
+  for (const l of lsns) if (l !== undefined && (best === undefined || l < best)) best = l;
+  return best;
+}
