@@ -1,0 +1,645 @@
+/**
+ * The per-federation sampling loop and its enforcement (DESIGN.md, "Measuring exposure"):
+ * every sample interval it samples all members at once, feeds the exposure estimator, derives the
+ * archive health signals (archiving failing, replica stalled), nudges the primary with
+ * pg_switch_wal() when un-archived WAL gets old, and updates the metrics.
+ *
+ * Split in two so the rules are testable without Postgres:
+ * - `FederationEvaluator` is pure state over samples (no I/O, time comes in as `nowMs`);
+ * - `FederationMonitor` does the I/O (samplers, pg_switch_wal, metrics, logs).
+ */
+import { setTimeout as sleep } from "node:timers/promises";
+import { PgfedError, errorMessage } from "../errors.js";
+import { silentLogger, type Logger } from "../log.js";
+import type { PgfedMetrics } from "../metrics.js";
+import {
+  bestFailoverTarget,
+  describeExposure,
+  estimateExposure,
+  evaluateBudget,
+  formatBytes,
+  worstCaseExposure,
+  type BudgetVerdict,
+  type ExposureEstimate,
+  type FailoverTarget,
+  type ReplicaPosition,
+  type WorstCaseExposure,
+} from "./exposure.js";
+import type { PrimaryLsnHistory } from "./history.js";
+import { formatLsn, maxLsn, type Lsn } from "./lsn.js";
+import type { MemberSample, MemberState, PrimarySample, ReplicaSample, SampleOutcome } from "./sampler.js";
+import { DEFAULT_WAL_SEGMENT_SIZE_BYTES, archiveSafeLsn } from "./walfile.js";
+
+// ---------------------------------------------------------------------------------------------
+// Configuration
+
+export interface EvaluatorConfig {
+  federation: string;
+  budgetMs: number;
+  /** Fraction of the budget at which to warn (default 0.5). */
+  warnAt?: number | undefined;
+  /** Un-archived WAL older than this triggers pg_switch_wal() (default budget / 3). */
+  walSwitchAfterMs?: number | undefined;
+  /** false turns the nudge off (it is on by default). */
+  nudge?: boolean | undefined;
+  /** A replica whose position does not move for this many fresh samples while WAL is available to it is stalled (default 10). */
+  stallAfterSamples?: number | undefined;
+  /** The member that should be the primary; by default the reachable primary on the newest timeline. */
+  designatedPrimary?: string | undefined;
+  segmentSizeBytes?: number | undefined;
+}
+
+export interface EvaluatorMember {
+  name: string;
+  region?: string | undefined;
+  /** Restores from the primary's archive (CNPG replica clusters do). Default true. */
+  readsArchive?: boolean | undefined;
+  /** The standby's application_name in the primary's pg_stat_replication (CNPG: the cluster name). */
+  applicationName?: string | undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
+// What an evaluation says
+
+export type Signal =
+  | { kind: "archive_failing"; member: string; reason: string }
+  | { kind: "replica_stalled"; member: string; reason: string }
+  | { kind: "member_unreachable"; member: string; reason: string }
+  | { kind: "no_primary"; reason: string }
+  | { kind: "several_primaries"; reason: string }
+  | { kind: "budget_warn"; reason: string }
+  | { kind: "budget_exceeded"; reason: string };
+
+export interface ArchiveHealth {
+  failing: boolean;
+  reason: string | undefined;
+  /** failed_count increase since the previous sample (0 after a stats reset). */
+  newFailures: number;
+  failedCount: number;
+  lastArchivedAtMs: number | undefined;
+  readySegments: number;
+}
+
+export interface ReplicaHealth {
+  stalled: boolean;
+  reason: string | undefined;
+  /** Fresh samples in a row with no progress while WAL was available to it. */
+  samplesWithoutProgress: number;
+}
+
+export interface MemberStatus {
+  name: string;
+  region: string | undefined;
+  status: MemberState["status"];
+  role: MemberSample["role"] | undefined;
+  error: string | undefined;
+  archive: ArchiveHealth | undefined;
+  replica: ReplicaHealth | undefined;
+  /** What promoting this member would lose now (replicas only). */
+  lag: { bytes: bigint; ms: number; via: string } | undefined;
+}
+
+export interface NudgeDecision {
+  member: string;
+  /** Age of the oldest un-archived WAL. */
+  unarchivedMs: number;
+  unarchivedBytes: bigint;
+  reason: string;
+}
+
+export interface Evaluation {
+  federation: string;
+  atMs: number;
+  primary: string | undefined;
+  estimate: ExposureEstimate | undefined;
+  worstCase: WorstCaseExposure | undefined;
+  budget: BudgetVerdict & { budgetMs: number };
+  bestTarget: FailoverTarget | undefined;
+  members: MemberStatus[];
+  signals: Signal[];
+  nudge: NudgeDecision | undefined;
+  /** One sentence with the numbers, for logs and the CLI. */
+  sentence: string;
+}
+
+export interface EvaluationInput {
+  nowMs: number;
+  members: readonly { spec: EvaluatorMember; state: MemberState; history: PrimaryLsnHistory }[];
+}
+
+// ---------------------------------------------------------------------------------------------
+// The rules
+
+interface MemberTrack {
+  lastSampleAtMs: number | undefined;
+  prevFailedCount: number | undefined;
+  archive: ArchiveHealth | undefined;
+  lastPos: Lsn | undefined;
+  samplesWithoutProgress: number;
+  stalled: boolean;
+}
+
+export const DEFAULT_STALL_AFTER_SAMPLES = 10;
+
+/** Pure enforcement state for one federation: feed it every round of samples with `evaluate`. */
+export class FederationEvaluator {
+  readonly config: Required<Omit<EvaluatorConfig, "designatedPrimary">> & { designatedPrimary: string | undefined };
+  #tracks = new Map<string, MemberTrack>();
+  #primary: string | undefined;
+  #primaryTimeline: number | undefined;
+  #archiveEnd: Lsn | undefined;
+  #lastEstimate: ExposureEstimate | undefined;
+  #lastPrimarySampleAtMs: number | undefined;
+  #lastNudgeAtMs: number | undefined;
+
+  constructor(config: EvaluatorConfig) {
+    if (!Number.isFinite(config.budgetMs) || config.budgetMs < 0) {
+      throw new PgfedError("wal.invalid_budget", `invalid RPO budget ${config.budgetMs} ms for ${config.federation}`);
+    }
+    this.config = {
+      federation: config.federation,
+      budgetMs: config.budgetMs,
+      warnAt: config.warnAt ?? 0.5,
+      walSwitchAfterMs: config.walSwitchAfterMs ?? Math.round(config.budgetMs / 3),
+      nudge: config.nudge ?? true,
+      stallAfterSamples: config.stallAfterSamples ?? DEFAULT_STALL_AFTER_SAMPLES,
+      designatedPrimary: config.designatedPrimary,
+      segmentSizeBytes: config.segmentSizeBytes ?? DEFAULT_WAL_SEGMENT_SIZE_BYTES,
+    };
+  }
+
+  /** Tells the evaluator that a nudge was sent at `atMs` (rate limit). */
+  recordNudge(atMs: number): void {
+    this.#lastNudgeAtMs = atMs;
+  }
+
+  get lastNudgeAtMs(): number | undefined {
+    return this.#lastNudgeAtMs;
+  }
+
+  setDesignatedPrimary(name: string | undefined): void {
+    this.config.designatedPrimary = name;
+  }
+
+  /** Worst-case exposure at `nowMs` from the last estimate (what gates an automatic failover). */
+  worstCaseAt(nowMs: number): WorstCaseExposure | undefined {
+    if (!this.#lastEstimate || this.#lastPrimarySampleAtMs === undefined) return undefined;
+    return worstCaseExposure(this.#lastEstimate, this.#lastPrimarySampleAtMs, nowMs);
+  }
+
+  evaluate(input: EvaluationInput): Evaluation {
+    const { nowMs } = input;
+    const cfg = this.config;
+    const signals: Signal[] = [];
+
+    // 1. Which member is the primary.
+    const primaries = input.members.filter((m) => m.state.status === "up" && m.state.sample.role === "primary");
+    if (primaries.length > 1) {
+      signals.push({ kind: "several_primaries", reason: `${primaries.map((m) => m.spec.name).join(", ")} all accept writes` });
+    }
+    const chosen =
+      primaries.find((m) => m.spec.name === cfg.designatedPrimary) ??
+      [...primaries].sort((a, b) => timelineOf(b.state) - timelineOf(a.state))[0] ??
+      input.members.find((m) => m.spec.name === (cfg.designatedPrimary ?? this.#primary));
+    if (chosen && chosen.spec.name !== this.#primary) {
+      // Archive positions are read from the primary's own archiver: start over with the new one.
+      this.#archiveEnd = undefined;
+      this.#primary = chosen.spec.name;
+    }
+    const primary = chosen;
+    const primarySample = primary && primary.state.status === "up" && primary.state.sample.role === "primary" ? primary.state.sample : undefined;
+    if (primarySample && primarySample.timeline !== this.#primaryTimeline) {
+      this.#archiveEnd = undefined;
+      this.#primaryTimeline = primarySample.timeline;
+    }
+
+    // 2. Per member: reachability and archive health.
+    const statuses = new Map<string, MemberStatus>();
+    for (const m of input.members) {
+      const track = this.#track(m.spec.name);
+      const sample = m.state.status === "up" ? m.state.sample : undefined;
+      const fresh = sample !== undefined && sample.atMs !== track.lastSampleAtMs;
+      if (fresh) {
+        track.lastSampleAtMs = sample.atMs;
+        track.archive = this.#archiveHealth(m.spec.name, sample, track);
+      } else if (track.archive) {
+        // No new reading: no new failures to count.
+        track.archive = { ...track.archive, newFailures: 0 };
+      }
+      if (m.state.status === "unreachable") {
+        signals.push({ kind: "member_unreachable", member: m.spec.name, reason: m.state.error.message });
+      }
+      if (track.archive?.failing && m.state.status === "up") {
+        signals.push({ kind: "archive_failing", member: m.spec.name, reason: track.archive.reason ?? "archive_command failing" });
+      }
+      statuses.set(m.spec.name, {
+        name: m.spec.name,
+        region: m.spec.region,
+        status: m.state.status,
+        role: lastSampleOf(m.state)?.role,
+        error: m.state.status === "unreachable" ? m.state.error.message : undefined,
+        archive: track.archive,
+        replica: undefined,
+        lag: undefined,
+      });
+    }
+
+    // 3. The archive's reach, from the primary's archiver.
+    if (primarySample?.archiver.lastArchivedWal) {
+      try {
+        const end = archiveSafeLsn(primarySample.archiver.lastArchivedWal, cfg.segmentSizeBytes);
+        // A .history file carries no position: keep the segment-derived one.
+        if (end !== undefined) this.#archiveEnd = maxLsn(this.#archiveEnd, end);
+      } catch {
+        // An unparsable file name moves nothing; the sample is otherwise fine.
+      }
+    }
+
+    // 4. Exposure.
+    let estimate: ExposureEstimate | undefined;
+    if (!primary) {
+      signals.push({ kind: "no_primary", reason: "no member has ever answered as a primary" });
+    } else if (primarySample) {
+      const replicas = this.#replicaPositions(input, primary.spec.name, primarySample);
+      if (primary.history.latest() !== undefined) {
+        estimate = estimateExposure({
+          nowMs,
+          history: primary.history,
+          archive: this.#archiveEnd === undefined ? undefined : { endLsn: this.#archiveEnd },
+          replicas,
+        });
+        this.#lastEstimate = estimate;
+        this.#lastPrimarySampleAtMs = primarySample.atMs;
+      }
+    } else if (primary.state.status === "unreachable") {
+      signals.push({ kind: "no_primary", reason: `primary ${primary.spec.name} is unreachable: ${primary.state.error.message}` });
+    }
+    const worstCase = this.worstCaseAt(nowMs);
+    const shown = estimate ?? this.#lastEstimate;
+
+    // 5. Replica lag and stall detection.
+    for (const r of shown?.replicas ?? []) {
+      const st = statuses.get(r.name);
+      if (st) st.lag = { bytes: r.lossIfPromoted.bytes, ms: r.lossIfPromoted.ms, via: r.recoverableVia };
+    }
+    for (const m of input.members) {
+      if (m.spec.name === primary?.spec.name) continue;
+      const sample = m.state.status === "up" && m.state.sample.role === "replica" ? m.state.sample : undefined;
+      const st = statuses.get(m.spec.name);
+      if (!sample || !st) continue;
+      st.replica = this.#stall(m.spec, sample, primarySample);
+      if (st.replica.stalled) signals.push({ kind: "replica_stalled", member: m.spec.name, reason: st.replica.reason ?? "not moving" });
+    }
+
+    // 6. Budget, against the worst case (which equals the estimate while the primary answers).
+    const exposureMs = worstCase?.exposureMs ?? 0;
+    const budget = { ...evaluateBudget(exposureMs, cfg.budgetMs, cfg.warnAt), budgetMs: cfg.budgetMs };
+    if (budget.level !== "ok" && worstCase) {
+      const words = `${describeExposure(worstCase)} is ${(budget.fraction * 100).toFixed(0)}% of the RPO budget ${(cfg.budgetMs / 1000).toFixed(1)} s`;
+      signals.push(budget.level === "exceeded" ? { kind: "budget_exceeded", reason: words } : { kind: "budget_warn", reason: words });
+    }
+
+    const bestTarget = shown ? bestFailoverTarget(shown) : undefined;
+    const nudge = primarySample && primary ? this.#nudgeDecision(nowMs, primary.spec.name, primary.history, primarySample, statuses.get(primary.spec.name)?.archive) : undefined;
+
+    return {
+      federation: cfg.federation,
+      atMs: nowMs,
+      primary: primary?.spec.name,
+      estimate,
+      worstCase,
+      budget,
+      bestTarget,
+      members: [...statuses.values()],
+      signals,
+      nudge,
+      sentence: sentenceOf(cfg.federation, primary?.spec.name, primarySample !== undefined, worstCase, budget, bestTarget, signals),
+    };
+  }
+
+  #track(name: string): MemberTrack {
+    let t = this.#tracks.get(name);
+    if (!t) {
+      t = { lastSampleAtMs: undefined, prevFailedCount: undefined, archive: undefined, lastPos: undefined, samplesWithoutProgress: 0, stalled: false };
+      this.#tracks.set(name, t);
+    }
+    return t;
+  }
+
+  /** Failing = the last failure is newer than the last success (failed_count rising shows how often). */
+  #archiveHealth(name: string, sample: MemberSample, track: MemberTrack): ArchiveHealth {
+    const a = sample.archiver;
+    const prev = track.prevFailedCount;
+    // A lower count means pg_stat_archiver was reset (or another server answered): no new failures known.
+    const newFailures = prev !== undefined && a.failedCount > prev ? a.failedCount - prev : 0;
+    track.prevFailedCount = a.failedCount;
+    const failing = a.failedCount > 0 && a.lastFailedAtMs !== undefined && (a.lastArchivedAtMs === undefined || a.lastFailedAtMs > a.lastArchivedAtMs);
+    const since = (ms: number | undefined) => (ms === undefined ? "never" : `${((sample.atMs - ms) / 1000).toFixed(1)} s ago`);
+    const reason = failing
+      ? `archive_command failing on ${name}: ${a.failedCount} failures (${newFailures} new), last failed ${a.lastFailedWal ?? "?"} ${since(a.lastFailedAtMs)}, ` +
+        `last success ${a.lastArchivedWal ?? "none"} ${since(a.lastArchivedAtMs)}, ${a.readySegments} segments waiting`
+      : undefined;
+    return { failing, reason, newFailures, failedCount: a.failedCount, lastArchivedAtMs: a.lastArchivedAtMs, readySegments: a.readySegments };
+  }
+
+  #replicaPositions(input: EvaluationInput, primaryName: string, primarySample: PrimarySample): ReplicaPosition[] {
+    const out: ReplicaPosition[] = [];
+    for (const m of input.members) {
+      if (m.spec.name === primaryName) continue;
+      const last = lastSampleOf(m.state);
+      // A member last seen as a primary is a former primary, not a replica of this one.
+      const own = last?.role === "replica" ? last : undefined;
+      // The primary's view of a streaming standby is read in the same round trip as its LSN.
+      const seen = m.spec.applicationName ? primarySample.standbys.find((s) => s.applicationName === m.spec.applicationName) : undefined;
+      const receivedLsn = maxLsn(own?.receiveLsn, seen?.flushLsn);
+      const replayedLsn = maxLsn(own?.replayLsn, seen?.replayLsn);
+      // Never seen: pgfed cannot vouch for a replica it has not read once.
+      if (!own && !seen) continue;
+      out.push({
+        name: m.spec.name,
+        receivedLsn,
+        replayedLsn,
+        sampledAtMs: seen ? primarySample.atMs : (own?.atMs ?? primarySample.atMs),
+        readsArchive: m.spec.readsArchive ?? true,
+      });
+    }
+    return out;
+  }
+
+  /**
+   * Stalled: the replica's position has not moved for N fresh samples while WAL beyond it was
+   * available to it (the primary's position when it streams, the archive's end when it restores).
+   * Measured against what it could fetch, so an idle primary or a slow archive never counts.
+   */
+  #stall(spec: EvaluatorMember, sample: ReplicaSample, primarySample: PrimarySample | undefined): ReplicaHealth {
+    const track = this.#track(spec.name);
+    const pos = maxLsn(sample.receiveLsn, sample.replayLsn);
+    const streaming = sample.walReceiver?.status === "streaming";
+    const available = maxLsn(streaming ? primarySample?.currentLsn : undefined, spec.readsArchive === false ? undefined : this.#archiveEnd);
+    if (pos !== undefined && (track.lastPos === undefined || pos > track.lastPos)) {
+      track.lastPos = pos;
+      track.samplesWithoutProgress = 0;
+    } else if (pos !== undefined && available !== undefined && available > pos) {
+      track.samplesWithoutProgress++;
+    } else {
+      track.samplesWithoutProgress = 0;
+    }
+    track.stalled = track.samplesWithoutProgress >= this.config.stallAfterSamples;
+    const reason = track.stalled
+      ? `${spec.name} has not moved from ${pos === undefined ? "?" : formatLsn(pos)} for ${track.samplesWithoutProgress} samples while WAL up to ` +
+        `${available === undefined ? "?" : formatLsn(available)} is available to it (${streaming ? "streaming" : "archive"})`
+      : undefined;
+    return { stalled: track.stalled, reason, samplesWithoutProgress: track.samplesWithoutProgress };
+  }
+
+  #nudgeDecision(nowMs: number, primaryName: string, history: PrimaryLsnHistory, sample: PrimarySample, archive: ArchiveHealth | undefined): NudgeDecision | undefined {
+    const cfg = this.config;
+    if (!cfg.nudge) return undefined;
+    // A switch ships nothing while the archiver fails or is still busy with completed segments.
+    if (archive?.failing || sample.archiver.readySegments > 0) return undefined;
+    if (this.#lastNudgeAtMs !== undefined && nowMs - this.#lastNudgeAtMs < cfg.walSwitchAfterMs) return undefined;
+    if (history.latest() === undefined) return undefined;
+    const unarchived = estimateExposure({ nowMs, history, archive: this.#archiveEnd === undefined ? undefined : { endLsn: this.#archiveEnd } });
+    if (unarchived.exposureBytes === 0n || unarchived.exposureMs < cfg.walSwitchAfterMs) return undefined;
+    return {
+      member: primaryName,
+      unarchivedMs: unarchived.exposureMs,
+      unarchivedBytes: unarchived.exposureBytes,
+      reason:
+        `switching WAL on ${primaryName}: ${formatBytes(unarchived.exposureBytes)} un-archived for ${(unarchived.exposureMs / 1000).toFixed(1)} s, ` +
+        `over the ${(cfg.walSwitchAfterMs / 1000).toFixed(1)} s threshold (RPO budget ${(cfg.budgetMs / 1000).toFixed(1)} s)`,
+    };
+  }
+}
+
+function lastSampleOf(state: MemberState): MemberSample | undefined {
+  return state.status === "up" ? state.sample : state.status === "unreachable" ? state.lastSample : undefined;
+}
+
+function timelineOf(state: MemberState): number {
+  return lastSampleOf(state)?.timeline ?? 0;
+}
+
+function sentenceOf(
+  federation: string,
+  primary: string | undefined,
+  primaryUp: boolean,
+  worstCase: WorstCaseExposure | undefined,
+  budget: BudgetVerdict & { budgetMs: number },
+  best: FailoverTarget | undefined,
+  signals: readonly Signal[],
+): string {
+  if (!primary || !worstCase) return `${federation}: no exposure figure yet (${signals.map((s) => s.reason).join("; ") || "waiting for a primary sample"})`;
+  const exposure = primaryUp ? describeExposure(worstCase.basedOn) : describeExposure(worstCase);
+  const target = best ? `; best failover target ${best.name} would lose ${formatBytes(best.lossBytes)} / ${(best.lossMs / 1000).toFixed(1)} s` : "; no replica known";
+  const problems = signals.filter((s) => s.kind !== "budget_warn" && s.kind !== "budget_exceeded").map((s) => s.reason);
+  return (
+    `${federation} (primary ${primary}): ${exposure}, ${budget.level} against budget ${(budget.budgetMs / 1000).toFixed(1)} s${target}` +
+    (problems.length > 0 ? `; ${problems.join("; ")}` : "")
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The loop
+
+/** What the monitor needs from a sampler (MemberSampler implements it; tests may fake it). */
+export interface Sampler {
+  readonly target: { member: string; region?: string | undefined };
+  readonly state: MemberState;
+  readonly history: PrimaryLsnHistory;
+  sample(): Promise<SampleOutcome>;
+  switchWal(): Promise<{ switchLsn: Lsn }>;
+  close(): Promise<void>;
+}
+
+export interface MonitoredMember extends Omit<EvaluatorMember, "name" | "region"> {
+  sampler: Sampler;
+}
+
+export interface FederationMonitorOptions extends EvaluatorConfig {
+  members: MonitoredMember[];
+  /** Default 1 s. */
+  sampleIntervalMs?: number | undefined;
+  metrics?: PgfedMetrics | undefined;
+  log?: Logger | undefined;
+  now?: (() => number) | undefined;
+  /** Called after every round (the agent publishes it on the bus). Exceptions are logged, not thrown. */
+  onEvaluation?: ((e: Evaluation) => void) | undefined;
+}
+
+export interface NudgeRecord {
+  atMs: number;
+  member: string;
+  unarchivedMs: number;
+  unarchivedBytes: bigint;
+  switchLsn: Lsn | undefined;
+  error: string | undefined;
+}
+
+export class FederationMonitor {
+  readonly evaluator: FederationEvaluator;
+  readonly sampleIntervalMs: number;
+  readonly nudges: NudgeRecord[] = [];
+  #last: Evaluation | undefined;
+  #running = false;
+  #loop: Promise<void> | undefined;
+  #wake: AbortController | undefined;
+  #prevSignals = new Set<string>();
+  readonly #opts: FederationMonitorOptions;
+  readonly #log: Logger;
+  readonly #now: () => number;
+
+  constructor(opts: FederationMonitorOptions) {
+    this.#opts = opts;
+    this.evaluator = new FederationEvaluator(opts);
+    this.sampleIntervalMs = opts.sampleIntervalMs ?? 1_000;
+    this.#log = (opts.log ?? silentLogger()).child({ federation: opts.federation });
+    this.#now = opts.now ?? Date.now;
+    opts.metrics?.rpoBudgetSeconds.set({ federation: opts.federation }, opts.budgetMs / 1000);
+  }
+
+  get last(): Evaluation | undefined {
+    return this.#last;
+  }
+
+  worstCaseAt(nowMs: number = this.#now()): WorstCaseExposure | undefined {
+    return this.evaluator.worstCaseAt(nowMs);
+  }
+
+  /** Starts sampling every interval (rounds never overlap: a slow round delays the next). */
+  start(): void {
+    if (this.#running) return;
+    this.#running = true;
+    this.#loop = this.#run();
+  }
+
+  /** Stops the loop and waits for the round in flight; does not close the samplers. */
+  async stop(): Promise<void> {
+    this.#running = false;
+    this.#wake?.abort();
+    await this.#loop;
+    this.#loop = undefined;
+  }
+
+  /** Stops and closes every sampler. */
+  async close(): Promise<void> {
+    await this.stop();
+    await Promise.all(this.#opts.members.map((m) => m.sampler.close()));
+  }
+
+  async #run(): Promise<void> {
+    while (this.#running) {
+      const started = this.#now();
+      try {
+        await this.tick();
+      } catch (e) {
+        // tick() is written not to throw; this is the last guard against a crash of the agent.
+        this.#log.error({ err: errorMessage(e) }, `sampling round of ${this.#opts.federation} failed: ${errorMessage(e)}`);
+      }
+      const waitMs = Math.max(0, this.sampleIntervalMs - (this.#now() - started));
+      if (!this.#running) break;
+      this.#wake = new AbortController();
+      await sleep(waitMs, undefined, { signal: this.#wake.signal }).catch(() => undefined);
+    }
+  }
+
+  /** One round: sample every member, evaluate, nudge if due, update metrics. */
+  async tick(): Promise<Evaluation> {
+    const o = this.#opts;
+    await Promise.all(o.members.map((m) => m.sampler.sample()));
+    const nowMs = this.#now();
+    const evaluation = this.evaluator.evaluate({
+      nowMs,
+      members: o.members.map((m) => ({
+        spec: { name: m.sampler.target.member, region: m.sampler.target.region, readsArchive: m.readsArchive, applicationName: m.applicationName },
+        state: m.sampler.state,
+        history: m.sampler.history,
+      })),
+    });
+    if (evaluation.nudge) await this.#nudge(evaluation.nudge);
+    this.#last = evaluation;
+    this.#logChanges(evaluation);
+    this.#updateMetrics(evaluation);
+    if (o.onEvaluation) {
+      try {
+        o.onEvaluation(evaluation);
+      } catch (e) {
+        this.#log.error({ err: errorMessage(e) }, `onEvaluation callback failed: ${errorMessage(e)}`);
+      }
+    }
+    return evaluation;
+  }
+
+  async #nudge(d: NudgeDecision): Promise<void> {
+    const member = this.#opts.members.find((m) => m.sampler.target.member === d.member);
+    if (!member) return;
+    const atMs = this.#now();
+    // Recorded before the call so a failing switch is rate-limited too.
+    this.evaluator.recordNudge(atMs);
+    try {
+      const { switchLsn } = await member.sampler.switchWal();
+      this.nudges.push({ atMs, member: d.member, unarchivedMs: d.unarchivedMs, unarchivedBytes: d.unarchivedBytes, switchLsn, error: undefined });
+      this.#opts.metrics?.walSwitchNudgesTotal.inc(this.#memberLabels(d.member));
+      this.#log.info({ member: d.member, unarchivedMs: d.unarchivedMs, unarchivedBytes: Number(d.unarchivedBytes), switchLsn: formatLsn(switchLsn) }, `${d.reason}; switched at ${formatLsn(switchLsn)}`);
+    } catch (e) {
+      this.nudges.push({ atMs, member: d.member, unarchivedMs: d.unarchivedMs, unarchivedBytes: d.unarchivedBytes, switchLsn: undefined, error: errorMessage(e) });
+      this.#log.warn({ member: d.member, err: errorMessage(e) }, `${d.reason}, but the switch failed: ${errorMessage(e)}`);
+    }
+  }
+
+  /** One line when a signal appears or clears (not every round: Patroni's habit, without the noise). */
+  #logChanges(e: Evaluation): void {
+    const now = new Set<string>();
+    for (const s of e.signals) {
+      const key = `${s.kind}:${"member" in s ? s.member : ""}`;
+      now.add(key);
+      if (!this.#prevSignals.has(key)) this.#log.warn({ signal: s.kind, ...("member" in s ? { member: s.member } : {}) }, `${s.kind.replace(/_/g, " ")}: ${s.reason}`);
+    }
+    for (const key of this.#prevSignals) {
+      if (!now.has(key)) this.#log.info({ signal: key.split(":")[0] }, `cleared ${key.replace(/_/g, " ").replace(/:$/, "")}: ${e.sentence}`);
+    }
+    this.#prevSignals = now;
+    this.#log.debug({ exposureMs: e.worstCase?.exposureMs, budget: e.budget.level }, e.sentence);
+  }
+
+  #memberLabels(member: string): { federation: string; member: string; region: string } {
+    const m = this.#opts.members.find((x) => x.sampler.target.member === member);
+    return { federation: this.#opts.federation, member, region: m?.sampler.target.region ?? "" };
+  }
+
+  #updateMetrics(e: Evaluation): void {
+    const m = this.#opts.metrics;
+    if (!m) return;
+    const fed = { federation: e.federation };
+    const shown = e.estimate ?? e.worstCase?.basedOn;
+    if (shown) {
+      m.exposureSeconds.set(fed, shown.exposureMs / 1000);
+      m.exposureBytes.set(fed, Number(shown.exposureBytes));
+    }
+    if (e.worstCase) {
+      m.worstCaseExposureSeconds.set(fed, e.worstCase.exposureMs / 1000);
+      m.worstCaseExposureBytes.set(fed, Number(e.worstCase.exposureBytes));
+    }
+    for (const s of e.members) {
+      const labels = this.#memberLabels(s.name);
+      m.memberUp.set(labels, s.status === "up" ? 1 : 0);
+      const member = this.#opts.members.find((x) => x.sampler.target.member === s.name);
+      const state = member?.sampler.state;
+      if (state?.status === "up") m.sampleDurationSeconds.observe(labels, state.sample.durationMs / 1000);
+      else if (state?.status === "unreachable") m.sampleErrorsTotal.inc(labels);
+      if (s.archive) {
+        m.archiveFailing.set(labels, s.archive.failing ? 1 : 0);
+        m.archiveReadySegments.set(labels, s.archive.readySegments);
+        if (s.archive.newFailures > 0) m.archiveFailuresTotal.inc(labels, s.archive.newFailures);
+        if (s.archive.lastArchivedAtMs !== undefined) m.archiveLastSuccessTimestampSeconds.set(labels, s.archive.lastArchivedAtMs / 1000);
+      }
+      if (s.name !== e.primary && s.role === "replica") {
+        m.replicaStalled.set(labels, s.replica?.stalled ? 1 : 0);
+        if (s.lag) {
+          m.replicaLagBytes.set(labels, Number(s.lag.bytes));
+          m.replicaLagSeconds.set(labels, s.lag.ms / 1000);
+        }
+      }
+    }
+  }
+}
