@@ -1,0 +1,724 @@
+/**
+ * The NATS connection every pgfed process shares: JetStream publish with msgID dedup, consumers
+ * that never crash on bad input (rule 6), reconnect forever with backoff, and a hook to re-read
+ * state after a reconnect.
+ *
+ * While disconnected, `publish` waits for the connection and retries with the same msgID (so a
+ * publish that did land is not stored twice), up to `publishTimeoutMs` (10 s, less than the 2 min
+ * duplicate window). At most `maxPendingPublishes` publishes may wait; beyond that, and past the
+ * deadline, it throws a `PgfedError` (`bus.publish_backlog_full`, `bus.publish_failed`) and the
+ * caller re-derives what to send: observations and lag samples are level-triggered and simply
+ * sent again on the next pass; commands and audit records come from persisted state and are
+ * re-sent with the same deterministic id. Nothing is buffered beyond the caller's own await.
+ */
+import { jetstream, jetstreamManager, AckPolicy, DeliverPolicy, JetStreamApiError, ReplayPolicy, RetentionPolicy, StorageType, DiscardPolicy } from "@nats-io/jetstream";
+import type { ConsumerConfig, ConsumerMessages, JetStreamClient, JetStreamManager, JsMsg, StreamConfig } from "@nats-io/jetstream";
+import { connect, nanos, ClosedConnectionError, DrainingConnectionError, type NatsConnection, type Status } from "@nats-io/transport-node";
+import type { Registry } from "prom-client";
+import { setTimeout as sleep } from "node:timers/promises";
+import { PgfedError, errorMessage, wrapError } from "../errors.js";
+import type { Logger } from "../log.js";
+import { deadLetterSchema, envelopeSchema, describeIssues, parseEnvelope, subjectOf, InvalidMessageError, type BusMessage, type DeadLetter } from "./messages.js";
+import { BusMetrics } from "./metrics.js";
+import { DEFAULT_STREAM, checkFilter, checkName, parseSubject, subjects, type DeadLetterReason, type StreamSettings } from "./subjects.js";
+
+export interface ConnectBusOptions {
+  /** `nats://host:port` URLs; more than one for a cluster. */
+  servers: string | string[];
+  /** Connection name shown by the server (`pgfed-agent-eu-west`, `pgfed-coordinator-1`). */
+  name: string;
+  log: Logger;
+  /** Registry for the bus counters; prom-client's global one when omitted. */
+  metrics?: Registry;
+  /** Overrides of the stream settings (defaults: subjects.ts DEFAULT_STREAM). */
+  stream?: Partial<StreamSettings>;
+  /** How long one publish may wait for the connection and the ack, retries included. */
+  publishTimeoutMs?: number;
+  /** Publishes allowed to wait at once; the next one fails with `bus.publish_backlog_full`. */
+  maxPendingPublishes?: number;
+  /** Timeout of one JetStream API request (publish ack, KV get/put, consumer info). */
+  requestTimeoutMs?: number;
+  /** Reconnect delay grows from min to max with the length of the outage; jitter is added. */
+  reconnectDelayMs?: { min: number; max: number };
+  /** Client pings; a dead peer is noticed after about 2 intervals. */
+  pingIntervalMs?: number;
+  /** Called after each reconnect, once the stream has been checked again. */
+  onReconnect?: () => void | Promise<void>;
+}
+
+export interface PublishAck {
+  stream: string;
+  seq: number;
+  /** True when JetStream already held a message with this id (within the duplicate window). */
+  duplicate: boolean;
+}
+
+export interface MessageMeta {
+  subject: string;
+  streamSeq: number;
+  /** 1 on first delivery. */
+  deliveryCount: number;
+  redelivered: boolean;
+  /** When JetStream stored the message. */
+  storedAt: Date;
+}
+
+export type MessageHandler = (msg: BusMessage, meta: MessageMeta) => void | Promise<void>;
+export type DeadLetterHandler = (dl: DeadLetter, meta: MessageMeta) => void | Promise<void>;
+
+export interface SubscribeOptions {
+  /**
+   * Durable consumer name: acked delivery that resumes where it left off after a restart or a
+   * reconnect (the coordinator, agents' command intake). Without it: an ordered consumer that
+   * reads the stream from `startSeq` / the start / new messages, nothing acked (audit readers).
+   */
+  durable?: string;
+  /** Only messages stored from now on (applies when the consumer is created). */
+  deliverNew?: boolean;
+  /** Start at this stream sequence (applies when the consumer is created). */
+  startSeq?: number;
+  /** Deliveries of one message before it is dead-lettered as `handler_failed` (durable only). */
+  maxDeliver?: number;
+  /** Redelivery when a handler neither acks nor fails in this time (durable only). */
+  ackWaitMs?: number;
+  /** Redelivery delay after a handler error, multiplied by the delivery count. */
+  nakDelayMs?: number;
+  /** Publish invalid messages to `pgfed.dlq.<reason>` (default true). */
+  deadLetters?: boolean;
+}
+
+export interface BusSubscription {
+  /** Consumer name (durable name, or "ordered:<filter>"). */
+  readonly name: string;
+  /** Stops delivery; resolves when the handler in progress has finished. */
+  stop(): Promise<void>;
+}
+
+export interface Bus {
+  readonly name: string;
+  /** Version the server reported at connect, e.g. "2.9.10". */
+  readonly serverVersion: string;
+  /** True when the server is at least 2.10 (per-key TTL, multi-filter consumers still unused). */
+  readonly modernServer: boolean;
+  readonly connected: boolean;
+  readonly stream: StreamSettings;
+  readonly log: Logger;
+  readonly metrics: BusMetrics;
+  /** For state.ts and lease.ts; others should not need them. */
+  readonly nc: NatsConnection;
+  readonly js: JetStreamClient;
+  readonly requestTimeoutMs: number;
+  /** Validates and stores a message in JetStream; msgID = `msg.id`. See the module comment. */
+  publish(msg: BusMessage): Promise<PublishAck>;
+  /** Delivers every message matching `filter` (one NATS filter under `pgfed.`) to `handler`. */
+  subscribe(filter: string, handler: MessageHandler, opts?: SubscribeOptions): Promise<BusSubscription>;
+  /** Reads `pgfed.dlq.>` (for the CLI and tests). */
+  subscribeDeadLetters(handler: DeadLetterHandler, opts?: Omit<SubscribeOptions, "deadLetters">): Promise<BusSubscription>;
+  /** Registers a hook run after each reconnect (re-read state, re-publish observations). */
+  onReconnect(fn: () => void | Promise<void>): () => void;
+  /** Resolves when connected, or throws `bus.disconnected` after `timeoutMs`. */
+  waitConnected(timeoutMs: number): Promise<void>;
+  /** Stops the subscriptions, flushes, and closes the connection. */
+  close(): Promise<void>;
+}
+
+const DEFAULTS = {
+  publishTimeoutMs: 10_000,
+  maxPendingPublishes: 1_000,
+  requestTimeoutMs: 5_000,
+  reconnectDelayMs: { min: 250, max: 5_000 },
+  pingIntervalMs: 10_000,
+  maxDeliver: 5,
+  ackWaitMs: 30_000,
+  nakDelayMs: 1_000,
+};
+
+/** Connects, checks the server, ensures the stream, and starts watching the connection. */
+export async function connectBus(opts: ConnectBusOptions): Promise<Bus> {
+  const log = opts.log.child({ component: "bus", connection: opts.name });
+  const stream: StreamSettings = { ...DEFAULT_STREAM, ...opts.stream };
+  const publishTimeoutMs = opts.publishTimeoutMs ?? DEFAULTS.publishTimeoutMs;
+  if (publishTimeoutMs >= stream.duplicateWindowMs) {
+    throw new PgfedError("bus.bad_options", `publishTimeoutMs (${publishTimeoutMs}) must be shorter than the duplicate window (${stream.duplicateWindowMs} ms), or retries could store a message twice`);
+  }
+  const delays = opts.reconnectDelayMs ?? DEFAULTS.reconnectDelayMs;
+  const backoff = new OutageBackoff(delays.min, delays.max);
+  let nc: NatsConnection;
+  try {
+    nc = await connect({
+      servers: opts.servers,
+      name: opts.name,
+      maxReconnectAttempts: -1,
+      reconnectDelayHandler: () => backoff.nextDelayMs(),
+      pingInterval: opts.pingIntervalMs ?? DEFAULTS.pingIntervalMs,
+      maxPingOut: 2,
+      timeout: opts.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs,
+    });
+  } catch (e) {
+    throw wrapError("bus.connect_failed", `while connecting to NATS at ${[opts.servers].flat().join(", ")} as ${opts.name}`, e);
+  }
+  const bus = new NatsBus(nc, log, stream, new BusMetrics(opts.metrics), backoff, {
+    name: opts.name,
+    publishTimeoutMs,
+    maxPendingPublishes: opts.maxPendingPublishes ?? DEFAULTS.maxPendingPublishes,
+    requestTimeoutMs: opts.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs,
+  });
+  if (opts.onReconnect) bus.onReconnect(opts.onReconnect);
+  try {
+    await bus.start();
+  } catch (e) {
+    await nc.close().catch(() => undefined);
+    throw e;
+  }
+  return bus;
+}
+
+/** Parses "2.9.10" (or "2.10.0-beta.1") into numbers; unknown parts are 0. */
+export function parseVersion(v: string): [number, number, number] {
+  const m = /^v?(\d+)\.(\d+)\.(\d+)/.exec(v.trim());
+  return m ? [Number(m[1]), Number(m[2]), Number(m[3])] : [0, 0, 0];
+}
+
+export function versionAtLeast(v: string, major: number, minor: number): boolean {
+  const [a, b] = parseVersion(v);
+  return a > major || (a === major && b >= minor);
+}
+
+/** Reconnect delay that grows with the length of the outage, plus jitter (stateless per attempt). */
+class OutageBackoff {
+  private downSince: number | undefined;
+  constructor(
+    private readonly minMs: number,
+    private readonly maxMs: number,
+  ) {}
+  disconnected(): void {
+    this.downSince ??= Date.now();
+  }
+  reconnected(): void {
+    this.downSince = undefined;
+  }
+  nextDelayMs(): number {
+    const down = this.downSince === undefined ? 0 : Date.now() - this.downSince;
+    const base = Math.min(this.maxMs, Math.max(this.minMs, down / 4));
+    return Math.round(base + Math.random() * base * 0.2);
+  }
+}
+
+interface BusSettings {
+  name: string;
+  publishTimeoutMs: number;
+  maxPendingPublishes: number;
+  requestTimeoutMs: number;
+}
+
+class NatsBus implements Bus {
+  readonly js: JetStreamClient;
+  readonly name: string;
+  readonly requestTimeoutMs: number;
+  serverVersion = "unknown";
+  modernServer = false;
+  connected = true;
+  private jsm: JetStreamManager | undefined;
+  private pending = 0;
+  private closing = false;
+  private readonly reconnectHooks = new Set<() => void | Promise<void>>();
+  private readonly subscriptions = new Set<ConsumerLoop>();
+  private connectionWaiters: Array<() => void> = [];
+  private statusLoop: Promise<void> | undefined;
+
+  constructor(
+    readonly nc: NatsConnection,
+    readonly log: Logger,
+    readonly stream: StreamSettings,
+    readonly metrics: BusMetrics,
+    private readonly backoff: OutageBackoff,
+    private readonly settings: BusSettings,
+  ) {
+    this.name = settings.name;
+    this.requestTimeoutMs = settings.requestTimeoutMs;
+    this.js = jetstream(nc, { timeout: settings.requestTimeoutMs });
+  }
+
+  async start(): Promise<void> {
+    const info = this.nc.info;
+    this.serverVersion = info?.version ?? "unknown";
+    this.modernServer = versionAtLeast(this.serverVersion, 2, 10);
+    if (info && !info.jetstream) {
+      throw new PgfedError("bus.no_jetstream", `NATS server ${this.nc.getServer()} (${this.serverVersion}) does not have JetStream enabled; start it with -js`);
+    }
+    if (!this.modernServer) {
+      this.log.warn(
+        { serverVersion: this.serverVersion },
+        `NATS server ${this.serverVersion} is older than 2.10: per-message and per-key TTLs are ignored there, so leases carry their own expiry times (compare-and-swap on the value), and consumers use one filter subject each`,
+      );
+    } else {
+      this.log.info({ serverVersion: this.serverVersion }, `connected to NATS ${this.serverVersion}`);
+    }
+    this.metrics.connected.set(1);
+    this.statusLoop = this.watchStatus();
+    await this.ensureStream();
+  }
+
+  /** Creates the stream, or updates it when its limits differ from ours ("ensure", not "do"). */
+  private async ensureStream(): Promise<void> {
+    const s = this.stream;
+    const want: Partial<StreamConfig> & { name: string } = {
+      name: s.name,
+      subjects: ["pgfed.>"],
+      description: "pgfed: observations, lag samples, commands, results, heartbeats, audit, dead letters",
+      retention: RetentionPolicy.Limits,
+      storage: StorageType.File,
+      discard: DiscardPolicy.Old,
+      max_age: nanos(s.maxAgeMs),
+      max_bytes: s.maxBytes,
+      duplicate_window: nanos(s.duplicateWindowMs),
+      num_replicas: s.replicas,
+    };
+    const doing = `while ensuring JetStream stream ${s.name} on ${this.nc.getServer()}`;
+    try {
+      this.jsm ??= await jetstreamManager(this.nc, { timeout: this.requestTimeoutMs });
+      const jsm = this.jsm;
+      const current = await jsm.streams.info(s.name).catch((e: unknown) => {
+        if (e instanceof JetStreamApiError && e.code === 10059) return undefined;
+        throw e;
+      });
+      if (!current) {
+        await jsm.streams.add(want);
+        this.log.info({ stream: s.name }, `created stream ${s.name} (subjects pgfed.>, max age ${s.maxAgeMs} ms)`);
+        return;
+      }
+      const c = current.config;
+      const differs =
+        c.max_age !== want.max_age ||
+        c.max_bytes !== want.max_bytes ||
+        c.duplicate_window !== want.duplicate_window ||
+        c.num_replicas !== want.num_replicas ||
+        c.subjects.join(",") !== "pgfed.>";
+      if (differs) {
+        const { name: _name, retention: _r, storage: _s, ...updatable } = want;
+        await jsm.streams.update(s.name, { ...c, ...updatable });
+        this.log.info({ stream: s.name }, `updated stream ${s.name} limits`);
+      }
+    } catch (e) {
+      throw wrapError("bus.stream_failed", doing, e);
+    }
+  }
+
+  private async watchStatus(): Promise<void> {
+    for await (const st of this.nc.status()) this.onStatus(st);
+  }
+
+  private onStatus(st: Status): void {
+    switch (st.type) {
+      case "disconnect":
+        this.connected = false;
+        this.backoff.disconnected();
+        this.metrics.disconnects.inc();
+        this.metrics.connected.set(0);
+        if (!this.closing) this.log.warn({ server: st.server }, `disconnected from NATS ${st.server}; reconnecting with backoff`);
+        break;
+      case "reconnect":
+        this.connected = true;
+        this.backoff.reconnected();
+        this.metrics.reconnects.inc();
+        this.metrics.connected.set(1);
+        this.log.info({ server: st.server }, `reconnected to NATS ${st.server}`);
+        for (const w of this.connectionWaiters.splice(0)) w();
+        void this.afterReconnect();
+        break;
+      case "reconnecting":
+        this.log.debug("reconnecting to NATS");
+        break;
+      case "error":
+        this.log.error({ err: st.error }, `NATS connection error: ${st.error.message}`);
+        break;
+      case "staleConnection":
+        this.log.warn("NATS connection is stale (pings unanswered); reconnecting");
+        break;
+      case "ldm":
+        this.log.warn({ server: st.server }, `NATS server ${st.server} entered lame duck mode; will move to another server`);
+        break;
+      case "slowConsumer":
+        this.log.warn({ pending: st.pending }, "NATS subscription is a slow consumer");
+        break;
+      case "close":
+        this.connected = false;
+        this.metrics.connected.set(0);
+        this.log.info("NATS connection closed");
+        break;
+      default:
+        break;
+    }
+  }
+
+  private async afterReconnect(): Promise<void> {
+    try {
+      await this.ensureStream();
+    } catch (e) {
+      this.log.error({ err: e }, `after reconnect: ${errorMessage(e)}`);
+    }
+    for (const hook of this.reconnectHooks) {
+      try {
+        await hook();
+      } catch (e) {
+        this.log.error({ err: e }, `onReconnect hook failed: ${errorMessage(e)}`);
+      }
+    }
+  }
+
+  onReconnect(fn: () => void | Promise<void>): () => void {
+    this.reconnectHooks.add(fn);
+    return () => this.reconnectHooks.delete(fn);
+  }
+
+  async waitConnected(timeoutMs: number): Promise<void> {
+    if (this.connected) return;
+    if (this.nc.isClosed()) throw new PgfedError("bus.closed", `the NATS connection ${this.name} is closed`);
+    let resolveWait: () => void = () => undefined;
+    const ok = new Promise<boolean>((resolve) => {
+      resolveWait = () => resolve(true);
+      this.connectionWaiters.push(resolveWait);
+    });
+    const ac = new AbortController();
+    const connected = await Promise.race([ok, sleep(timeoutMs, false, { signal: ac.signal }).catch(() => false)]);
+    ac.abort();
+    this.connectionWaiters = this.connectionWaiters.filter((w) => w !== resolveWait);
+    if (!connected) throw new PgfedError("bus.disconnected", `still disconnected from NATS after ${timeoutMs} ms`);
+  }
+
+  // ---- publish ---------------------------------------------------------------------------------
+
+  async publish(msg: BusMessage): Promise<PublishAck> {
+    const checked = envelopeSchema.safeParse(msg);
+    if (!checked.success) throw new InvalidMessageError(`refusing to publish an invalid ${String(msg.type)} message ${String(msg.id)}: ${describeIssues(checked.error.issues)}`);
+    const subject = subjectOf(checked.data);
+    const what = `${msg.type} ${msg.id} for ${msg.federation}${msg.member ? `/${msg.member}` : ""} on ${subject}`;
+    const ack = await this.publishRaw(subject, JSON.stringify(checked.data), msg.id, what);
+    if (ack.duplicate) this.metrics.duplicates.inc({ type: msg.type });
+    else this.metrics.published.inc({ type: msg.type });
+    return ack;
+  }
+
+  /** Publishes with msgID dedup, retrying through disconnects until the deadline. */
+  private async publishRaw(subject: string, payload: string, msgID: string, what: string): Promise<PublishAck> {
+    if (this.closing || this.nc.isClosed()) {
+      this.metrics.publishFailures.inc({ reason: "closed" });
+      throw new PgfedError("bus.closed", `while publishing ${what}: the bus is closed`);
+    }
+    if (this.pending >= this.settings.maxPendingPublishes) {
+      this.metrics.publishFailures.inc({ reason: "backlog_full" });
+      throw new PgfedError("bus.publish_backlog_full", `while publishing ${what}: ${this.pending} publishes are already waiting for NATS (limit ${this.settings.maxPendingPublishes}); re-derive and send later`);
+    }
+    this.pending++;
+    const deadline = Date.now() + this.settings.publishTimeoutMs;
+    let attempts = 0;
+    let lastError: unknown;
+    try {
+      while (Date.now() < deadline) {
+        attempts++;
+        if (!this.connected) {
+          try {
+            await this.waitConnected(deadline - Date.now());
+          } catch (e) {
+            lastError = e;
+            break;
+          }
+        }
+        const timeout = Math.max(100, Math.min(this.requestTimeoutMs, deadline - Date.now()));
+        try {
+          const pa = await this.js.publish(subject, payload, { msgID, timeout });
+          if (attempts > 1) this.log.info({ subject, msgID, attempts }, `published ${what} after ${attempts} attempts`);
+          return { stream: pa.stream, seq: pa.seq, duplicate: pa.duplicate };
+        } catch (e) {
+          lastError = e;
+          if (!isRetriable(e)) break;
+          // A short pause so a refused request (no responders while JetStream recovers) is not spun on.
+          if (this.connected) await sleep(Math.min(200, Math.max(0, deadline - Date.now())));
+        }
+      }
+    } finally {
+      this.pending--;
+    }
+    const reason = isRetriable(lastError) || lastError === undefined ? "timeout" : "refused";
+    this.metrics.publishFailures.inc({ reason });
+    const why = lastError === undefined ? "no attempt finished" : errorMessage(lastError);
+    throw new PgfedError(
+      "bus.publish_failed",
+      `while publishing ${what}: ${reason === "timeout" ? `not acknowledged within ${this.settings.publishTimeoutMs} ms (${attempts} attempts${this.connected ? "" : ", disconnected from NATS"})` : "refused by JetStream"}: ${why}`,
+      { subject, msgID, attempts },
+      { cause: lastError },
+    );
+  }
+
+  // ---- subscribe -------------------------------------------------------------------------------
+
+  async subscribe(filter: string, handler: MessageHandler, opts: SubscribeOptions = {}): Promise<BusSubscription> {
+    checkFilter(filter);
+    const loop = await this.openConsumer(filter, opts, "envelope");
+    loop.handleEnvelope = handler;
+    loop.run();
+    return loop;
+  }
+
+  async subscribeDeadLetters(handler: DeadLetterHandler, opts: Omit<SubscribeOptions, "deadLetters"> = {}): Promise<BusSubscription> {
+    const loop = await this.openConsumer("pgfed.dlq.>", { ...opts, deadLetters: false }, "deadLetter");
+    loop.handleDeadLetter = handler;
+    loop.run();
+    return loop;
+  }
+
+  private async openConsumer(filter: string, opts: SubscribeOptions, kind: "envelope" | "deadLetter"): Promise<ConsumerLoop> {
+    if (this.closing) throw new PgfedError("bus.closed", `cannot subscribe to ${filter}: the bus is closing`);
+    const deliver = opts.startSeq !== undefined ? DeliverPolicy.StartSequence : opts.deliverNew ? DeliverPolicy.New : DeliverPolicy.All;
+    const doing = `while opening ${opts.durable ? `durable consumer ${opts.durable}` : "an ordered consumer"} on ${filter}`;
+    try {
+      if (opts.durable === undefined) {
+        const consumer = await this.js.consumers.get(this.stream.name, {
+          filter_subjects: filter,
+          deliver_policy: deliver,
+          ...(opts.startSeq !== undefined ? { opt_start_seq: opts.startSeq } : {}),
+        });
+        return new ConsumerLoop(this, consumer, `ordered:${filter}`, false, filter, opts, kind);
+      }
+      const durable = checkName("consumer", opts.durable);
+      this.jsm ??= await jetstreamManager(this.nc, { timeout: this.requestTimeoutMs });
+      const existing = await this.jsm.consumers.info(this.stream.name, durable).catch((e: unknown) => {
+        if (e instanceof JetStreamApiError && e.code === 10014) return undefined;
+        throw e;
+      });
+      if (existing) {
+        if (existing.config.filter_subject !== filter) {
+          throw new PgfedError(
+            "bus.consumer_conflict",
+            `durable consumer ${durable} exists with filter ${existing.config.filter_subject ?? "(none)"}, not ${filter}; use another name or delete it`,
+            { durable, filter },
+          );
+        }
+      } else {
+        const cfg: Partial<ConsumerConfig> = {
+          durable_name: durable,
+          filter_subject: filter,
+          ack_policy: AckPolicy.Explicit,
+          deliver_policy: deliver,
+          replay_policy: ReplayPolicy.Instant,
+          // One spare delivery beyond ours, in case dead-lettering the failed message itself failed.
+          max_deliver: (opts.maxDeliver ?? DEFAULTS.maxDeliver) + 1,
+          ack_wait: nanos(opts.ackWaitMs ?? DEFAULTS.ackWaitMs),
+          max_ack_pending: 1_000,
+          ...(opts.startSeq !== undefined ? { opt_start_seq: opts.startSeq } : {}),
+        };
+        await this.jsm.consumers.add(this.stream.name, cfg);
+        this.log.info({ durable, filter }, `created durable consumer ${durable} on ${filter}`);
+      }
+      const consumer = await this.js.consumers.get(this.stream.name, durable);
+      return new ConsumerLoop(this, consumer, durable, true, filter, opts, kind);
+    } catch (e) {
+      if (e instanceof PgfedError) throw e;
+      throw wrapError("bus.subscribe_failed", doing, e);
+    }
+  }
+
+  /** Used by ConsumerLoop: stores a dead letter (deduplicated per stream sequence and reason). */
+  async deadLetter(m: JsMsg, reason: DeadLetterReason, error: string, consumer: string): Promise<void> {
+    const record: DeadLetter = {
+      reason,
+      error,
+      subject: m.subject,
+      streamSeq: m.seq,
+      consumer,
+      at: new Date().toISOString(),
+      payloadBase64: Buffer.from(m.data).toString("base64"),
+    };
+    await this.publishRaw(subjects.deadLetter(reason), JSON.stringify(record), `dlq.${this.stream.name}.${m.seq}.${reason}`, `dead letter for ${m.subject} #${m.seq}`);
+    this.metrics.deadLetters.inc({ reason });
+  }
+
+  track(loop: ConsumerLoop, on: boolean): void {
+    if (on) this.subscriptions.add(loop);
+    else this.subscriptions.delete(loop);
+  }
+
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    await Promise.all([...this.subscriptions].map((s) => s.stop()));
+    if (!this.nc.isClosed()) {
+      await this.nc.drain().catch((e: unknown) => this.log.warn({ err: e }, `while draining the NATS connection: ${errorMessage(e)}`));
+    }
+    await this.statusLoop?.catch(() => undefined);
+    this.metrics.connected.set(0);
+  }
+
+  get isClosing(): boolean {
+    return this.closing;
+  }
+}
+
+function isRetriable(e: unknown): boolean {
+  if (e instanceof ClosedConnectionError || e instanceof DrainingConnectionError) return false;
+  if (e instanceof PgfedError) return false;
+  // The server answered: only "temporarily unavailable" (JetStream recovering) is worth a retry.
+  if (e instanceof JetStreamApiError) return e.status === 503;
+  return true; // timeouts, no responders, connection errors
+}
+
+type ConsumerLike = { consume(): Promise<ConsumerMessages> };
+
+/** One consumer's delivery loop: parse, dead-letter or handle, ack/nak. Never throws. */
+class ConsumerLoop implements BusSubscription {
+  handleEnvelope: MessageHandler | undefined;
+  handleDeadLetter: DeadLetterHandler | undefined;
+  private messages: ConsumerMessages | undefined;
+  private stopped = false;
+  private done: Promise<void> = Promise.resolve();
+  private readonly log: Logger;
+
+  constructor(
+    private readonly bus: NatsBus,
+    private readonly consumer: ConsumerLike,
+    readonly name: string,
+    private readonly acked: boolean,
+    private readonly filter: string,
+    private readonly opts: SubscribeOptions,
+    private readonly kind: "envelope" | "deadLetter",
+  ) {
+    this.log = bus.log.child({ consumer: name });
+  }
+
+  run(): void {
+    this.bus.track(this, true);
+    this.done = this.loop().finally(() => this.bus.track(this, false));
+  }
+
+  private async loop(): Promise<void> {
+    try {
+      this.messages = await this.consumer.consume();
+      void this.watchNotifications(this.messages);
+      for await (const m of this.messages) {
+        if (this.stopped) break;
+        try {
+          await this.deliver(m);
+        } catch (e) {
+          // A bug in this file, not bad input; log it and keep the consumer alive.
+          this.log.error({ err: e, subject: m.subject, seq: m.seq }, `unexpected error delivering #${m.seq} on ${m.subject}: ${errorMessage(e)}`);
+          this.nak(m, this.nakDelay(m));
+        }
+      }
+    } catch (e) {
+      if (!this.stopped && !this.bus.isClosing) this.log.error({ err: e }, `consumer ${this.name} on ${this.filter} stopped: ${errorMessage(e)}`);
+    }
+  }
+
+  private async watchNotifications(messages: ConsumerMessages): Promise<void> {
+    try {
+      for await (const n of messages.status()) {
+        if (n.type === "heartbeats_missed") this.log.debug({ count: n.count }, `consumer ${this.name}: server heartbeats missed`);
+        else if (n.type === "consumer_not_found" || n.type === "consumer_deleted" || n.type === "stream_not_found") {
+          this.log.warn({ notification: n.type }, `consumer ${this.name} on ${this.filter}: ${n.type}; the client keeps retrying`);
+        }
+      }
+    } catch {
+      // the iterator ends when the consumer closes
+    }
+  }
+
+  private meta(m: JsMsg): MessageMeta {
+    return { subject: m.subject, streamSeq: m.seq, deliveryCount: m.info.deliveryCount, redelivered: m.redelivered, storedAt: m.time };
+  }
+
+  /** Handles one message; every path ends in ack, nak, or (ordered consumers) moving on. */
+  private async deliver(m: JsMsg): Promise<void> {
+    const subjectInfo = parseSubject(m.subject);
+    if (this.kind === "deadLetter") return this.deliverDeadLetter(m);
+    // Dead letters are not envelopes; a wide filter (pgfed.>) skips them instead of re-dead-lettering.
+    if (subjectInfo?.kind === "deadLetter") return this.ack(m);
+
+    const parsed = parseEnvelope(m.data);
+    if (!parsed.ok) return this.reject(m, parsed.reason, parsed.error);
+    const expected = subjectOf(parsed.message);
+    if (expected !== m.subject) {
+      return this.reject(m, "subject_mismatch", `envelope (${parsed.message.type} for ${parsed.message.federation}${parsed.message.member ? `/${parsed.message.member}` : ""}) belongs on ${expected}, not ${m.subject}`);
+    }
+    const handler = this.handleEnvelope;
+    if (!handler) return this.ack(m);
+    try {
+      await handler(parsed.message, this.meta(m));
+      this.ack(m);
+    } catch (e) {
+      await this.handlerFailed(m, e, `${parsed.message.type} ${parsed.message.id}`);
+    }
+  }
+
+  private async deliverDeadLetter(m: JsMsg): Promise<void> {
+    let value: unknown;
+    try {
+      value = JSON.parse(Buffer.from(m.data).toString("utf8"));
+    } catch {
+      value = undefined;
+    }
+    const dl = deadLetterSchema.safeParse(value);
+    if (!dl.success) {
+      this.log.warn({ subject: m.subject, seq: m.seq }, `skipping unreadable dead-letter record #${m.seq}`);
+      return this.ack(m);
+    }
+    try {
+      await this.handleDeadLetter?.(dl.data, this.meta(m));
+      this.ack(m);
+    } catch (e) {
+      await this.handlerFailed(m, e, `dead letter #${m.seq}`);
+    }
+  }
+
+  /** Invalid input: record it on the dead-letter subject once, ack, go on (rule 6). */
+  private async reject(m: JsMsg, reason: DeadLetterReason, error: string): Promise<void> {
+    if (this.opts.deadLetters === false) {
+      this.bus.metrics.deadLetters.inc({ reason });
+      this.log.warn({ subject: m.subject, seq: m.seq, reason }, `skipping invalid message #${m.seq} on ${m.subject}: ${error}`);
+      return this.ack(m);
+    }
+    try {
+      await this.bus.deadLetter(m, reason, error, this.name);
+      this.log.warn({ subject: m.subject, seq: m.seq, reason }, `dead-lettered message #${m.seq} on ${m.subject} (${reason}): ${error}`);
+      this.ack(m);
+    } catch (e) {
+      // Could not record it: leave it for a later delivery rather than lose it silently.
+      this.log.error({ err: e, subject: m.subject, seq: m.seq }, `could not dead-letter message #${m.seq} on ${m.subject}: ${errorMessage(e)}`);
+      this.nak(m, this.nakDelay(m));
+    }
+  }
+
+  private async handlerFailed(m: JsMsg, e: unknown, what: string): Promise<void> {
+    this.bus.metrics.handlerErrors.inc({ consumer: this.name });
+    const maxDeliver = this.opts.maxDeliver ?? DEFAULTS.maxDeliver;
+    if (!this.acked) {
+      this.log.error({ err: e, subject: m.subject, seq: m.seq }, `handler failed on ${what} (#${m.seq}, ${m.subject}); ordered consumer moves on: ${errorMessage(e)}`);
+      return;
+    }
+    if (m.info.deliveryCount >= maxDeliver) {
+      this.log.error({ err: e, subject: m.subject, seq: m.seq }, `handler failed on ${what} (#${m.seq}) ${m.info.deliveryCount} times; dead-lettering it: ${errorMessage(e)}`);
+      return this.reject(m, "handler_failed", `handler failed ${m.info.deliveryCount} times on consumer ${this.name}: ${errorMessage(e)}`);
+    }
+    const delay = this.nakDelay(m);
+    this.log.warn({ err: e, subject: m.subject, seq: m.seq, delivery: m.info.deliveryCount }, `handler failed on ${what} (#${m.seq}, delivery ${m.info.deliveryCount} of ${maxDeliver}); redelivery in ${delay} ms: ${errorMessage(e)}`);
+    this.nak(m, delay);
+  }
+
+  private nakDelay(m: JsMsg): number {
+    return (this.opts.nakDelayMs ?? DEFAULTS.nakDelayMs) * Math.max(1, m.info.deliveryCount);
+  }
+
+  private ack(m: JsMsg): void {
+    if (this.acked) m.ack();
+  }
+
+  private nak(m: JsMsg, delayMs: number): void {
+    if (this.acked) m.nak(delayMs);
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return this.done;
+    this.stopped = true;
+    await this.messages?.close().catch(() => undefined);
+    await this.done;
+  }
+}
