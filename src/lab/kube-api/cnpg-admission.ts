@@ -1,0 +1,3 @@
+import type { AdmissionHook } from "./types.js";
+
+export const cnpgAdmission: AdmissionHook = () => [];
