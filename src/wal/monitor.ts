@@ -25,7 +25,7 @@ import {
   type ReplicaPosition,
   type WorstCaseExposure,
 } from "./exposure.js";
-import type { PrimaryLsnHistory } from "./history.js";
+import { LsnHistory, type PrimaryLsnHistory } from "./history.js";
 import { formatLsn, maxLsn, type Lsn } from "./lsn.js";
 import type { MemberSample, MemberState, PrimarySample, ReplicaSample, SampleOutcome } from "./sampler.js";
 import { DEFAULT_WAL_SEGMENT_SIZE_BYTES, archiveSafeLsn } from "./walfile.js";
@@ -124,7 +124,7 @@ export interface Evaluation {
 
 export interface EvaluationInput {
   nowMs: number;
-  members: readonly { spec: EvaluatorMember; state: MemberState; history: PrimaryLsnHistory }[];
+  members: readonly { spec: EvaluatorMember; state: MemberState }[];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -147,12 +147,21 @@ export class FederationEvaluator {
   #tracks = new Map<string, MemberTrack>();
   #primary: string | undefined;
   #primaryTimeline: number | undefined;
+  /**
+   * The primary's commit-bearing position over time: its current LSN, except while no transaction
+   * holds or gets an xid, when it stays where that quiet run began. Exposure is measured on this,
+   * so WAL that holds no commit (the bgwriter's running-xacts record an idle primary writes after
+   * archive_timeout switched, never archived until the next real write) is not data at risk.
+   */
+  readonly committed: LsnHistory;
+  #quiet: { nextXid: bigint; lsn: Lsn } | undefined;
   #archiveEnd: Lsn | undefined;
   #lastEstimate: ExposureEstimate | undefined;
   #lastPrimarySampleAtMs: number | undefined;
   #lastNudgeAtMs: number | undefined;
 
-  constructor(config: EvaluatorConfig) {
+  constructor(config: EvaluatorConfig & { historyCapacity?: number | undefined }) {
+    this.committed = new LsnHistory({ capacity: config.historyCapacity });
     if (!Number.isFinite(config.budgetMs) || config.budgetMs < 0) {
       throw new PgfedError("wal.invalid_budget", `invalid RPO budget ${config.budgetMs} ms for ${config.federation}`);
     }
@@ -202,16 +211,20 @@ export class FederationEvaluator {
       [...primaries].sort((a, b) => timelineOf(b.state) - timelineOf(a.state))[0] ??
       input.members.find((m) => m.spec.name === (cfg.designatedPrimary ?? this.#primary));
     if (chosen && chosen.spec.name !== this.#primary) {
-      // Archive positions are read from the primary's own archiver: start over with the new one.
+      // Positions are read from the primary itself: start over with the new one.
       this.#archiveEnd = undefined;
+      this.#quiet = undefined;
+      this.committed.clear();
       this.#primary = chosen.spec.name;
     }
     const primary = chosen;
     const primarySample = primary && primary.state.status === "up" && primary.state.sample.role === "primary" ? primary.state.sample : undefined;
     if (primarySample && primarySample.timeline !== this.#primaryTimeline) {
       this.#archiveEnd = undefined;
+      this.#quiet = undefined;
       this.#primaryTimeline = primarySample.timeline;
     }
+    if (primarySample && primarySample.atMs > (this.committed.latest()?.atMs ?? -1)) this.#pushCommitted(primarySample);
 
     // 2. Per member: reachability and archive health.
     const statuses = new Map<string, MemberStatus>();
@@ -261,10 +274,10 @@ export class FederationEvaluator {
       signals.push({ kind: "no_primary", reason: "no member has ever answered as a primary" });
     } else if (primarySample) {
       const replicas = this.#replicaPositions(input, primary.spec.name, primarySample);
-      if (primary.history.latest() !== undefined) {
+      if (this.committed.latest() !== undefined) {
         estimate = estimateExposure({
           nowMs,
-          history: primary.history,
+          history: this.committed,
           archive: this.#archiveEnd === undefined ? undefined : { endLsn: this.#archiveEnd },
           replicas,
         });
@@ -300,7 +313,7 @@ export class FederationEvaluator {
     }
 
     const bestTarget = shown ? bestFailoverTarget(shown) : undefined;
-    const nudge = primarySample && primary ? this.#nudgeDecision(nowMs, primary.spec.name, primary.history, primarySample, statuses.get(primary.spec.name)?.archive) : undefined;
+    const nudge = primarySample && primary ? this.#nudgeDecision(nowMs, primary.spec.name, this.committed, primarySample, statuses.get(primary.spec.name)?.archive) : undefined;
 
     return {
       federation: cfg.federation,
@@ -315,6 +328,17 @@ export class FederationEvaluator {
       nudge,
       sentence: sentenceOf(cfg.federation, primary?.spec.name, primarySample !== undefined, worstCase, budget, bestTarget, signals),
     };
+  }
+
+  #pushCommitted(s: PrimarySample): void {
+    let lsn = s.currentLsn;
+    if (s.runningXids === 0 && this.#quiet !== undefined && this.#quiet.nextXid === s.nextXid && this.#quiet.lsn <= s.currentLsn) {
+      // No xid was held at the run's start nor assigned since: nothing committed after its LSN.
+      lsn = this.#quiet.lsn;
+    } else {
+      this.#quiet = s.runningXids === 0 ? { nextXid: s.nextXid, lsn: s.currentLsn } : undefined;
+    }
+    this.committed.push({ atMs: s.atMs, lsn, timeline: s.timeline });
   }
 
   #track(name: string): MemberTrack {
@@ -446,7 +470,6 @@ function sentenceOf(
 export interface Sampler {
   readonly target: { member: string; region?: string | undefined };
   readonly state: MemberState;
-  readonly history: PrimaryLsnHistory;
   sample(): Promise<SampleOutcome>;
   switchWal(): Promise<{ switchLsn: Lsn }>;
   close(): Promise<void>;
@@ -553,7 +576,6 @@ export class FederationMonitor {
       members: o.members.map((m) => ({
         spec: { name: m.sampler.target.member, region: m.sampler.target.region, readsArchive: m.readsArchive, applicationName: m.applicationName },
         state: m.sampler.state,
-        history: m.sampler.history,
       })),
     });
     if (evaluation.nudge) await this.#nudge(evaluation.nudge);

@@ -75,6 +75,13 @@ export interface PrimarySample extends SampleCommon {
   role: "primary";
   /** pg_current_wal_lsn(): the position written so far. */
   currentLsn: Lsn;
+  /**
+   * Next transaction id to be assigned and how many transactions hold one, both read BEFORE the
+   * LSN: when neither changed between two samples, the WAL written in between holds no commit
+   * (only records such as the bgwriter's running-xacts snapshot), so it is no committed data at risk.
+   */
+  nextXid: bigint;
+  runningXids: number;
   standbys: StandbyStats[];
 }
 
@@ -114,6 +121,8 @@ export type SampleOutcome = { ok: true; sample: MemberSample } | { ok: false; er
 export const SAMPLE_SQL = `
 SELECT
   r.in_recovery,
+  pg_snapshot_xmax(r.snap)::text AS next_xid,
+  (SELECT count(*) FROM pg_snapshot_xip(r.snap)) AS running_xids,
   CASE WHEN r.in_recovery THEN NULL ELSE pg_current_wal_lsn()::text END AS current_lsn,
   CASE WHEN r.in_recovery THEN (SELECT timeline_id FROM pg_control_checkpoint())
        ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS timeline,
@@ -134,7 +143,9 @@ SELECT
       'received_tli', received_tli, 'sender_host', sender_host, 'sender_port', sender_port,
       'last_msg_receipt_ms', extract(epoch FROM last_msg_receipt_time) * 1000)
      FROM pg_stat_wal_receiver) AS wal_receiver
-FROM (SELECT pg_is_in_recovery() AS in_recovery) r,
+FROM (SELECT pg_is_in_recovery() AS in_recovery,
+             -- In FROM, so the snapshot is taken before the target list reads the LSN.
+             CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_snapshot() END AS snap OFFSET 0) r,
      pg_stat_archiver a,
      (SELECT count(*) AS ready_count, min(modification) AS oldest_ready
         FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready') s`;
@@ -182,6 +193,12 @@ const walReceiverSchema = z.object({
 
 export const sampleRowSchema = z.object({
   in_recovery: z.boolean(),
+  next_xid: z
+    .string()
+    .regex(/^\d+$/, "expected a transaction id")
+    .nullish()
+    .transform((v) => (v === null || v === undefined ? undefined : BigInt(v))),
+  running_xids: count.nullish(),
   current_lsn: optLsn,
   timeline: z.number().int().positive(),
   receive_lsn: optLsn,
@@ -240,8 +257,8 @@ export function parseSampleRow(row: unknown, ctx: SampleContext): MemberSample {
     },
   };
   if (!r.in_recovery) {
-    if (r.current_lsn === undefined) {
-      throw new PgfedError("wal.bad_sample_row", `sampling ${ctx.member} of ${ctx.federation}: a primary returned no current WAL position`, {
+    if (r.current_lsn === undefined || r.next_xid === undefined) {
+      throw new PgfedError("wal.bad_sample_row", `sampling ${ctx.member} of ${ctx.federation}: a primary returned no current WAL position or transaction id`, {
         federation: ctx.federation,
         member: ctx.member,
       });
@@ -250,6 +267,8 @@ export function parseSampleRow(row: unknown, ctx: SampleContext): MemberSample {
       ...common,
       role: "primary",
       currentLsn: r.current_lsn,
+      nextXid: r.next_xid,
+      runningXids: r.running_xids ?? 0,
       standbys: r.standbys.map((s) => ({
         applicationName: s.application_name,
         state: s.state,

@@ -1,18 +1,15 @@
 import { describe, expect, it } from "vitest";
-import { LsnHistory } from "../../../src/wal/history.js";
 import { FederationEvaluator, type EvaluatorConfig } from "../../../src/wal/monitor.js";
 import type { MemberState } from "../../../src/wal/sampler.js";
 import { FakePrimary, SEG, T0, archivedBefore, archiver, down, primary, replica, up } from "./fixtures.js";
-
-const emptyHistory = new LsnHistory();
 
 function evaluator(over: Partial<EvaluatorConfig> = {}): FederationEvaluator {
   return new FederationEvaluator({ federation: "orders", budgetMs: 30_000, ...over });
 }
 
 function round(ev: FederationEvaluator, nowMs: number, p: FakePrimary, r: MemberState | undefined, rOver: { readsArchive?: boolean } = {}) {
-  const members = [{ spec: { name: "pg-eu", region: "eu-west" }, state: p.state, history: p.history }];
-  if (r) members.push({ spec: { name: "pg-us", region: "us-east", ...rOver }, state: r, history: emptyHistory });
+  const members = [{ spec: { name: "pg-eu", region: "eu-west" }, state: p.state }];
+  if (r) members.push({ spec: { name: "pg-us", region: "us-east", ...rOver }, state: r });
   return ev.evaluate({ nowMs, members });
 }
 
@@ -26,6 +23,7 @@ describe("exposure", () => {
     expect(e.estimate?.exposureBytes).toBe(0n);
     expect(e.estimate?.exposureMs).toBe(0);
     p.push(primary(T0 + 1_000, 2n * SEG + 5_000n, { archiver: archiver(archived) }));
+    round(ev, T0 + 1_000, p, undefined);
     p.push(primary(T0 + 2_000, 2n * SEG + 9_000n, { archiver: archiver(archived) }));
     e = round(ev, T0 + 2_010, p, undefined);
     expect(e.estimate?.exposureBytes).toBe(9_000n);
@@ -38,6 +36,7 @@ describe("exposure", () => {
     const ev = evaluator();
     const p = new FakePrimary();
     p.push(primary(T0, 2n * SEG));
+    round(ev, T0, p, undefined);
     p.push(primary(T0 + 1_000, 2n * SEG + 8_000n));
     const r = up(replica(T0 + 1_000, { receiveLsn: 2n * SEG + 8_000n, replayLsn: 2n * SEG + 7_000n, walReceiver: { status: "streaming", flushedLsn: undefined, latestEndLsn: undefined, receivedTimeline: 1, senderHost: "x", senderPort: 1, lastMsgReceiptAtMs: undefined } }));
     const e = round(ev, T0 + 1_005, p, r);
@@ -50,6 +49,7 @@ describe("exposure", () => {
     const ev = evaluator({ budgetMs: 5_000 });
     const p = new FakePrimary();
     p.push(primary(T0, 2n * SEG, { archiver: archiver({ lastArchivedWal: archivedBefore(2n * SEG) }) }));
+    round(ev, T0, p, undefined);
     p.push(primary(T0 + 1_000, 2n * SEG + 100n, { archiver: archiver({ lastArchivedWal: archivedBefore(2n * SEG) }) }));
     const first = round(ev, T0 + 1_000, p, undefined);
     expect(first.worstCase?.exposureMs).toBe(1_000);
@@ -75,6 +75,37 @@ describe("exposure", () => {
       expect(e.signals).toEqual([]);
       expect(e.nudge).toBeUndefined();
     }
+  });
+
+  it("does not count WAL that holds no commit (the running-xacts record an idle primary writes after a switch)", () => {
+    const ev = evaluator({ budgetMs: 3_000 });
+    const p = new FakePrimary();
+    const a = archiver({ lastArchivedWal: archivedBefore(3n * SEG) });
+    p.push(primary(T0, 3n * SEG, { archiver: a, nextXid: 750n }));
+    round(ev, T0, p, undefined);
+    for (let i = 1; i <= 20; i++) {
+      // 0x60 bytes written by the bgwriter, no xid assigned or held.
+      p.push(primary(T0 + i * 1_000, 3n * SEG + 0x60n, { archiver: a, nextXid: 750n }));
+      const e = round(ev, T0 + i * 1_000, p, undefined);
+      expect(e.estimate?.exposureBytes).toBe(0n);
+      expect(e.signals).toEqual([]);
+      expect(e.nudge).toBeUndefined();
+    }
+    // A real commit after that counts from the last quiet sample on, bytes up to the new position.
+    p.push(primary(T0 + 21_000, 3n * SEG + 0x200n, { archiver: a, nextXid: 751n }));
+    const e = round(ev, T0 + 21_000, p, undefined);
+    expect(e.estimate?.exposureBytes).toBe(0x200n);
+    expect(e.estimate?.exposureMs).toBe(1_000);
+  });
+
+  it("keeps counting while a transaction that holds an xid is open (its commit may come any time)", () => {
+    const ev = evaluator();
+    const p = new FakePrimary();
+    const a = archiver({ lastArchivedWal: archivedBefore(3n * SEG) });
+    p.push(primary(T0, 3n * SEG, { archiver: a, nextXid: 750n, runningXids: 1 }));
+    round(ev, T0, p, undefined);
+    p.push(primary(T0 + 1_000, 3n * SEG + 0x60n, { archiver: a, nextXid: 750n, runningXids: 1 }));
+    expect(round(ev, T0 + 1_000, p, undefined).estimate?.exposureBytes).toBe(0x60n);
   });
 });
 
@@ -182,8 +213,8 @@ describe("primary choice", () => {
     const e = ev.evaluate({
       nowMs: T0,
       members: [
-        { spec: { name: "pg-eu" }, state: old.state, history: old.history },
-        { spec: { name: "pg-us" }, state: promoted.state, history: promoted.history },
+        { spec: { name: "pg-eu" }, state: old.state },
+        { spec: { name: "pg-us" }, state: promoted.state },
       ],
     });
     expect(e.primary).toBe("pg-us");

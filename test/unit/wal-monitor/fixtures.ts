@@ -1,6 +1,5 @@
 /** Synthetic samples for the enforcement rules: no Postgres, time passed in by the test. */
 import { PgfedError } from "../../../src/errors.js";
-import { LsnHistory } from "../../../src/wal/history.js";
 import type { Lsn } from "../../../src/wal/lsn.js";
 import type { ArchiverStats, MemberState, PrimarySample, ReplicaSample } from "../../../src/wal/sampler.js";
 import { walFileName } from "../../../src/wal/walfile.js";
@@ -39,6 +38,9 @@ export function primary(atMs: number, currentLsn: Lsn, over: Partial<PrimarySamp
     archiver: archiver(),
     role: "primary",
     currentLsn,
+    // By default every LSN change is a write transaction: the xid counter moves with the LSN.
+    nextXid: 1000n + currentLsn,
+    runningXids: 0,
     standbys: [],
     ...over,
   };
@@ -71,12 +73,10 @@ export function down(sinceMs: number, last: PrimarySample | ReplicaSample | unde
   return { status: "unreachable", error: new PgfedError("wal.member_unreachable", "sampling pg-eu of orders: connect ECONNREFUSED"), sinceMs, consecutiveFailures: 1, lastSample: last };
 }
 
-/** A primary member whose history is fed by `push`, as MemberSampler does. */
+/** A primary member whose newest sample is `state`. */
 export class FakePrimary {
-  readonly history = new LsnHistory({ capacity: 100 });
   state: MemberState = { status: "unknown" };
   push(s: PrimarySample): MemberState {
-    this.history.push({ atMs: s.atMs, lsn: s.currentLsn, timeline: s.timeline });
     this.state = up(s);
     return this.state;
   }

@@ -9,6 +9,8 @@ const ctx = { federation: "orders", member: "pg-eu", region: "eu-west", atMs: 1_
 
 const primaryRow = {
   in_recovery: false,
+  next_xid: "4000000123",
+  running_xids: "0",
   current_lsn: "16/B374D848",
   timeline: 3,
   receive_lsn: null,
@@ -34,6 +36,8 @@ describe("parseSampleRow", () => {
     if (s.role !== "primary") return;
     expect(s.currentLsn).toBe(0x16b374d848n);
     expect(s.timeline).toBe(3);
+    expect(s.nextXid).toBe(4000000123n);
+    expect(s.runningXids).toBe(0);
     expect(s.archiver).toEqual({
       archivedCount: 12,
       lastArchivedWal: "0000000300000016000000B2",
@@ -53,6 +57,8 @@ describe("parseSampleRow", () => {
         ...primaryRow,
         in_recovery: true,
         current_lsn: null,
+        next_xid: null,
+        running_xids: null,
         receive_lsn: "0/5000000",
         replay_lsn: "0/4FFFF00",
         wal_receiver: { status: "streaming", flushed_lsn: "0/5000000", latest_end_lsn: "0/5000000", received_tli: 3, sender_host: "127.0.0.1", sender_port: 5432, last_msg_receipt_ms: 17.9 },
