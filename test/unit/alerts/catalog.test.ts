@@ -1,0 +1,97 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { parse } from "yaml";
+import { ALERT_NAMES, ALERTS, alertsMarkdownTable, humanize1024, renderAnnotations, runbookUrl, toGoTemplate } from "../../../src/alerts/catalog.js";
+import { generatedFiles, REPO_ROOT } from "../../../src/alerts/generate.js";
+import { ALL_PGFED_METRICS, metricsInExpr, PGFED_METRIC_NAMES } from "../../../src/alerts/metric-names.js";
+import { prometheusRuleGroups, promDuration } from "../../../src/alerts/rules.js";
+import { createMetrics } from "../../../src/metrics.js";
+
+describe("alert catalog", () => {
+  it("has the ten alerts, each with severity, texts, a command and a runbook anchor", () => {
+    expect(ALERT_NAMES).toHaveLength(10);
+    for (const name of ALERT_NAMES) {
+      const a = ALERTS[name];
+      expect(a.name).toBe(name);
+      expect(["warning", "critical", "page"]).toContain(a.severity);
+      expect(a.command.startsWith("pgfed ")).toBe(true);
+      expect(runbookUrl(name, "https://example.org/alerts.md")).toBe(`https://example.org/alerts.md#${name.toLowerCase()}`);
+      // Every placeholder is a key label, a declared value, or has a fallback.
+      for (const text of [a.summary, a.description, a.command])
+        for (const m of text.matchAll(/\{([a-z_]+)(\|[^}]*)?\}/g)) {
+          const known = a.keyLabels.includes(m[1] ?? "") || (m[1] ?? "") in a.values || m[2] !== undefined;
+          expect(known, `${name}: {${m[1]}}`).toBe(true);
+        }
+    }
+  });
+
+  it("renders the summary with the numbers, as on-call reads it", () => {
+    const a = renderAnnotations(ALERTS.PgfedRPOBudgetExceeded, { federation: "orders" }, { exposure_s: 41.3, budget_s: 30, exposure_bytes: 3 * 1024 ** 3 });
+    expect(a.summary).toBe("orders: exposure 41 s exceeds the RPO budget of 30 s");
+    expect(a.description.startsWith("3GiB of committed WAL")).toBe(true);
+    expect(renderAnnotations(ALERTS.PgfedNoPrimary, { federation: "orders" }, { target: "pg-us" }).command).toBe("pgfed failover orders --to pg-us");
+  });
+
+  it("humanize1024 matches Prometheus' humanize1024", () => {
+    expect([0, 1, 1000, 1500, 1024 ** 2 * 16, 1024 ** 3 * 1.5].map(humanize1024)).toEqual(["0", "1", "1000", "1.465ki", "16Mi", "1.5Gi"]);
+  });
+
+  it("turns templates into Go templates for Prometheus", () => {
+    expect(toGoTemplate(ALERTS.PgfedSplitBrainSuspected.summary, ALERTS.PgfedSplitBrainSuspected)).toBe(
+      '{{ $labels.federation }}: {{ $value | printf "%.0f" }} members report themselves writable primaries',
+    );
+    expect(toGoTemplate(ALERTS.PgfedNoPrimary.command, ALERTS.PgfedNoPrimary)).toBe("pgfed failover {{ $labels.federation }} --to <member>");
+  });
+
+  it("README table lists every alert with when it fires and what to do", () => {
+    const table = alertsMarkdownTable();
+    const lines = table.trimEnd().split("\n");
+    expect(lines[0]).toBe("| alert | severity | when it fires | what to do |");
+    expect(lines).toHaveLength(12);
+    expect(lines[3]).toContain("[PgfedRPOBudgetExceeded](docs/alerts.md#pgfedrpobudgetexceeded) | page | exposure > the RPO budget for 10 s |");
+    expect(table).toContain("Start with `pgfed approve <op>`");
+  });
+});
+
+describe("Prometheus rules", () => {
+  const rulesText = readFileSync(join(REPO_ROOT, "deploy/prometheus/pgfed-rules.yml"), "utf8");
+  const operatorText = readFileSync(join(REPO_ROOT, "deploy/prometheus/pgfed-prometheusrule.yaml"), "utf8");
+
+  it("the committed generated files are up to date (npx tsx src/alerts/generate.ts)", () => {
+    for (const [path, content] of Object.entries(generatedFiles())) expect(readFileSync(join(REPO_ROOT, path), "utf8"), path).toBe(content);
+  });
+
+  it("the PrometheusRule holds exactly the rules of pgfed-rules.yml", () => {
+    const rules = parse(rulesText) as { groups: unknown };
+    const operator = parse(operatorText) as { apiVersion: string; kind: string; metadata: { name: string }; spec: { groups: unknown } };
+    expect(operator.apiVersion).toBe("monitoring.coreos.com/v1");
+    expect(operator.kind).toBe("PrometheusRule");
+    expect(operator.spec.groups).toEqual(rules.groups);
+    expect(rules.groups).toEqual(prometheusRuleGroups());
+  });
+
+  it("every rule has for:, severity, summary, description, command and runbook_url", () => {
+    const [group] = prometheusRuleGroups();
+    expect(group?.rules.map((r) => r.alert)).toEqual([...ALERT_NAMES]);
+    for (const r of group?.rules ?? []) {
+      expect(r.for).toMatch(/^\d+[sm]/);
+      expect(Object.keys(r.annotations).sort()).toEqual(["command", "description", "runbook_url", "summary"]);
+      expect(r.labels.severity).toBe(ALERTS[r.alert as (typeof ALERT_NAMES)[number]].severity);
+    }
+    expect([0, 10_000, 60_000, 90_000].map(promDuration)).toEqual(["0s", "10s", "1m", "1m30s"]);
+  });
+
+  it("rules reference only known pgfed metrics", () => {
+    for (const name of ALERT_NAMES) {
+      const def = ALERTS[name];
+      const exprs = [def.expr, ...Object.values(def.values).map((v) => v.promql)];
+      for (const e of exprs) for (const m of metricsInExpr(e)) expect(ALL_PGFED_METRICS.has(m), `${name}: ${m}`).toBe(true);
+    }
+  });
+
+  it("the exposure metrics the rules use are the ones src/metrics.ts registers", async () => {
+    const registered = new Set((await createMetrics().registry.getMetricsAsJSON()).map((m) => m.name));
+    for (const m of PGFED_METRIC_NAMES.exposure) expect(registered, m).toContain(m);
+  });
+});
