@@ -439,7 +439,8 @@ class NatsBus implements Bus {
     } finally {
       this.pending--;
     }
-    const reason = isRetriable(lastError) || lastError === undefined ? "timeout" : "refused";
+    const timedOut = lastError === undefined || isRetriable(lastError) || (lastError instanceof PgfedError && lastError.code === "bus.disconnected");
+    const reason = timedOut ? "timeout" : "refused";
     this.metrics.publishFailures.inc({ reason });
     const why = lastError === undefined ? "no attempt finished" : errorMessage(lastError);
     throw new PgfedError(
@@ -541,16 +542,37 @@ class NatsBus implements Bus {
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
-    await Promise.all([...this.subscriptions].map((s) => s.stop()));
+    const graceMs = Math.max(1_000, this.requestTimeoutMs);
+    // Bounded: while disconnected, nothing can be drained, and close() must still return.
+    await withTimeout(Promise.all([...this.subscriptions].map((s) => s.stop())), graceMs);
     if (!this.nc.isClosed()) {
-      await this.nc.drain().catch((e: unknown) => this.log.warn({ err: e }, `while draining the NATS connection: ${errorMessage(e)}`));
+      const drained = this.connected
+        ? await withTimeout(
+            this.nc.drain().then(() => true),
+            graceMs,
+          ).catch((e: unknown) => {
+            this.log.warn({ err: e }, `while draining the NATS connection: ${errorMessage(e)}`);
+            return false;
+          })
+        : false;
+      if (!drained && !this.nc.isClosed()) await this.nc.close().catch(() => undefined);
     }
-    await this.statusLoop?.catch(() => undefined);
+    await withTimeout(this.statusLoop ?? Promise.resolve(), graceMs).catch(() => undefined);
     this.metrics.connected.set(0);
   }
 
   get isClosing(): boolean {
     return this.closing;
+  }
+}
+
+/** Resolves with the promise's value, or undefined when it takes longer than `ms`. */
+async function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
+  const ac = new AbortController();
+  try {
+    return await Promise.race([p, sleep(ms, undefined, { signal: ac.signal }).catch(() => undefined)]);
+  } finally {
+    ac.abort();
   }
 }
 
