@@ -276,7 +276,8 @@ export class FederationEvaluator {
       const replicas = this.#replicaPositions(input, primary.spec.name, primarySample);
       if (this.committed.latest() !== undefined) {
         estimate = estimateExposure({
-          nowMs,
+          // As of the reading: the worst case adds the time since then, so nothing is counted twice.
+          nowMs: primarySample.atMs,
           history: this.committed,
           archive: this.#archiveEnd === undefined ? undefined : { endLsn: this.#archiveEnd },
           replicas,
