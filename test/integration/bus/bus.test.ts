@@ -169,6 +169,17 @@ describe("bus", () => {
     await expect(bus.subscribe("orders.>", () => undefined)).rejects.toThrow(/must start with "pgfed\."/);
   });
 
+  it("ensures the stream idempotently, updating limits that changed", async () => {
+    const jsm = await bus.js.jetstreamManager();
+    const before = await jsm.streams.info("PGFED");
+    expect(before.config).toMatchObject({ subjects: ["pgfed.>"], storage: "file", duplicate_window: 120_000_000_000 });
+    const second = await connectBus({ servers: nats.url, name: "bus-test-2", log: pino({ level: "silent" }), metrics: new Registry(), stream: { maxAgeMs: 3 * 86_400_000 } });
+    const after = await jsm.streams.info("PGFED");
+    expect(after.config.max_age).toBe(3 * 86_400_000 * 1_000_000);
+    expect(after.state.messages).toBe(before.state.messages);
+    await second.close();
+  });
+
   it("exposes published and dead-letter counters on the injected registry", async () => {
     const text = await registry.metrics();
     expect(text).toContain("pgfed_bus_published_total");
