@@ -1,6 +1,6 @@
 /**
- * RFC 6902 JSON Patch (add, remove, replace, move, copy, test) over RFC 6901 JSON Pointers, and
- * RFC 7386 JSON Merge Patch. Pure functions: the input document is never modified.
+ * RFC 6902 JSON Patch (add, remove, replace, move, copy, test) over RFC 6901 JSON Pointers.
+ * Pure: the input document is never modified. (RFC 7386 merge patches: src/cnpg's applyMergePatch.)
  */
 import { isRecord } from "./types.js";
 
@@ -28,17 +28,6 @@ export function deepEqual(a: unknown, b: unknown): boolean {
     return ka.every((k) => Object.hasOwn(b, k) && deepEqual(a[k], b[k]));
   }
   return false;
-}
-
-/** RFC 7386: objects merge recursively, `null` removes a key, anything else replaces. */
-export function applyMergePatch(target: unknown, patch: unknown): unknown {
-  if (!isRecord(patch)) return structuredClone(patch);
-  const out: Record<string, unknown> = isRecord(target) ? structuredClone(target) : {};
-  for (const [k, v] of Object.entries(patch)) {
-    if (v === null) delete out[k];
-    else out[k] = applyMergePatch(out[k], v);
-  }
-  return out;
 }
 
 export type JsonPatchOp =
@@ -117,7 +106,8 @@ function addAt(doc: unknown, pointer: string, value: unknown): unknown {
   if (pointer === "") return value;
   const { parent, token } = parentOf(doc, pointer);
   if (Array.isArray(parent)) parent.splice(arrayIndex(parent, token, pointer, true), 0, value);
-  else if (isRecord(parent)) parent[token] = value;
+  // Defined, not assigned: a "__proto__" member stays data instead of changing the prototype.
+  else if (isRecord(parent)) Object.defineProperty(parent, token, { value, enumerable: true, writable: true, configurable: true });
   else throw new PatchError("failed", `cannot add "${pointer}": its parent is not an object or array`);
   return doc;
 }

@@ -8,7 +8,8 @@
  */
 import { randomUUID } from "node:crypto";
 import type { Logger } from "../../log.js";
-import { applyJsonPatch, applyMergePatch, deepEqual, parseJsonPatch, PatchError } from "./json-patch.js";
+import { applyMergePatch } from "../../cnpg/index.js";
+import { applyJsonPatch, deepEqual, parseJsonPatch, PatchError } from "./json-patch.js";
 import { decodeObject, kindProblems, nameProblem, normalizeSecret, throwIfInvalid, type KubeObjectInput } from "./objects.js";
 import { apiVersionOf, groupResource, RESOURCES, type ResourceDef } from "./resources.js";
 import { matchesFilter, parseFieldSelector, parseLabelSelector, type ObjectFilter } from "./selectors.js";
