@@ -355,6 +355,27 @@ describe("kube API stand-in with @kubernetes/client-node", () => {
     }
   });
 
+  it("applies CNPG's topology rules by default: 422 naming the fields, role changes refused during a switch", async () => {
+    const wrong = await refusal(createCluster("pg-bad", { self: "pg-bad", primary: "pg-nowhere", source: "pg-us", enabled: true }));
+    expect(wrong.code).toBe(422);
+    const causes = (wrong.body.details as { causes: Array<{ field: string }> }).causes.map((c) => c.field).sort();
+    expect(causes).toEqual(["spec.replica.enabled", "spec.replica.primary"]);
+    expect(wrong.body.message).toMatch(/^Cluster\.postgresql\.cnpg\.io "pg-bad" is invalid: \[/);
+    expect(api.store.get("clusters", { namespace: NS, name: "pg-bad" })).toBeUndefined();
+
+    await createCluster("pg-switch", { self: "pg-switch", primary: "pg-switch", source: "pg-us" });
+    api.store.updateStatus("clusters", { namespace: NS, name: "pg-switch" }, { switchReplicaClusterStatus: { inProgress: true } });
+    const during = await refusal(custom.patchNamespacedCustomObject({ ...G, namespace: NS, name: "pg-switch", body: { spec: { replica: { primary: "pg-us" } } } }, mergePatch));
+    expect(during.code).toBe(422);
+    expect((during.body.details as { causes: Array<{ field: string }> }).causes.map((c) => c.field)).toEqual(["spec.replica.primary"]);
+    api.store.updateStatus("clusters", { namespace: NS, name: "pg-switch" }, { switchReplicaClusterStatus: { inProgress: false } });
+    const after = obj(await custom.patchNamespacedCustomObject({ ...G, namespace: NS, name: "pg-switch", body: { spec: { replica: { primary: "pg-us" } } } }, mergePatch));
+    expect((spec(after).replica as { primary: string }).primary).toBe("pg-us");
+    const token = await refusal(custom.patchNamespacedCustomObject({ ...G, namespace: NS, name: "pg-switch", body: { spec: { replica: { promotionToken: "bm90LWEtdG9rZW4=" } } } }, mergePatch));
+    expect(token.code).toBe(422);
+    expect((token.body.details as { causes: Array<{ field: string }> }).causes.map((c) => c.field)).toContain("spec.replica.promotionToken");
+  });
+
   it("streams ADDED, MODIFIED and DELETED to a Watch and to in-process subscribers alike", async () => {
     const kc = kubeConfigFor(kubeconfig, "eu-west");
     const seen: Array<[string, string, number | undefined]> = [];
