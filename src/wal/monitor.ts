@@ -186,6 +186,11 @@ export class FederationEvaluator {
     return this.#lastNudgeAtMs;
   }
 
+  /** Turns the WAL switch nudge on or off at run time (e.g. during maintenance of the archive). */
+  setNudging(on: boolean): void {
+    this.config.nudge = on;
+  }
+
   setDesignatedPrimary(name: string | undefined): void {
     this.config.designatedPrimary = name;
   }
