@@ -283,7 +283,9 @@ abstract class QueuedNotifier implements Notifier {
   private readonly random: () => number;
   private readonly fetchFn: typeof fetch;
   private readonly timeoutMs: number;
-  private readonly metrics: AlertMetrics;
+  private readonly sent: { success: Counter.Internal; retry: Counter.Internal; failed: Counter.Internal };
+  private readonly depth: Gauge.Internal<"notifier">;
+  private readonly dropped: Counter.Internal;
   private readonly firing = new Map<string, Alert>();
   private readonly resendTimer: NodeJS.Timeout | undefined;
   private inFlight = 0;
@@ -302,8 +304,14 @@ abstract class QueuedNotifier implements Notifier {
     this.timeoutMs = opts.timeoutMs ?? 10_000;
     this.retry = { ...DEFAULT_RETRY, ...opts.retry };
     this.queue = new BoundedQueue<Delivery>(opts.maxQueue ?? 1_000);
-    this.metrics = alertMetrics(opts.registry ?? new Registry());
-    this.metrics.queueDepth.set({ notifier: this.name }, 0);
+    // Label children resolved once: notify() stays a few microseconds.
+    const metrics = alertMetrics(opts.registry ?? new Registry());
+    const sent = (result: string) => metrics.notifications.labels({ notifier: this.name, result });
+    this.sent = { success: sent("success"), retry: sent("retry"), failed: sent("failed") };
+    this.depth = metrics.queueDepth.labels({ notifier: this.name });
+    this.dropped = metrics.dropped.labels({ notifier: this.name });
+    this.depth.set(0);
+    this.dropped.inc(0);
     this.resendIntervalMs = opts.resendIntervalMs ?? defaultResendMs;
     if (this.resendIntervalMs > 0) {
       this.resendTimer = setInterval(() => this.resendActive(), this.resendIntervalMs);
@@ -354,8 +362,8 @@ abstract class QueuedNotifier implements Notifier {
   private enqueue(d: Delivery): void {
     if (this.stopped) return;
     const dropped = this.queue.push(d);
-    if (dropped) this.metrics.dropped.inc({ notifier: this.name });
-    this.metrics.queueDepth.set({ notifier: this.name }, this.queue.length);
+    if (dropped) this.dropped.inc();
+    this.depth.set(this.queue.length);
     if (!this.pumping) {
       this.pumping = true;
       setImmediate(() => {
@@ -373,7 +381,7 @@ abstract class QueuedNotifier implements Notifier {
       while (!this.stopped && this.queue.length > 0) {
         const batch = this.queue.take(this.batchSize);
         this.inFlight = batch.length;
-        this.metrics.queueDepth.set({ notifier: this.name }, this.queue.length);
+        this.depth.set(this.queue.length);
         await this.deliver(batch);
         this.inFlight = 0;
       }
@@ -394,16 +402,16 @@ abstract class QueuedNotifier implements Notifier {
       try {
         const signal = AbortSignal.any([this.abort.signal, AbortSignal.timeout(this.timeoutMs)]);
         await this.send(batch, signal);
-        this.metrics.notifications.inc({ notifier: this.name, result: "success" }, n);
+        this.sent.success.inc(n);
         return;
       } catch (e) {
         const retryable = !(e instanceof DeliveryError) || e.retryable;
         if (this.stopped || !retryable || attempt >= this.retry.maxAttempts) {
-          this.metrics.notifications.inc({ notifier: this.name, result: "failed" }, n);
+          this.sent.failed.inc(n);
           this.log.error({ err: errorMessage(e), attempts: attempt, alerts: n }, `giving up delivering ${n} alert(s) to ${this.name}`);
           return;
         }
-        this.metrics.notifications.inc({ notifier: this.name, result: "retry" }, n);
+        this.sent.retry.inc(n);
         const delayMs = backoffDelayMs(attempt, this.retry, this.random);
         this.log.warn({ err: errorMessage(e), attempt, delayMs }, `delivering ${n} alert(s) to ${this.name} failed; retrying`);
         await this.sleep(delayMs);
