@@ -58,6 +58,9 @@ export interface SubscribeFilter {
 
 export type StoreListener = (event: StoreEvent) => void;
 
+/** A whole new status (null removes it), or a function of the current object returning one. */
+export type StatusInput = Record<string, unknown> | null | ((current: KubeObject) => Record<string, unknown> | null);
+
 export interface StoreOptions {
   /** Events kept for watch resumption; older resourceVersions get 410 Expired. */
   watchHistory: number;
@@ -270,11 +273,11 @@ export class KubeStore {
    * The lab's way to write status: `status` replaces the whole status, or is computed from the
    * current object. `resourceVersion`, when given, must still be current (409 otherwise).
    */
-  updateStatus(resource: ResourceName, ref: ObjectRef, status: unknown, o: { resourceVersion?: string } = {}): KubeObject {
+  updateStatus(resource: ResourceName, ref: ObjectRef, status: StatusInput, o: { resourceVersion?: string } = {}): KubeObject {
     const def = this.def(resource);
     const old = this.mustGet(resource, ref);
     this.checkPreconditions(def, old, o.resourceVersion, undefined);
-    const next = typeof status === "function" ? (status as (current: KubeObject) => unknown)(structuredClone(old)) : status;
+    const next = typeof status === "function" ? status(structuredClone(old)) : status;
     return structuredClone(this.replaceStatusOf(def, old, next, {}));
   }
 
