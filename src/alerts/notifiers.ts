@@ -259,6 +259,8 @@ export interface NotifierOptions {
   timeoutMs?: number;
   /** Re-send firing alerts this often; 0 disables. */
   resendIntervalMs?: number;
+  /** The engine's current alerts (`engine.active()`), so timed re-sends carry the latest numbers. */
+  activeAlerts?: () => readonly Alert[];
   now?: () => number;
   random?: () => number;
   fetch?: typeof fetch;
@@ -314,7 +316,8 @@ abstract class QueuedNotifier implements Notifier {
     this.dropped.inc(0);
     this.resendIntervalMs = opts.resendIntervalMs ?? defaultResendMs;
     if (this.resendIntervalMs > 0) {
-      this.resendTimer = setInterval(() => this.resendActive(), this.resendIntervalMs);
+      const current = opts.activeAlerts;
+      this.resendTimer = setInterval(() => this.resendActive(current?.()), this.resendIntervalMs);
       this.resendTimer.unref();
     }
   }
@@ -559,6 +562,11 @@ export class AlertRouter {
 
   dispatch(transitions: readonly AlertTransition[]): void {
     for (const t of transitions) for (const n of this.notifiersFor(t.alert)) n.notify(t);
+  }
+
+  /** Re-sends the firing alerts now, with the engine's current annotations. */
+  resendActive(current?: readonly Alert[]): void {
+    for (const n of this.notifiers) n.resendActive(current);
   }
 
   names(): string[] {
