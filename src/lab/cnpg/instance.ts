@@ -465,6 +465,19 @@ export class PgInstance {
     }
   }
 
+  /**
+   * Brings a crashed (not cleanly shut down) data directory to "shut down" without accepting any
+   * connection: single-user mode runs crash recovery and writes a shutdown checkpoint on exit.
+   */
+  async recoverOffline(): Promise<void> {
+    if (this.running) throw new PgfedError("lab.running", `while recovering ${this.name} offline: postgres is running`);
+    try {
+      await run(pgBin("postgres"), ["--single", "-D", this.pgdata, "-c", "archive_mode=off", "postgres"], { asPostgres: true, input: "", timeoutMs: 120_000 });
+    } catch (e) {
+      throw new PgfedError("lab.recovery_failed", `while recovering ${this.name} offline: ${errorMessage(e)}`, { cluster: this.name }, { cause: e });
+    }
+  }
+
   /** CHECKPOINT (a restartpoint on a standby). */
   async checkpoint(): Promise<void> {
     await this.query("CHECKPOINT");

@@ -1,0 +1,668 @@
+/**
+ * The lab's CNPG operator stand-in for one region: it watches `clusters.postgresql.cnpg.io`
+ * through the region's Kubernetes API (a real @kubernetes/client-node client, so the API stand-in
+ * is exercised exactly as pgfed's kube code exercises it) and drives one real Postgres instance
+ * per Cluster, following CNPG.md so that pgfed cannot tell it from CNPG.
+ *
+ * Reconcile is level-triggered, one step per pass, like CNPG's `replicaclusterswitch` package:
+ * read the object, compare the spec with the instance on disk and in memory, take one step,
+ * record it in status; every step is safe to repeat after a crash. Passes for one Cluster are
+ * serialized; a bad object sets a phase and a reason and never throws out of the loop.
+ *
+ * Simplifications (none visible through the API): one Postgres instance per Cluster whatever
+ * `spec.instances` says (status reports spec.instances, readyInstances is 0 or 1, the instance is
+ * always `<cluster>-1`); no Services, Pods or Secrets; the object store is a local directory.
+ * Real CNPG reconciles on watch events and requeues about every 10 s; this one lists every
+ * `pollIntervalMs` (lab default 100 ms), which is the same level-triggered contract, reacts
+ * within one interval and needs no watch-reconnection logic.
+ */
+import { join } from "node:path";
+import { ApiException, CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
+import {
+  CNPG_GROUP,
+  CNPG_PLURAL,
+  CNPG_VERSION,
+  CONDITIONS,
+  type Cluster,
+  type Condition,
+  type DemotionToken,
+  type ExternalCluster,
+  type MergePatch,
+  PHASES,
+  PROMOTION_TOKEN_MISMATCH_REASON,
+  clusterRole,
+  databaseClusterState,
+  decodeToken,
+  encodeToken,
+  fencePatch,
+  fencedInstances,
+  safeParseCluster,
+  selfName,
+  specPromotionToken,
+  switchInProgress,
+  tokenFromControlData,
+  unfencePatch,
+} from "../../cnpg/index.js";
+import { PgfedError, errorMessage } from "../../errors.js";
+import type { Logger } from "../../log.js";
+import { silentLogger } from "../../log.js";
+import { type InstanceProbe, type InstanceRole, PgInstance, checkParameters } from "./instance.js";
+import { checkPromotionToken, replicaControlPoint } from "./promotion.js";
+import { type ExternalClusterEndpoint, ExternalClusterRegistry } from "./registry.js";
+
+export const LAB_OPERATOR_VERSION = "pgfed-lab-1.0";
+const MERGE_PATCH = setHeaderOptions("Content-Type", PatchStrategy.MergePatch);
+
+export interface CnpgOperatorOptions {
+  region: string;
+  /** The region's API, as a client sees it (one KubeConfig per region: it is mutable). */
+  kube: KubeConfig;
+  /** Lab data directory; instances live in `<dataDir>/<region>/<namespace>/<cluster>/`. */
+  dataDir: string;
+  /** How often every Cluster is listed and reconciled. Real CNPG: on events, requeue ~10 s. Lab default 100 ms. */
+  pollIntervalMs?: number;
+  /** Retry interval while a promotion token is ahead of the replica. Real CNPG: 10 s. Lab default 250 ms. */
+  promotionRetryMs?: number;
+  /** `operatorVersion` written into demotion tokens. */
+  operatorVersion?: string;
+  /** Shared by the lab's operators: how a replica finds its source in another region (registry.ts). */
+  registry: ExternalClusterRegistry;
+  log?: Logger;
+}
+
+export interface CnpgOperator {
+  readonly region: string;
+  /** The instance of a Cluster, once the operator created it. */
+  instance(namespace: string, name: string): PgInstance | undefined;
+  /**
+   * SIGKILLs the instance (postmaster and every child). With `hold` (default) the operator leaves
+   * it down until `restartInstance`, like a lost node; without, it restarts it on the next pass.
+   */
+  killInstance(namespace: string, name: string, opts?: { hold?: boolean }): Promise<void>;
+  /** Clears a hold and restarts the instance (fast shutdown first when it is running). */
+  restartInstance(namespace: string, name: string): Promise<void>;
+  /** Reconciles now instead of at the next poll; resolves when the passes ran. */
+  reconcileNow(): Promise<void>;
+  /** Stops reconciling and stops every Postgres it started (fast shutdown, or SIGKILL with `kill`). */
+  stop(opts?: { kill?: boolean }): Promise<void>;
+}
+
+/** What one Cluster's reconcile keeps between passes (everything else is read again each pass). */
+interface Managed {
+  namespace: string;
+  name: string;
+  key: string;
+  instance: PgInstance | undefined;
+  registeredAs: string | undefined;
+  /** Fingerprint of the configuration the running instance was started with. */
+  startedWith: string | undefined;
+  held: boolean;
+  /** A promotion token this replica refused for good (fatal); a different token is checked again. */
+  refusedToken: string | undefined;
+  nextTokenCheckAt: number;
+  lastTokenWait: string | undefined;
+  inFlight: Promise<void> | undefined;
+  again: boolean;
+  lastError: string | undefined;
+}
+
+interface StepOutcome {
+  phase?: string;
+  phaseReason?: string;
+  /** Status fields this step sets (merged over the computed ones). */
+  status?: Record<string, unknown>;
+  ready?: boolean;
+  /** The step changed something: run the next pass at once instead of after the poll interval. */
+  requeue?: boolean;
+}
+
+export async function startCnpgOperator(opts: CnpgOperatorOptions): Promise<CnpgOperator> {
+  const op = new Operator(opts);
+  op.start();
+  return op;
+}
+
+class Operator implements CnpgOperator {
+  readonly region: string;
+  private readonly api: CustomObjectsApi;
+  private readonly dataDir: string;
+  private readonly pollIntervalMs: number;
+  private readonly promotionRetryMs: number;
+  private readonly operatorVersion: string;
+  private readonly registry: ExternalClusterRegistry;
+  private readonly log: Logger;
+  private readonly clusters = new Map<string, Managed>();
+  private stopping = false;
+  private loop: Promise<void> | undefined;
+  private wake: (() => void) | undefined;
+  private listFailing = false;
+
+  constructor(opts: CnpgOperatorOptions) {
+    this.region = opts.region;
+    this.api = opts.kube.makeApiClient(CustomObjectsApi);
+    this.dataDir = opts.dataDir;
+    this.pollIntervalMs = opts.pollIntervalMs ?? 100;
+    this.promotionRetryMs = opts.promotionRetryMs ?? 250;
+    this.operatorVersion = opts.operatorVersion ?? LAB_OPERATOR_VERSION;
+    this.registry = opts.registry;
+    this.log = (opts.log ?? silentLogger()).child({ region: opts.region, component: "cnpg-operator" });
+  }
+
+  start(): void {
+    this.loop = this.run();
+  }
+
+  instance(namespace: string, name: string): PgInstance | undefined {
+    return this.clusters.get(`${namespace}/${name}`)?.instance;
+  }
+
+  async killInstance(namespace: string, name: string, opts: { hold?: boolean } = {}): Promise<void> {
+    const m = this.clusters.get(`${namespace}/${name}`);
+    if (!m?.instance) throw new PgfedError("lab.no_instance", `cannot kill ${namespace}/${name} in ${this.region}: the operator runs no instance for it`);
+    m.held = opts.hold ?? true;
+    await m.inFlight;
+    await m.instance.kill();
+    m.startedWith = undefined;
+    this.log.warn({ cluster: m.key }, `killed the instance of ${m.key} (postmaster and every child)${m.held ? "; held down until restarted" : ""}`);
+  }
+
+  async restartInstance(namespace: string, name: string): Promise<void> {
+    const m = this.clusters.get(`${namespace}/${name}`);
+    if (!m?.instance) throw new PgfedError("lab.no_instance", `cannot restart ${namespace}/${name} in ${this.region}: the operator runs no instance for it`);
+    m.held = false;
+    await m.inFlight;
+    await m.instance.stop();
+    m.startedWith = undefined;
+    await this.reconcileNow();
+  }
+
+  async reconcileNow(): Promise<void> {
+    await this.pass();
+  }
+
+  async stop(opts: { kill?: boolean } = {}): Promise<void> {
+    this.stopping = true;
+    this.wake?.();
+    await this.loop;
+    await Promise.all([...this.clusters.values()].flatMap((m) => (m.inFlight ? [m.inFlight] : [])));
+    for (const m of this.clusters.values()) {
+      if (!m.instance) continue;
+      if (opts.kill) await m.instance.kill();
+      else await m.instance.stop(30_000).catch(() => m.instance?.kill());
+      // Stays registered: a stopped region's clusters are unreachable, not gone (running() says so).
+    }
+  }
+
+  private async run(): Promise<void> {
+    while (!this.stopping) {
+      await this.pass();
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, this.pollIntervalMs);
+        this.wake = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+    }
+  }
+
+  /** One listing; schedules a reconcile for every Cluster seen and tears down the ones gone. */
+  private async pass(): Promise<void> {
+    if (this.stopping) return;
+    let items: unknown[];
+    try {
+      const list: unknown = await this.api.listClusterCustomObject({ group: CNPG_GROUP, version: CNPG_VERSION, plural: CNPG_PLURAL });
+      items = isRecord(list) && Array.isArray(list.items) ? (list.items as unknown[]) : [];
+      if (this.listFailing) this.log.info("the Kubernetes API answers again");
+      this.listFailing = false;
+    } catch (e) {
+      // The API is unreachable: keep every instance as it is (a real operator cannot act either).
+      if (!this.listFailing) this.log.warn({ err: errorMessage(e) }, "cannot list Clusters; leaving instances as they are");
+      this.listFailing = true;
+      return;
+    }
+    const seen = new Set<string>();
+    const runs: Promise<void>[] = [];
+    for (const item of items) {
+      const meta = isRecord(item) && isRecord(item.metadata) ? item.metadata : undefined;
+      const name = typeof meta?.name === "string" ? meta.name : undefined;
+      const namespace = typeof meta?.namespace === "string" ? meta.namespace : "default";
+      if (!name) continue;
+      const key = `${namespace}/${name}`;
+      seen.add(key);
+      let m = this.clusters.get(key);
+      if (!m) {
+        m = { namespace, name, key, instance: undefined, registeredAs: undefined, startedWith: undefined, held: false, refusedToken: undefined, nextTokenCheckAt: 0, lastTokenWait: undefined, inFlight: undefined, again: false, lastError: undefined };
+        this.clusters.set(key, m);
+      }
+      runs.push(this.schedule(m));
+    }
+    for (const m of [...this.clusters.values()]) {
+      if (!seen.has(m.key) && !m.inFlight) runs.push(this.teardown(m));
+    }
+    await Promise.all(runs);
+  }
+
+  /** Serializes passes per Cluster: a request during a pass runs one more pass after it. */
+  private schedule(m: Managed): Promise<void> {
+    if (m.inFlight) {
+      m.again = true;
+      return m.inFlight;
+    }
+    const go = async () => {
+      do {
+        m.again = false;
+        try {
+          await this.reconcile(m);
+        } catch (e) {
+          // Never out of the loop: the next pass tries again.
+          this.noteError(m, `while reconciling ${m.key}: ${errorMessage(e)}`);
+        }
+      } while (m.again && !this.stopping);
+    };
+    m.inFlight = go().finally(() => {
+      m.inFlight = undefined;
+    });
+    return m.inFlight;
+  }
+
+  /** The Cluster was deleted: CNPG deletes its pods and volumes (the object store stays). */
+  private async teardown(m: Managed): Promise<void> {
+    this.clusters.delete(m.key);
+    if (m.registeredAs) this.registry.unregister(m.registeredAs, { region: this.region, namespace: m.namespace, cluster: m.name });
+    if (m.instance) {
+      this.log.info({ cluster: m.key }, `Cluster ${m.key} was deleted: stopping its instance and removing its data directory`);
+      await m.instance.destroy().catch((e: unknown) => this.log.error({ cluster: m.key, err: errorMessage(e) }, `while deleting ${m.key}`));
+    }
+  }
+
+  private async reconcile(m: Managed): Promise<void> {
+    let raw: unknown;
+    try {
+      raw = await this.api.getNamespacedCustomObject({ group: CNPG_GROUP, version: CNPG_VERSION, namespace: m.namespace, plural: CNPG_PLURAL, name: m.name });
+    } catch (e) {
+      if (e instanceof ApiException && e.code === 404) return this.teardown(m);
+      this.log.debug({ cluster: m.key, err: errorMessage(e) }, `cannot read ${m.key}`);
+      return;
+    }
+    const parsed = safeParseCluster(raw);
+    if (!parsed.ok) {
+      this.noteError(m, parsed.error.message);
+      const rawStatus = isRecord(raw) && isRecord(raw.status) ? raw.status : {};
+      await this.writeStatus(m, undefined, { phase: PHASES.unrecoverable, phaseReason: parsed.error.message, ready: false }, rawStatus);
+      return;
+    }
+    const c = parsed.cluster;
+    let outcome: StepOutcome;
+    try {
+      outcome = await this.step(m, c);
+      m.lastError = undefined;
+    } catch (e) {
+      const reason = errorMessage(e);
+      this.noteError(m, reason);
+      outcome = { phase: PHASES.waitingForInstances, phaseReason: reason, ready: false };
+    }
+    if (outcome.requeue) m.again = true;
+    try {
+      await this.writeStatus(m, c, outcome, c.status ?? {});
+    } catch (e) {
+      this.log.warn({ cluster: m.key, err: errorMessage(e) }, `while writing the status of ${m.key}`);
+    }
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // The steps. Each returns after at most one change; the status written after it tells the next
+  // pass (and pgfed) where things stand.
+  // ---------------------------------------------------------------------------------------------
+
+  private async step(m: Managed, c: Cluster): Promise<StepOutcome> {
+    const params = c.spec.postgresql?.parameters ?? {};
+    const problems = checkParameters(params);
+    if (problems.length > 0) return { phase: PHASES.unrecoverable, phaseReason: `invalid spec.postgresql.parameters: ${problems.join("; ")}`, ready: false };
+    const inst = await this.ensureInstance(m, c);
+    const desired = clusterRole(c);
+    let fenced: boolean;
+    try {
+      const list = fencedInstances(c);
+      fenced = list.includes("*") || list.includes(`${m.name}-1`);
+    } catch (e) {
+      // Unparseable fencing: stay stopped rather than guess "unfenced" (a fenced primary must not write).
+      fenced = true;
+      this.log.warn({ cluster: m.key, err: errorMessage(e) }, errorMessage(e));
+    }
+
+    const disk = inst.diskRole;
+    if (disk === undefined) return this.bootstrap(m, c, inst, fenced);
+    if (desired === "replica" && disk === "primary") return this.demote(m, c, inst);
+    if (switchInProgress(c) && disk === "replica") return this.finishDemotion(m, c);
+
+    if (fenced || m.held) {
+      if (inst.running) {
+        this.log.info({ cluster: m.key }, `${fenced ? "fencing" : "holding down"} ${m.key}: fast shutdown of its instance`);
+        await inst.stop();
+        m.startedWith = undefined;
+      }
+      return { phase: PHASES.waitingForInstances, phaseReason: fenced ? `Instance ${m.name}-1 is fenced` : `Instance ${m.name}-1 is not running`, ready: false };
+    }
+
+    const role = this.roleFor(c, disk);
+    const fingerprint = JSON.stringify({ role, params });
+    if (inst.running && m.startedWith !== fingerprint) {
+      this.log.info({ cluster: m.key }, `restarting ${m.key} to apply a new configuration`);
+      await inst.stop();
+    }
+    if (!inst.running) {
+      await this.withStep(`while starting ${m.key}`, async () => {
+        await inst.configure(role, params);
+        m.startedWith = fingerprint;
+        await inst.start();
+      });
+      this.log.info({ cluster: m.key, port: inst.port }, `started ${m.key} as ${role.kind === "primary" ? "a primary" : "a replica"}`);
+    }
+
+    if (desired === "primary" && disk === "replica") return this.promote(m, c, inst, params);
+    return {};
+  }
+
+  private async ensureInstance(m: Managed, c: Cluster): Promise<PgInstance> {
+    if (!m.instance) {
+      const dir = join(this.dataDir, this.region, m.namespace, m.name);
+      m.instance = await PgInstance.open({ name: m.key, clusterName: m.name, dir, archiveDir: join(dir, "archive", serverName(c)), log: this.log });
+    }
+    const self = selfName(c);
+    if (m.registeredAs !== self) {
+      if (m.registeredAs) this.registry.unregister(m.registeredAs, { region: this.region, namespace: m.namespace, cluster: m.name });
+      const inst = m.instance;
+      const endpoint: ExternalClusterEndpoint = {
+        region: this.region,
+        namespace: m.namespace,
+        cluster: m.name,
+        archiveDir: inst.archiveDir,
+        connection: inst.connection,
+        running: () => inst.running,
+      };
+      this.registry.register(self, endpoint);
+      m.registeredAs = self;
+    }
+    return m.instance;
+  }
+
+  /** The instance's settings for the role its data directory has (a replica follows spec.replica.source). */
+  private roleFor(c: Cluster, disk: "primary" | "replica"): InstanceRole {
+    if (disk === "primary") return { kind: "primary" };
+    const sourceName = c.spec.replica?.source;
+    if (!sourceName) throw new PgfedError("lab.no_source", `while configuring ${clusterKey(c)} as a replica: spec.replica.source is not set`);
+    const { ext, endpoint } = this.resolveSource(c, sourceName);
+    const cp = ext.connectionParameters;
+    return {
+      kind: "replica",
+      source: {
+        archiveDir: endpoint.archiveDir,
+        // Streaming only when the entry says how to connect; otherwise archive-only (CNPG.md).
+        ...(cp ? { streaming: { ...endpoint.connection, user: cp.user ?? "streaming_replica", database: cp.dbname ?? "postgres" } } : {}),
+      },
+    };
+  }
+
+  private resolveSource(c: Cluster, sourceName: string): { ext: ExternalCluster; endpoint: ExternalClusterEndpoint } {
+    const ext = (c.spec.externalClusters ?? []).find((e) => e.name === sourceName);
+    if (!ext) throw new PgfedError("lab.no_source", `${clusterKey(c)}: spec.externalClusters has no entry named ${JSON.stringify(sourceName)}`);
+    const endpoint = this.registry.resolve(ext);
+    if (!endpoint) throw new PgfedError("lab.source_unknown", `${clusterKey(c)}: external cluster ${JSON.stringify(sourceName)} is not run by any lab operator`);
+    return { ext, endpoint };
+  }
+
+  private async bootstrap(m: Managed, c: Cluster, inst: PgInstance, fenced: boolean): Promise<StepOutcome> {
+    const b = c.spec.bootstrap;
+    const cloneSource = b?.pg_basebackup?.source ?? b?.recovery?.source;
+    const desired = clusterRole(c);
+    if (fenced) return { phase: desired === "primary" ? PHASES.settingUpPrimary : PHASES.creatingReplica, phaseReason: `Instance ${m.name}-1 is fenced`, ready: false };
+    if (cloneSource === undefined) {
+      if (desired === "replica") {
+        return { phase: PHASES.unrecoverable, phaseReason: "a replica cluster needs spec.bootstrap.pg_basebackup or spec.bootstrap.recovery with a source", ready: false };
+      }
+      await this.writeStatus(m, c, { phase: PHASES.settingUpPrimary, phaseReason: "Running initdb", ready: false }, c.status ?? {});
+      this.log.info({ cluster: m.key }, `bootstrapping ${m.key} with initdb`);
+      await inst.initdb();
+      return { phase: PHASES.settingUpPrimary, ready: false, requeue: true };
+    }
+    const { endpoint } = this.resolveSource(c, cloneSource);
+    if (!endpoint.running()) {
+      return { phase: PHASES.creatingReplica, phaseReason: `waiting for external cluster ${cloneSource} to run before cloning it`, ready: false };
+    }
+    await this.writeStatus(m, c, { phase: PHASES.creatingReplica, phaseReason: `Cloning from ${cloneSource} with pg_basebackup`, ready: false }, c.status ?? {});
+    this.log.info({ cluster: m.key, source: cloneSource }, `bootstrapping ${m.key} with pg_basebackup from ${cloneSource}`);
+    await inst.cloneFrom({ ...endpoint.connection, user: "streaming_replica" });
+    // The clone is a standby until the role step says otherwise.
+    await inst.configure(desired === "replica" ? this.roleFor(c, "replica") : { kind: "primary" }, c.spec.postgresql?.parameters ?? {});
+    return { phase: PHASES.creatingReplica, ready: false, requeue: true };
+  }
+
+  /**
+   * CNPG.md, planned switchover step 2, one step per pass: fence and mark in progress; shut down
+   * cleanly; read the token and ship the shutdown segment as .partial; publish the token; turn the
+   * data directory into a standby; unfence and mark completed (finishDemotion).
+   */
+  private async demote(m: Managed, c: Cluster, inst: PgInstance): Promise<StepOutcome> {
+    const doing = `while demoting ${m.key}`;
+    if (!switchInProgress(c)) {
+      await this.withStep(`${doing}: fencing the primary cluster`, () => this.patchObject(m, fencePatch(["*"])));
+      this.log.info({ cluster: m.key }, `demoting ${m.key}: spec.replica.primary is now ${c.spec.replica?.primary}; fenced, starting the replica cluster transition`);
+      return {
+        ready: false,
+        requeue: true,
+        status: {
+          switchReplicaClusterStatus: { inProgress: true },
+          conditions: withCondition(c.status?.conditions ?? [], {
+            type: CONDITIONS.replicaClusterSwitch,
+            status: "False",
+            reason: "ReplicaEnabledSetTrue",
+            message: "Starting the Replica cluster transition",
+          }),
+        },
+      };
+    }
+    if (inst.running) {
+      const t0 = Date.now();
+      await this.withStep(`${doing}: shutting down Postgres`, () => inst.stop());
+      m.startedWith = undefined;
+      this.log.info({ cluster: m.key, ms: Date.now() - t0 }, `demoting ${m.key}: clean fast shutdown done in ${Date.now() - t0} ms`);
+      return { ready: false, requeue: true };
+    }
+    const token = await this.withStep(`${doing}: building the demotion token`, async () => {
+      let cd = await inst.controlData();
+      if (databaseClusterState(cd) !== "shut down") {
+        // Crashed before the demotion: recover offline so the token describes a clean shutdown.
+        this.log.warn({ cluster: m.key }, `demoting ${m.key}: data directory was not shut down cleanly (${databaseClusterState(cd)}); recovering offline`);
+        await inst.recoverOffline();
+        cd = await inst.controlData();
+      }
+      const content = tokenFromControlData(cd, this.operatorVersion);
+      await inst.archivePartialSegment(content.redoWalFile);
+      return encodeToken(content);
+    });
+    if (c.status?.demotionToken !== token) {
+      this.log.info({ cluster: m.key }, `demoting ${m.key}: shutdown segment archived as .partial; demotion token published`);
+      return { ready: false, requeue: true, status: { demotionToken: token } };
+    }
+    await this.withStep(`${doing}: turning the data directory into a standby`, async () => {
+      await inst.configure(this.roleFor(c, "replica"), c.spec.postgresql?.parameters ?? {});
+    });
+    return { ready: false, requeue: true };
+  }
+
+  private async finishDemotion(m: Managed, c: Cluster): Promise<StepOutcome> {
+    await this.withStep(`while demoting ${m.key}: unfencing`, () => this.patchObject(m, unfencePatch()));
+    this.log.info({ cluster: m.key }, `demoted ${m.key}: unfenced, completed the replica cluster transition`);
+    return {
+      ready: false,
+      requeue: true,
+      status: {
+        switchReplicaClusterStatus: { inProgress: false },
+        conditions: withCondition(c.status?.conditions ?? [], {
+          type: CONDITIONS.replicaClusterSwitch,
+          status: "True",
+          reason: "ReplicaEnabledSetTrue",
+          message: "Completed the Replica cluster transition",
+        }),
+      },
+    };
+  }
+
+  /** CNPG.md, step 4 (with a token) or the failover path (without one). */
+  private async promote(m: Managed, c: Cluster, inst: PgInstance, params: Readonly<Record<string, string>>): Promise<StepOutcome> {
+    const doing = `while promoting ${m.key}`;
+    const token = specPromotionToken(c);
+    if (token !== undefined) {
+      if (m.refusedToken === token) return { phase: PHASES.unrecoverable, phaseReason: PROMOTION_TOKEN_MISMATCH_REASON, ready: false };
+      if (Date.now() < m.nextTokenCheckAt) return { phase: PHASES.promoting, phaseReason: m.lastTokenWait, ready: false };
+      const verdict = await this.withStep(`${doing}: checking the promotion token`, async () => {
+        let decoded: DemotionToken;
+        try {
+          decoded = decodeToken(token);
+        } catch (e) {
+          return { verdict: "fatal" as const, reason: errorMessage(e) };
+        }
+        await inst.checkpoint();
+        return checkPromotionToken(decoded, replicaControlPoint(await inst.controlData()));
+      });
+      if (verdict.verdict === "fatal") {
+        m.refusedToken = token;
+        this.log.error({ cluster: m.key, why: verdict.reason }, `refusing to promote ${m.key}: ${verdict.reason}`);
+        return { phase: PHASES.unrecoverable, phaseReason: PROMOTION_TOKEN_MISMATCH_REASON, ready: false };
+      }
+      if (verdict.verdict === "wait") {
+        m.nextTokenCheckAt = Date.now() + this.promotionRetryMs;
+        m.lastTokenWait = `waiting to replay up to the promotion token: ${verdict.reason}`;
+        this.log.info({ cluster: m.key }, `not promoting ${m.key} yet: ${verdict.reason}; checking again in ${this.promotionRetryMs} ms`);
+        return { phase: PHASES.promoting, phaseReason: m.lastTokenWait, ready: false };
+      }
+    }
+    const t0 = Date.now();
+    await this.withStep(doing, () => inst.promote());
+    // Now a primary on disk; the running settings stay until the next restart (archive_mode=always
+    // archives like "on" on a primary), so no restart is needed.
+    await this.withStep(`${doing}: rewriting its settings as a primary`, () => inst.configure({ kind: "primary" }, params));
+    m.startedWith = JSON.stringify({ role: { kind: "primary" }, params });
+    m.lastTokenWait = undefined;
+    m.nextTokenCheckAt = 0;
+    this.log.info({ cluster: m.key, ms: Date.now() - t0 }, `promoted ${m.key} ${token ? "after checking its promotion token" : "without a token (failover)"} in ${Date.now() - t0} ms`);
+    return token ? { status: { lastPromotionToken: token } } : {};
+  }
+
+  private async withStep<T>(doing: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (e) {
+      throw new PgfedError(e instanceof PgfedError ? e.code : "lab.step_failed", `${doing}: ${errorMessage(e)}`, {}, { cause: e });
+    }
+  }
+
+  private async patchObject(m: Managed, body: MergePatch): Promise<void> {
+    await this.api.patchNamespacedCustomObject({ group: CNPG_GROUP, version: CNPG_VERSION, namespace: m.namespace, plural: CNPG_PLURAL, name: m.name, body }, MERGE_PATCH);
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Status: phase, conditions and the fields pgfed reads, written only when something changed.
+  // ---------------------------------------------------------------------------------------------
+
+  /** Logs a failing step once per distinct message (reconcile retries it every pass). */
+  private noteError(m: Managed, message: string): void {
+    if (m.lastError === message) return;
+    m.lastError = message;
+    this.log.error({ cluster: m.key, err: message }, message);
+  }
+
+  private async writeStatus(m: Managed, c: Cluster | undefined, outcome: StepOutcome, old: Readonly<Record<string, unknown>>): Promise<void> {
+    const inst = m.instance;
+    let probe: InstanceProbe | undefined;
+    if (inst?.running) {
+      try {
+        probe = await inst.probe();
+      } catch {
+        probe = undefined;
+      }
+    }
+    const ready = outcome.ready ?? probe !== undefined;
+    const next: Record<string, unknown> = {
+      phase: outcome.phase ?? (ready ? PHASES.healthy : PHASES.waitingForInstances),
+      phaseReason: outcome.phaseReason ?? (ready ? "" : inst?.running ? "Instance is starting" : `Instance ${m.name}-1 is not running`),
+      instances: c?.spec.instances ?? 1,
+      readyInstances: ready && probe ? 1 : 0,
+      currentPrimary: `${m.name}-1`,
+      targetPrimary: `${m.name}-1`,
+      writeService: `${m.name}-rw`,
+      ...(probe ? { timelineID: probe.timelineID, systemID: probe.systemID } : {}),
+      ...(outcome.status ?? {}),
+    };
+    let conditions = (next.conditions as Condition[] | undefined) ?? c?.status?.conditions ?? [];
+    conditions = withCondition(conditions, {
+      type: CONDITIONS.ready,
+      status: ready && probe ? "True" : "False",
+      reason: ready && probe ? "ClusterIsReady" : "ClusterIsNotReady",
+      message: ready && probe ? "Cluster is Ready" : "Cluster Is Not Ready",
+    });
+    const archiving = probe ? archivingCondition(probe) : undefined;
+    if (archiving) conditions = withCondition(conditions, archiving);
+    next.conditions = conditions;
+
+    const patch: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(next)) {
+      if (JSON.stringify(v) !== JSON.stringify(old[k])) patch[k] = v;
+    }
+    if (Object.keys(patch).length === 0) return;
+    await this.api.patchNamespacedCustomObjectStatus(
+      // A /status patch is a patch of the whole object; the server applies only its status part.
+      { group: CNPG_GROUP, version: CNPG_VERSION, namespace: m.namespace, plural: CNPG_PLURAL, name: m.name, body: { status: patch } },
+      MERGE_PATCH,
+    );
+  }
+}
+
+interface ConditionInput {
+  type: string;
+  status: Condition["status"];
+  reason: string;
+  message: string;
+}
+
+/** ContinuousArchiving from pg_stat_archiver: failing when the last failure is newer than the last success. */
+function archivingCondition(p: InstanceProbe): ConditionInput | undefined {
+  const a = p.archiver;
+  const failedAt = a.lastFailedTime?.getTime() ?? 0;
+  const okAt = a.lastArchivedTime?.getTime() ?? 0;
+  if (a.failedCount > 0 && failedAt > okAt) {
+    return { type: CONDITIONS.continuousArchiving, status: "False", reason: "ContinuousArchivingFailing", message: `archiving ${a.lastFailedWal ?? "WAL"} failed` };
+  }
+  if (a.archivedCount > 0) return { type: CONDITIONS.continuousArchiving, status: "True", reason: "ContinuousArchivingSuccess", message: "" };
+  return undefined;
+}
+
+/** Sets a condition like meta.SetStatusCondition: lastTransitionTime changes only when status does. */
+function withCondition(conds: readonly Condition[], next: ConditionInput): Condition[] {
+  const old = conds.find((c) => c.type === next.type);
+  const lastTransitionTime = old && old.status === next.status && old.lastTransitionTime ? old.lastTransitionTime : new Date().toISOString().replace(/\.\d+Z$/, "Z");
+  const cond: Condition = { ...next, lastTransitionTime };
+  if (old && old.status === cond.status && old.reason === cond.reason && old.message === cond.message) return [...conds];
+  return old ? conds.map((c) => (c.type === next.type ? cond : c)) : [...conds, cond];
+}
+
+/** The object store "server name" (barman plugin parameters or spec.backup.barmanObjectStore), default the Cluster's name. */
+function serverName(c: Cluster): string {
+  for (const p of c.spec.plugins ?? []) {
+    const params = (p as { parameters?: unknown }).parameters;
+    if (isRecord(params) && typeof params.serverName === "string" && /^[A-Za-z0-9_.-]+$/.test(params.serverName)) return params.serverName;
+  }
+  const bos = c.spec.backup?.barmanObjectStore;
+  if (isRecord(bos) && typeof bos.serverName === "string" && /^[A-Za-z0-9_.-]+$/.test(bos.serverName)) return bos.serverName;
+  return c.metadata.name;
+}
+
+function clusterKey(c: Cluster): string {
+  return `${c.metadata.namespace ?? "default"}/${c.metadata.name}`;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === "object" && v !== null && !Array.isArray(v);
+}
+

@@ -1,0 +1,350 @@
+/**
+ * Layer 2 of the CNPG stand-in: two regions (two Kubernetes API stand-ins), one operator each,
+ * driven only through @kubernetes/client-node with the merge patches CNPG.md lists, over real
+ * Postgres. Proves what pgfed relies on: token-checked switchover with zero loss, refused tokens,
+ * failover without a token, fencing, kill and restart.
+ */
+import { chmod, mkdtemp, rm } from "node:fs/promises";
+import { readFileSync } from "node:fs";
+import { connect } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { PHASES, PROMOTION_TOKEN_MISMATCH_REASON, decodeToken, encodeToken, parseCluster, type Cluster } from "../../../src/cnpg/index.js";
+import { startKubeApi, writeKubeconfig, type KubeApiServer } from "../../../src/lab/kube-api/index.js";
+import { ExternalClusterRegistry } from "../../../src/lab/cnpg/registry.js";
+import { startCnpgOperator, type CnpgOperator } from "../../../src/lab/cnpg/operator.js";
+import type { PgInstance } from "../../../src/lab/cnpg/instance.js";
+import { ROWS_TABLE, createRowsTable, startRowWriter } from "../../../src/lab/cnpg/writer.js";
+import { descendants, isAlive, waitFor } from "../../../src/lab/proc.js";
+import { formatLsn } from "../../../src/wal/lsn.js";
+import { createLogger, silentLogger } from "../../../src/log.js";
+
+const NS = "db";
+const TOKEN = "test-token";
+const MERGE = setHeaderOptions("Content-Type", PatchStrategy.MergePatch);
+const REGIONS = ["eu", "us"] as const;
+type Region = (typeof REGIONS)[number];
+
+let labDir: string;
+const servers = new Map<Region, KubeApiServer>();
+const operators = new Map<Region, CnpgOperator>();
+const apis = new Map<Region, CustomObjectsApi>();
+const timings: string[] = [];
+
+function api(region: Region): CustomObjectsApi {
+  const a = apis.get(region);
+  if (!a) throw new Error(`no API client for ${region}`);
+  return a;
+}
+
+function operator(region: Region): CnpgOperator {
+  const o = operators.get(region);
+  if (!o) throw new Error(`no operator for ${region}`);
+  return o;
+}
+
+function instanceOf(region: Region, name: string): PgInstance {
+  const i = operator(region).instance(NS, name);
+  if (!i) throw new Error(`no instance for ${name} in ${region}`);
+  return i;
+}
+
+async function getCluster(region: Region, name: string): Promise<Cluster> {
+  const raw: unknown = await api(region).getNamespacedCustomObject({ group: "postgresql.cnpg.io", version: "v1", namespace: NS, plural: "clusters", name });
+  return parseCluster(raw);
+}
+
+async function patch(region: Region, name: string, body: object): Promise<void> {
+  await api(region).patchNamespacedCustomObject({ group: "postgresql.cnpg.io", version: "v1", namespace: NS, plural: "clusters", name, body }, MERGE);
+}
+
+async function waitCluster(region: Region, name: string, what: string, ok: (c: Cluster) => boolean, timeoutMs = 60_000): Promise<Cluster> {
+  let last: Cluster | undefined;
+  try {
+    return await waitFor(
+      `${name} in ${region}: ${what}`,
+      async () => {
+        last = await getCluster(region, name);
+        return ok(last) ? last : undefined;
+      },
+      timeoutMs,
+      25,
+    );
+  } catch (e) {
+    throw new Error(`${(e as Error).message}; last status: ${JSON.stringify(last?.status)}`, { cause: e });
+  }
+}
+
+const healthy = (c: Cluster) => c.status?.phase === PHASES.healthy && c.status.readyInstances === 1;
+
+/** A member of a two-cluster topology; `streaming` adds connectionParameters to the external clusters. */
+function clusterManifest(name: string, primary: string, source: string, members: string[], opts: { streaming: boolean; replica: boolean }): object {
+  return {
+    apiVersion: "postgresql.cnpg.io/v1",
+    kind: "Cluster",
+    metadata: { name, namespace: NS },
+    spec: {
+      instances: 3,
+      postgresql: { parameters: { archive_timeout: "2s" } },
+      plugins: [{ name: "barman-cloud.cloudnative-pg.io", isWALArchiver: true, parameters: { barmanObjectName: `${name}-store`, serverName: name } }],
+      bootstrap: opts.replica ? { pg_basebackup: { source } } : { initdb: { database: "app", owner: "app" } },
+      replica: { self: name, primary, source },
+      externalClusters: members.map((m) => ({
+        name: m,
+        ...(opts.streaming ? { connectionParameters: { host: `${m}-rw.${NS}.svc`, user: "streaming_replica", dbname: "postgres", sslmode: "disable" } } : {}),
+        plugin: { name: "barman-cloud.cloudnative-pg.io", parameters: { barmanObjectName: `${m}-store`, serverName: m } },
+      })),
+    },
+  };
+}
+
+async function createPair(eu: string, us: string, streaming: boolean): Promise<void> {
+  const members = [eu, us];
+  await api("eu").createNamespacedCustomObject({ group: "postgresql.cnpg.io", version: "v1", namespace: NS, plural: "clusters", body: clusterManifest(eu, eu, us, members, { streaming, replica: false }) });
+  await waitCluster("eu", eu, "healthy", healthy);
+  await api("us").createNamespacedCustomObject({ group: "postgresql.cnpg.io", version: "v1", namespace: NS, plural: "clusters", body: clusterManifest(us, eu, eu, members, { streaming, replica: true }) });
+  await waitCluster("us", us, "healthy", healthy);
+}
+
+async function rowIds(inst: PgInstance): Promise<Set<number>> {
+  const rows = await inst.query<{ id: string }>(`SELECT id FROM ${ROWS_TABLE}`);
+  return new Set(rows.map((r) => Number(r.id)));
+}
+
+async function inRecovery(inst: PgInstance): Promise<boolean> {
+  const rows = await inst.query<{ r: boolean }>("SELECT pg_is_in_recovery() AS r");
+  return rows[0]?.r === true;
+}
+
+/** The timeline the standby has really replayed: the one of its restartpoint after asking for one. */
+async function replayedTimeline(inst: PgInstance): Promise<number> {
+  await inst.checkpoint();
+  const rows = await inst.query<{ tli: number }>("SELECT timeline_id AS tli FROM pg_control_checkpoint()");
+  return rows[0]?.tli ?? 0;
+}
+
+function acceptsTcp(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect({ host: "127.0.0.1", port });
+    s.once("connect", () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once("error", () => resolve(false));
+  });
+}
+
+function postgresDescendants(): number[] {
+  return descendants(process.pid).filter((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/comm`, "utf8").startsWith("postgres");
+    } catch {
+      return false;
+    }
+  });
+}
+
+/**
+ * The planned switchover of CNPG.md with the raw patches: demote `from`, wait for its token,
+ * promote `to` with it. Writes run throughout; returns after asserting zero committed rows lost.
+ */
+async function switchover(label: string, from: { region: Region; name: string }, to: { region: Region; name: string }): Promise<string> {
+  const fromInst = instanceOf(from.region, from.name);
+  const toInst = instanceOf(to.region, to.name);
+  let target = fromInst.connection;
+  const writer = startRowWriter(() => target, 2);
+  await waitFor("rows before the switchover", () => writer.committedCount > 50, 20_000);
+
+  const t0 = Date.now();
+  // 1. Demote: follow the new primary, dropping any leftover token in the same patch.
+  await patch(from.region, from.name, { spec: { replica: { primary: to.name, promotionToken: null } } });
+  const demoted = await waitCluster(from.region, from.name, "demotion token published", (c) => (c.status?.demotionToken ?? "") !== "" && c.status?.switchReplicaClusterStatus?.inProgress !== true && c.status?.conditions?.some((k) => k.type === "ReplicaClusterSwitch" && k.status === "True") === true);
+  const token = demoted.status?.demotionToken ?? "";
+  const tToken = Date.now();
+  // 3. Promote with the token, in one patch.
+  await patch(to.region, to.name, { spec: { replica: { primary: to.name, promotionToken: token } } });
+  const promoted = await waitCluster(to.region, to.name, "promoted with the token", (c) => c.status?.lastPromotionToken === token && healthy(c));
+  target = toInst.connection;
+  const tPromoted = Date.now();
+  const decoded = decodeToken(token);
+  expect(promoted.status?.timelineID).toBe(decoded.timeline + 1);
+  expect(await inRecovery(toInst)).toBe(false);
+
+  const afterPromotion = writer.committedCount;
+  await waitFor("writes on the new primary", () => writer.committedCount > afterPromotion + 30, 20_000);
+  const report = await writer.stop();
+  const tWritesBack = report.maxGapStartedAt + report.maxGapMs;
+
+  // 5. The old primary follows the new timeline and receives the new rows.
+  await waitCluster(from.region, from.name, "running as a replica", healthy);
+  const last = report.committed[report.committed.length - 1] ?? 0;
+  await waitFor(`${from.name} to receive row ${last}`, async () => (await rowIds(fromInst)).has(last), 30_000, 50);
+  await waitFor(`${from.name} to replay timeline ${decoded.timeline + 1}`, async () => (await replayedTimeline(fromInst)) === decoded.timeline + 1, 30_000, 100);
+  const tFollowing = Date.now();
+  expect(await inRecovery(fromInst)).toBe(true);
+
+  const onNew = await rowIds(toInst);
+  expect(report.committed.filter((id) => !onNew.has(id))).toEqual([]);
+  timings.push(
+    `[${label}] demotion+token ${tToken - t0} ms, promote (patch→lastPromotionToken) ${tPromoted - tToken} ms, ` +
+      `writes unavailable ${report.maxGapMs} ms (back ${tWritesBack - t0} ms after the demote patch), old primary on the new timeline ${tFollowing - tPromoted} ms after promotion; ` +
+      `${report.committed.length} rows committed, 0 lost, ${report.inDoubt.length} in doubt`,
+  );
+  return token;
+}
+
+beforeAll(async () => {
+  labDir = await mkdtemp(join(tmpdir(), "pgfed-l2-"));
+  await chmod(labDir, 0o755);
+  const tokens = { [TOKEN]: { name: "admin", allow: [{ verbs: "*" as const, resources: "*" as const }] } };
+  for (const region of REGIONS) servers.set(region, await startKubeApi({ region, tokens, namespaces: [NS] }));
+  const kubeconfig = join(labDir, "kubeconfig");
+  await writeKubeconfig(kubeconfig, REGIONS.map((r) => ({ name: r, url: servers.get(r)?.url ?? "", token: TOKEN })));
+  const registry = new ExternalClusterRegistry();
+  for (const region of REGIONS) {
+    const forOperator = new KubeConfig();
+    forOperator.loadFromFile(kubeconfig);
+    forOperator.setCurrentContext(region);
+    operators.set(region, await startCnpgOperator({ region, kube: forOperator, dataDir: join(labDir, "data"), registry, pollIntervalMs: 100, promotionRetryMs: 250, log: process.env.LAB_CNPG_TEST_LOG ? createLogger({ level: process.env.LAB_CNPG_TEST_LOG, pretty: false }) : silentLogger() }));
+    const forTest = new KubeConfig();
+    forTest.loadFromFile(kubeconfig);
+    forTest.setCurrentContext(region);
+    apis.set(region, forTest.makeApiClient(CustomObjectsApi));
+  }
+});
+
+afterAll(async () => {
+  if (timings.length > 0) console.log(`measured step times:\n  ${timings.join("\n  ")}`);
+  for (const o of operators.values()) await o.stop().catch(() => o.stop({ kill: true }));
+  for (const s of servers.values()) await s.stop();
+  const left = postgresDescendants();
+  await rm(labDir, { recursive: true, force: true });
+  expect(left).toEqual([]);
+});
+
+describe("CNPG stand-in through the Kubernetes API", () => {
+  it("bootstraps a primary with initdb and a replica cluster with pg_basebackup (archive + streaming)", async () => {
+    await createPair("pg-eu", "pg-us", true);
+    const eu = await getCluster("eu", "pg-eu");
+    const us = await getCluster("us", "pg-us");
+    expect(eu.status).toMatchObject({ currentPrimary: "pg-eu-1", targetPrimary: "pg-eu-1", writeService: "pg-eu-rw", instances: 3, readyInstances: 1, timelineID: 1 });
+    expect(us.status?.systemID).toBe(eu.status?.systemID);
+    expect(eu.status?.conditions?.find((c) => c.type === "Ready")?.status).toBe("True");
+    expect(await inRecovery(instanceOf("us", "pg-us"))).toBe(true);
+    const probe = await instanceOf("us", "pg-us").probe();
+    expect(probe.walReceiverUp).toBe(true);
+    await createRowsTable(instanceOf("eu", "pg-eu").connection);
+  });
+
+  it("switches over pg-eu → pg-us with the demotion token and loses no committed row", async () => {
+    await switchover("streaming", { region: "eu", name: "pg-eu" }, { region: "us", name: "pg-us" });
+  });
+
+  it("waits while the token is ahead, refuses wrong tokens as unrecoverable, then promotes with the right one", async () => {
+    // Switch back: demote pg-us (its spent token is removed in the same patch).
+    await patch("us", "pg-us", { spec: { replica: { primary: "pg-eu", promotionToken: null } } });
+    const demoted = await waitCluster("us", "pg-us", "demotion token published", (c) => (c.status?.demotionToken ?? "") !== "" && c.status?.conditions?.some((k) => k.type === "ReplicaClusterSwitch" && k.status === "True") === true && c.status?.switchReplicaClusterStatus?.inProgress === false && (c.status?.timelineID ?? 0) >= 2);
+    const token = decodeToken(demoted.status?.demotionToken ?? "");
+    expect(token.timeline).toBe(2);
+    const eu = instanceOf("eu", "pg-eu");
+
+    const ahead = encodeToken({ ...token, latestCheckpointREDOLocation: formatLsn(token.redoLsn + 0x10000000n) });
+    await patch("eu", "pg-eu", { spec: { replica: { primary: "pg-eu", promotionToken: ahead } } });
+    await waitCluster("eu", "pg-eu", "waiting to replay up to the token", (c) => c.status?.phase === PHASES.promoting);
+    expect(await inRecovery(eu)).toBe(true);
+
+    const behind = encodeToken({ ...token, latestCheckpointREDOLocation: "0/1000028" });
+    await patch("eu", "pg-eu", { spec: { replica: { promotionToken: behind } } });
+    let c = await waitCluster("eu", "pg-eu", "unrecoverable", (k) => k.status?.phase === PHASES.unrecoverable);
+    expect(c.status?.phaseReason).toBe(PROMOTION_TOKEN_MISMATCH_REASON);
+    expect(await inRecovery(eu)).toBe(true);
+
+    const otherSystem = encodeToken({ ...token, databaseSystemIdentifier: "7000000000000000001" });
+    await patch("eu", "pg-eu", { spec: { replica: { promotionToken: otherSystem } } });
+    await new Promise((r) => setTimeout(r, 500));
+    c = await waitCluster("eu", "pg-eu", "unrecoverable", (k) => k.status?.phase === PHASES.unrecoverable);
+    expect(c.status?.lastPromotionToken).not.toBe(otherSystem);
+    expect(await inRecovery(eu)).toBe(true);
+
+    const right = demoted.status?.demotionToken ?? "";
+    await patch("eu", "pg-eu", { spec: { replica: { promotionToken: right } } });
+    c = await waitCluster("eu", "pg-eu", "promoted with the right token", (k) => k.status?.lastPromotionToken === right && healthy(k));
+    expect(c.status?.timelineID).toBe(3);
+    await waitCluster("us", "pg-us", "following as a replica", healthy);
+    await waitFor("pg-us to replay timeline 3", async () => (await replayedTimeline(instanceOf("us", "pg-us"))) === 3, 30_000, 100);
+  });
+
+  it("fencing stops Postgres (connections refused) and unfencing brings it back as the spec says", async () => {
+    const eu = instanceOf("eu", "pg-eu");
+    await patch("eu", "pg-eu", { metadata: { annotations: { "cnpg.io/fencedInstances": '["*"]' } } });
+    await waitCluster("eu", "pg-eu", "fenced, not ready", (c) => c.status?.readyInstances === 0 && c.status.conditions?.find((k) => k.type === "Ready")?.status === "False");
+    expect(await acceptsTcp(eu.port)).toBe(false);
+    await patch("eu", "pg-eu", { metadata: { annotations: { "cnpg.io/fencedInstances": null } } });
+    await waitCluster("eu", "pg-eu", "healthy again", healthy);
+    expect(await inRecovery(eu)).toBe(false);
+    await eu.query(`INSERT INTO ${ROWS_TABLE} (id) VALUES (1000000)`);
+  });
+
+  it("killInstance SIGKILLs the postmaster and its children; restartInstance recovers", async () => {
+    const eu = instanceOf("eu", "pg-eu");
+    const pid = eu.pid ?? 0;
+    const tree = [pid, ...descendants(pid)];
+    await operator("eu").killInstance(NS, "pg-eu");
+    expect(tree.filter(isAlive)).toEqual([]);
+    await waitCluster("eu", "pg-eu", "not ready after the kill", (c) => c.status?.readyInstances === 0);
+    await operator("eu").restartInstance(NS, "pg-eu");
+    await waitCluster("eu", "pg-eu", "healthy after restart", healthy);
+    expect((await rowIds(eu)).has(1000000)).toBe(true);
+  });
+
+  it("reports ContinuousArchiving from the archiver's real results", async () => {
+    const eu = instanceOf("eu", "pg-eu");
+    await waitCluster("eu", "pg-eu", "archiving ok", (c) => c.status?.conditions?.find((k) => k.type === "ContinuousArchiving")?.status === "True");
+    await chmod(eu.archiveDir, 0o555);
+    try {
+      await eu.query(`INSERT INTO ${ROWS_TABLE} (id) VALUES (1000001)`);
+      await eu.query("SELECT pg_switch_wal()");
+      const c = await waitCluster("eu", "pg-eu", "archiving failing", (k) => k.status?.conditions?.find((x) => x.type === "ContinuousArchiving")?.status === "False");
+      expect(c.status?.conditions?.find((x) => x.type === "ContinuousArchiving")?.reason).toBe("ContinuousArchivingFailing");
+    } finally {
+      await chmod(eu.archiveDir, 0o755);
+    }
+    await waitCluster("eu", "pg-eu", "archiving ok again", (c) => c.status?.conditions?.find((k) => k.type === "ContinuousArchiving")?.status === "True");
+  });
+
+  it("switches over an archive-only pair, then fails back over without a token", async () => {
+    await createPair("pg-eu2", "pg-us2", false);
+    expect((await instanceOf("us", "pg-us2").probe()).walReceiverUp).toBe(false);
+    await createRowsTable(instanceOf("eu", "pg-eu2").connection);
+    await switchover("archive only", { region: "eu", name: "pg-eu2" }, { region: "us", name: "pg-us2" });
+
+    // Unplanned failover: pg-eu2 (now a replica) is promoted at once, no token, no check.
+    const t0 = Date.now();
+    await patch("eu", "pg-eu2", { spec: { replica: { primary: "pg-eu2", promotionToken: null } } });
+    const c = await waitCluster("eu", "pg-eu2", "promoted without a token", (k) => healthy(k) && (k.status?.timelineID ?? 0) === 3);
+    expect(await inRecovery(instanceOf("eu", "pg-eu2"))).toBe(false);
+    expect(c.status?.lastPromotionToken).toBeUndefined();
+    timings.push(`[failover without token] patch → healthy primary on timeline 3: ${Date.now() - t0} ms`);
+  });
+
+  it("puts a bad object in a phase with a reason and keeps running", async () => {
+    // Admission would refuse these; objects stored behind its back (an older CRD, a bug) must not crash the operator.
+    const store = servers.get("eu")?.store;
+    if (!store) throw new Error("no eu server");
+    store.create("clusters", { apiVersion: "postgresql.cnpg.io/v1", kind: "Cluster", metadata: { name: "bad", namespace: NS }, spec: { instances: "three" } }, { skipAdmission: true });
+    const raw = await waitFor("bad to get a phase", async () => {
+      const o: unknown = await api("eu").getNamespacedCustomObject({ group: "postgresql.cnpg.io", version: "v1", namespace: NS, plural: "clusters", name: "bad" });
+      const status = (o as { status?: { phase?: string; phaseReason?: string } }).status;
+      return status?.phase ? status : undefined;
+    });
+    expect(raw.phase).toBe(PHASES.unrecoverable);
+    expect(raw.phaseReason).toMatch(/spec\.instances/);
+    store.create("clusters", { apiVersion: "postgresql.cnpg.io/v1", kind: "Cluster", metadata: { name: "badparam", namespace: NS }, spec: { postgresql: { parameters: { "x;y": "1" } } } }, { skipAdmission: true });
+    const bp = await waitCluster("eu", "badparam", "phase set", (k) => k.status?.phase !== undefined);
+    expect(bp.status?.phase).toBe(PHASES.unrecoverable);
+    expect(bp.status?.phaseReason).toMatch(/not a simple identifier/);
+    await waitCluster("eu", "pg-eu", "still healthy", healthy);
+  });
+});
