@@ -1,0 +1,406 @@
+/**
+ * The local lab: one NATS server with JetStream, and per region a Kubernetes API stand-in (HTTPS)
+ * plus a CNPG operator stand-in running real Postgres, wired as one CNPG distributed topology —
+ * federation `demo`, primary in the first region, replica clusters (archive + streaming) in the
+ * others. Everything runs on 127.0.0.1 with free ports and is stopped by PID (lab.pid lets the
+ * next start clean up after a crash).
+ */
+import { CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
+import { randomBytes } from "node:crypto";
+import { existsSync, readFileSync } from "node:fs";
+import { mkdir, rm, writeFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
+import { CNPG_GROUP, CNPG_PLURAL, CNPG_VERSION, PHASES, safeParseCluster, type Cluster } from "../cnpg/index.js";
+import type { Config } from "../config.js";
+import { parseConfig } from "../config.js";
+import { PgfedError } from "../errors.js";
+import { silentLogger, type Logger } from "../log.js";
+import { startCnpgOperator, type CnpgOperator } from "./cnpg/operator.js";
+import { ExternalClusterRegistry } from "./cnpg/registry.js";
+import { startKubeApi, writeKubeconfig, type KubeApiServer } from "./kube-api/index.js";
+import { startNats, type NatsServer } from "./nats.js";
+import { descendants, isAlive, signalTree, waitFor } from "./proc.js";
+
+export const LAB_NAMESPACE = "db";
+export const LAB_FEDERATION = "demo";
+
+/** Region names and member names of the lab, in order; the first region holds the primary. */
+export const LAB_REGIONS = [
+  { region: "eu-west", member: "pg-eu" },
+  { region: "us-east", member: "pg-us" },
+  { region: "ap-south", member: "pg-ap" },
+] as const;
+
+export interface LabOptions {
+  /** Lab directory (data, archives, kubeconfig, logs, pid file). */
+  dir: string;
+  regions?: 2 | 3;
+  log?: Logger;
+  /** One line per step while the lab starts. */
+  onProgress?: (line: string) => void;
+  /** `archive_timeout` of the members (lab default 5s). */
+  archiveTimeout?: string;
+  /** Operator reconcile interval (real CNPG: on events + requeue ~10 s; lab: 100 ms). */
+  operatorPollMs?: number;
+}
+
+export interface LabMember {
+  name: string;
+  region: string;
+  namespace: string;
+  cluster: string;
+}
+
+export interface LabRegion {
+  name: string;
+  member: LabMember;
+  kubeApi: KubeApiServer;
+  operator: CnpgOperator;
+  kubeConfig: KubeConfig;
+  /** What the disaster controls did to it. */
+  condition: "up" | "killed" | "partitioned";
+}
+
+export interface LabMemberStatus {
+  member: string;
+  region: string;
+  role: "primary" | "replica" | "unknown";
+  phase: string;
+  running: boolean;
+  psql: string;
+  timeline?: number;
+  condition: LabRegion["condition"];
+}
+
+export class Lab {
+  readonly dir: string;
+  readonly kubeconfigPath: string;
+  readonly config: Config;
+  private stopped = false;
+
+  constructor(
+    dir: string,
+    readonly nats: NatsServer,
+    readonly regions: Map<string, LabRegion>,
+    readonly token: string,
+    private readonly log: Logger,
+  ) {
+    this.dir = dir;
+    this.kubeconfigPath = join(dir, "kubeconfig");
+    this.config = labConfig(this);
+  }
+
+  get members(): LabMember[] {
+    return [...this.regions.values()].map((r) => r.member);
+  }
+
+  region(name: string): LabRegion {
+    const r = this.regions.get(name);
+    if (!r) throw new PgfedError("lab.unknown_region", `unknown region "${name}" (lab regions: ${[...this.regions.keys()].join(", ")})`);
+    return r;
+  }
+
+  regionOfMember(member: string): LabRegion {
+    const r = [...this.regions.values()].find((x) => x.member.name === member);
+    if (!r) throw new PgfedError("lab.unknown_member", `unknown member "${member}"`);
+    return r;
+  }
+
+  /** psql connection string of a member's instance. */
+  psql(member: string): string {
+    const r = this.regionOfMember(member);
+    return r.operator.instance(LAB_NAMESPACE, r.member.cluster)?.psql ?? "(not running)";
+  }
+
+  async getCluster(member: string): Promise<Cluster> {
+    const r = this.regionOfMember(member);
+    const raw = r.kubeApi.store.read("clusters", { namespace: LAB_NAMESPACE, name: r.member.cluster });
+    const parsed = safeParseCluster(raw);
+    if (!parsed.ok) throw parsed.error;
+    return parsed.cluster;
+  }
+
+  async status(): Promise<LabMemberStatus[]> {
+    const out: LabMemberStatus[] = [];
+    for (const r of this.regions.values()) {
+      const inst = r.operator.instance(LAB_NAMESPACE, r.member.cluster);
+      let role: LabMemberStatus["role"] = "unknown";
+      let phase = "(no object)";
+      let timeline: number | undefined;
+      try {
+        const c = await this.getCluster(r.member.name);
+        const rep = c.spec.replica;
+        role = rep?.primary === undefined ? "primary" : rep.primary === (rep.self ?? c.metadata.name) ? "primary" : "replica";
+        phase = c.status?.phase ?? "(no status)";
+        timeline = c.status?.timelineID;
+      } catch {
+        // keep unknown
+      }
+      out.push({
+        member: r.member.name,
+        region: r.name,
+        role,
+        phase,
+        running: inst?.running === true,
+        psql: inst?.psql ?? "(not running)",
+        condition: r.condition,
+        ...(timeline !== undefined ? { timeline } : {}),
+      });
+    }
+    return out;
+  }
+
+  /** A lost region: Postgres SIGKILLed (postmaster and every child) and held down, kube-api refusing connections. */
+  async killRegion(name: string): Promise<void> {
+    const r = this.region(name);
+    await r.operator.killInstance(LAB_NAMESPACE, r.member.cluster, { hold: true });
+    await r.kubeApi.faults.set({ partitioned: true });
+    r.condition = "killed";
+    this.log.warn({ region: name }, `region ${name} killed: Postgres SIGKILLed, Kubernetes API refusing connections`);
+  }
+
+  /** A partitioned region: its kube-api refuses connections; Postgres keeps running and serving. */
+  async partitionRegion(name: string): Promise<void> {
+    const r = this.region(name);
+    await r.kubeApi.faults.set({ partitioned: true });
+    r.condition = "partitioned";
+    this.log.warn({ region: name }, `region ${name} partitioned: Kubernetes API refusing connections, Postgres still running`);
+  }
+
+  /** Brings a killed or partitioned region back. */
+  async restoreRegion(name: string): Promise<void> {
+    const r = this.region(name);
+    await r.kubeApi.faults.clear();
+    if (r.condition === "killed") await r.operator.restartInstance(LAB_NAMESPACE, r.member.cluster);
+    r.condition = "up";
+    this.log.info({ region: name }, `region ${name} restored`);
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    for (const r of this.regions.values()) {
+      await r.operator.stop().catch(() => r.operator.stop({ kill: true }));
+      await r.kubeApi.stop();
+    }
+    await this.nats.stop();
+    await rm(join(this.dir, PID_FILE), { force: true });
+  }
+}
+
+const PID_FILE = "lab.pid";
+
+/** What lab.pid records: the lab process and every server it started, to clean up after a crash. */
+interface PidRecord {
+  labPid: number;
+  dir: string;
+  pids: number[];
+}
+
+/** True when `pid` runs a command line that mentions the lab directory (so it is really ours). */
+function belongsToLab(pid: number, dir: string): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, "utf8").replaceAll("\0", " ").includes(dir);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Cleans up after a lab process that died without stopping its servers. Refuses when another lab
+ * is still running on this directory. Only PIDs whose command line names this lab dir are killed.
+ */
+export async function cleanupStaleLab(dir: string, log: Logger = silentLogger()): Promise<number> {
+  const file = join(dir, PID_FILE);
+  if (!existsSync(file)) return 0;
+  let rec: PidRecord;
+  try {
+    rec = JSON.parse(readFileSync(file, "utf8")) as PidRecord;
+  } catch {
+    await rm(file, { force: true });
+    return 0;
+  }
+  if (rec.labPid !== process.pid && isAlive(rec.labPid) && belongsToLabProcess(rec.labPid)) {
+    throw new PgfedError("lab.already_running", `a lab is already running in ${dir} (pid ${rec.labPid}); stop it with \`pgfed lab stop --dir ${dir}\``);
+  }
+  let killed = 0;
+  for (const pid of rec.pids) {
+    if (isAlive(pid) && belongsToLab(pid, dir)) {
+      signalTree(pid, "SIGKILL");
+      killed++;
+    }
+  }
+  await waitFor("stale lab processes to exit", () => rec.pids.every((p) => !isAlive(p) || !belongsToLab(p, dir)), 10_000).catch(() => undefined);
+  await rm(file, { force: true });
+  if (killed > 0) log.warn({ dir, killed }, `cleaned up ${killed} process(es) left by a lab that did not stop`);
+  return killed;
+}
+
+function belongsToLabProcess(pid: number): boolean {
+  try {
+    const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+    return cmd.includes("lab") || cmd.includes("vitest");
+  } catch {
+    return false;
+  }
+}
+
+/** Records the lab's own PID and its servers' PIDs (postmasters, nats-server) in lab.pid. */
+export async function writePidFile(lab: Lab): Promise<void> {
+  const pids = [lab.nats.pid];
+  for (const r of lab.regions.values()) {
+    const p = r.operator.instance(LAB_NAMESPACE, r.member.cluster)?.pid;
+    if (p !== undefined) pids.push(p, ...descendants(p));
+  }
+  const rec: PidRecord = { labPid: process.pid, dir: lab.dir, pids };
+  await writeFile(join(lab.dir, PID_FILE), `${JSON.stringify(rec)}\n`);
+}
+
+function clusterManifest(member: LabMember, primary: LabMember, all: LabMember[], archiveTimeout: string, source: LabMember): object {
+  const isPrimary = member.name === primary.name;
+  return {
+    apiVersion: `${CNPG_GROUP}/${CNPG_VERSION}`,
+    kind: "Cluster",
+    metadata: { name: member.cluster, namespace: member.namespace, labels: { "pgfed.io/federation": LAB_FEDERATION } },
+    spec: {
+      instances: 1,
+      postgresql: { parameters: { archive_timeout: archiveTimeout } },
+      bootstrap: isPrimary ? { initdb: { database: "app", owner: "app" } } : { pg_basebackup: { source: source.name } },
+      replica: { self: member.name, primary: primary.name, source: source.name },
+      externalClusters: all.map((m) => ({
+        name: m.name,
+        connectionParameters: { host: `${m.cluster}-rw.${m.namespace}.svc`, user: "streaming_replica", dbname: "postgres", sslmode: "disable" },
+      })),
+    },
+  };
+}
+
+/** The pgfed config that drives the lab (what `pgfed run --config` would read). */
+function labConfig(lab: Lab): Config {
+  return parseConfig(
+    {
+      federations: [
+        {
+          name: LAB_FEDERATION,
+          rpo: { budget: "30s", warnAt: 0.5 },
+          failover: { mode: "automatic", leaseTtl: "5s", clockSkewMargin: "1s" },
+          switchover: { tokenTimeout: "60s", promoteTimeout: "60s" },
+          sampleInterval: "1s",
+          members: [...lab.regions.values()].map((r) => {
+            const inst = r.operator.instance(LAB_NAMESPACE, r.member.cluster);
+            return {
+              ...r.member,
+              postgres: { host: "127.0.0.1", port: inst?.port ?? 5432, user: "postgres", database: "postgres", sslmode: "disable" },
+            };
+          }),
+        },
+      ],
+      regions: [...lab.regions.values()].map((r) => ({ name: r.name, kubeconfig: { path: lab.kubeconfigPath, context: r.name } })),
+      bus: { servers: [lab.nats.url] },
+      api: { listen: "127.0.0.1:0" },
+    },
+    "lab",
+  );
+}
+
+async function waitHealthy(api: CustomObjectsApi, m: LabMember, timeoutMs: number): Promise<void> {
+  let last = "(none)";
+  await waitFor(
+    `Cluster ${m.namespace}/${m.cluster} in ${m.region} to be healthy`,
+    async () => {
+      const raw: unknown = await api.getNamespacedCustomObject({ group: CNPG_GROUP, version: CNPG_VERSION, plural: CNPG_PLURAL, namespace: m.namespace, name: m.cluster });
+      const parsed = safeParseCluster(raw);
+      if (!parsed.ok) return false;
+      last = `${parsed.cluster.status?.phase ?? "(no phase)"}${parsed.cluster.status?.phaseReason ? `: ${parsed.cluster.status.phaseReason}` : ""}`;
+      return parsed.cluster.status?.phase === PHASES.healthy && parsed.cluster.status.readyInstances === 1;
+    },
+    timeoutMs,
+    100,
+  ).catch((e: unknown) => {
+    throw new PgfedError("lab.start_failed", `${(e as Error).message} (last phase: ${last})`);
+  });
+}
+
+/** Starts the lab; on any failure everything already started is stopped before the error is thrown. */
+export async function startLab(opts: LabOptions): Promise<Lab> {
+  const dir = resolve(opts.dir);
+  const log = opts.log ?? silentLogger();
+  const progress = opts.onProgress ?? (() => undefined);
+  const count = opts.regions ?? 2;
+  await mkdir(dir, { recursive: true, mode: 0o755 });
+  await cleanupStaleLab(dir, log);
+  await writeFile(join(dir, PID_FILE), `${JSON.stringify({ labPid: process.pid, dir, pids: [] } satisfies PidRecord)}\n`);
+
+  const started: { stop: () => Promise<void> }[] = [];
+  try {
+    progress("starting NATS with JetStream");
+    const nats = await startNats({ dir: join(dir, "nats"), log });
+    started.push(nats);
+
+    const token = randomBytes(24).toString("hex");
+    const members: LabMember[] = LAB_REGIONS.slice(0, count).map((x) => ({ name: x.member, region: x.region, namespace: LAB_NAMESPACE, cluster: x.member }));
+    const primary = members[0] as LabMember;
+    const registry = new ExternalClusterRegistry();
+    const kubeApis = new Map<string, KubeApiServer>();
+    for (const m of members) {
+      progress(`starting Kubernetes API for region ${m.region}`);
+      const api = await startKubeApi({
+        region: m.region,
+        tls: { dir: join(dir, "tls") },
+        tokens: { [token]: { name: "lab-admin", allow: [{ verbs: "*", resources: "*" }] } },
+        namespaces: [LAB_NAMESPACE],
+        logger: log.child({ region: m.region, component: "kube-api" }),
+      });
+      started.push(api);
+      kubeApis.set(m.region, api);
+    }
+    const kubeconfigPath = join(dir, "kubeconfig");
+    await writeKubeconfig(
+      kubeconfigPath,
+      members.map((m) => {
+        const api = kubeApis.get(m.region) as KubeApiServer;
+        return { name: m.region, url: api.url, token, ...(api.caFile ? { caFile: api.caFile } : {}) };
+      }),
+    );
+
+    const regions = new Map<string, LabRegion>();
+    for (const m of members) {
+      const kc = new KubeConfig();
+      kc.loadFromFile(kubeconfigPath);
+      kc.setCurrentContext(m.region);
+      const operator = await startCnpgOperator({
+        region: m.region,
+        kube: kc,
+        dataDir: join(dir, "data"),
+        registry,
+        log: log.child({ region: m.region, component: "cnpg" }),
+        ...(opts.operatorPollMs !== undefined ? { pollIntervalMs: opts.operatorPollMs } : {}),
+      });
+      started.push(operator);
+      regions.set(m.region, { name: m.region, member: m, kubeApi: kubeApis.get(m.region) as KubeApiServer, operator, kubeConfig: kc, condition: "up" });
+    }
+
+    const archiveTimeout = opts.archiveTimeout ?? "5s";
+    for (const m of members) {
+      const r = regions.get(m.region) as LabRegion;
+      const api = r.kubeConfig.makeApiClient(CustomObjectsApi);
+      progress(m === primary ? `creating primary cluster ${m.name} in ${m.region} (initdb)` : `creating replica cluster ${m.name} in ${m.region} (base backup from ${primary.name})`);
+      await api.createNamespacedCustomObject({
+        group: CNPG_GROUP,
+        version: CNPG_VERSION,
+        plural: CNPG_PLURAL,
+        namespace: m.namespace,
+        body: clusterManifest(m, primary, members, archiveTimeout, primary),
+      });
+      await waitHealthy(api, m, 90_000);
+    }
+
+    const lab = new Lab(dir, nats, regions, token, log);
+    await writePidFile(lab);
+    return lab;
+  } catch (e) {
+    for (const s of started.reverse()) await s.stop().catch(() => undefined);
+    await rm(join(dir, PID_FILE), { force: true });
+    throw e;
+  }
+}
