@@ -5,6 +5,7 @@
  */
 import { existsSync } from "node:fs";
 import { appendFile, chmod, mkdir, mkdtemp, readFile, rm, unlink, writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -125,6 +126,27 @@ function conninfo(c: PgConnectionInfo, applicationName: string): string {
   return `host=${q(c.host)} port=${c.port} user=${q(c.user)} dbname=${q(c.database)} application_name=${q(applicationName)} connect_timeout=2`;
 }
 
+/** The port this instance used before when it is still free (psql strings survive a lab restart), else a new one. */
+async function stablePort(file: string): Promise<number> {
+  try {
+    const previous = Number((await readFile(file, "utf8")).trim());
+    if (Number.isInteger(previous) && previous > 0 && (await portIsFree(previous))) return previous;
+  } catch {
+    // first start
+  }
+  const port = await freePort();
+  await writeFile(file, `${port}\n`);
+  return port;
+}
+
+function portIsFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.once("error", () => resolve(false));
+    srv.listen(port, "127.0.0.1", () => srv.close(() => resolve(true)));
+  });
+}
+
 export class PgInstance {
   readonly name: string;
   readonly dir: string;
@@ -169,7 +191,7 @@ export class PgInstance {
     else await mkdir(socketDir, { recursive: true });
     await chmod(socketDir, 0o755);
     await chownToPostgres(socketDir);
-    const port = opts.port ?? (await freePort());
+    const port = opts.port ?? (await stablePort(join(opts.dir, "port")));
     const inst = new PgInstance({ ...opts, port, socketDir });
     inst.scripts = await writeArchiveScripts(opts.dir);
     return inst;
@@ -472,7 +494,8 @@ export class PgInstance {
   async recoverOffline(): Promise<void> {
     if (this.running) throw new PgfedError("lab.running", `while recovering ${this.name} offline: postgres is running`);
     try {
-      await run(pgBin("postgres"), ["--single", "-D", this.pgdata, "-c", "archive_mode=off", "postgres"], { asPostgres: true, input: "", timeoutMs: 120_000 });
+      // archive_mode stays as configured so the end-of-recovery checkpoint keeps un-archived segments.
+      await run(pgBin("postgres"), ["--single", "-D", this.pgdata, "postgres"], { asPostgres: true, input: "", timeoutMs: 120_000 });
     } catch (e) {
       throw new PgfedError("lab.recovery_failed", `while recovering ${this.name} offline: ${errorMessage(e)}`, { cluster: this.name }, { cause: e });
     }

@@ -28,6 +28,7 @@ const REGIONS = ["eu", "us"] as const;
 type Region = (typeof REGIONS)[number];
 
 let labDir: string;
+const registry = new ExternalClusterRegistry();
 const servers = new Map<Region, KubeApiServer>();
 const operators = new Map<Region, CnpgOperator>();
 const apis = new Map<Region, CustomObjectsApi>();
@@ -75,6 +76,12 @@ async function waitCluster(region: Region, name: string, what: string, ok: (c: C
   } catch (e) {
     throw new Error(`${(e as Error).message}; last status: ${JSON.stringify(last?.status)}`, { cause: e });
   }
+}
+
+/** Operator logs on stdout when LAB_CNPG_TEST_LOG names a level (debug, info…). */
+function testLog() {
+  const level = process.env.LAB_CNPG_TEST_LOG;
+  return level ? createLogger({ level, pretty: false }) : silentLogger();
 }
 
 const healthy = (c: Cluster) => c.status?.phase === PHASES.healthy && c.status.readyInstances === 1;
@@ -202,12 +209,11 @@ beforeAll(async () => {
   for (const region of REGIONS) servers.set(region, await startKubeApi({ region, tokens, namespaces: [NS] }));
   const kubeconfig = join(labDir, "kubeconfig");
   await writeKubeconfig(kubeconfig, REGIONS.map((r) => ({ name: r, url: servers.get(r)?.url ?? "", token: TOKEN })));
-  const registry = new ExternalClusterRegistry();
   for (const region of REGIONS) {
     const forOperator = new KubeConfig();
     forOperator.loadFromFile(kubeconfig);
     forOperator.setCurrentContext(region);
-    operators.set(region, await startCnpgOperator({ region, kube: forOperator, dataDir: join(labDir, "data"), registry, pollIntervalMs: 100, promotionRetryMs: 250, log: process.env.LAB_CNPG_TEST_LOG ? createLogger({ level: process.env.LAB_CNPG_TEST_LOG, pretty: false }) : silentLogger() }));
+    operators.set(region, await startCnpgOperator({ region, kube: forOperator, dataDir: join(labDir, "data"), registry, pollIntervalMs: 100, promotionRetryMs: 250, log: testLog() }));
     const forTest = new KubeConfig();
     forTest.loadFromFile(kubeconfig);
     forTest.setCurrentContext(region);
@@ -285,6 +291,13 @@ describe("CNPG stand-in through the Kubernetes API", () => {
     await waitCluster("eu", "pg-eu", "healthy again", healthy);
     expect(await inRecovery(eu)).toBe(false);
     await eu.query(`INSERT INTO ${ROWS_TABLE} (id) VALUES (1000000)`);
+
+    // Naming the pod fences that instance only, which is the whole cluster here.
+    await patch("eu", "pg-eu", { metadata: { annotations: { "cnpg.io/fencedInstances": '["pg-eu-1"]' } } });
+    await waitCluster("eu", "pg-eu", "fenced by pod name", (c) => c.status?.readyInstances === 0);
+    expect(await acceptsTcp(eu.port)).toBe(false);
+    await patch("eu", "pg-eu", { metadata: { annotations: { "cnpg.io/fencedInstances": null } } });
+    await waitCluster("eu", "pg-eu", "healthy again", healthy);
   });
 
   it("killInstance SIGKILLs the postmaster and its children; restartInstance recovers", async () => {
@@ -312,6 +325,32 @@ describe("CNPG stand-in through the Kubernetes API", () => {
       await chmod(eu.archiveDir, 0o755);
     }
     await waitCluster("eu", "pg-eu", "archiving ok again", (c) => c.status?.conditions?.find((k) => k.type === "ContinuousArchiving")?.status === "True");
+  });
+
+  it("demotes a primary that crashed with its operator, once a new operator starts, losing no committed row", async () => {
+    const eu = instanceOf("eu", "pg-eu");
+    const port = eu.port;
+    const previousToken = (await getCluster("eu", "pg-eu")).status?.demotionToken;
+    const writer = startRowWriter(() => eu.connection, 1);
+    await waitFor("rows on pg-eu", () => writer.committedCount > 100, 20_000);
+    // Region lost: operator and Postgres die together (SIGKILL, no shutdown checkpoint).
+    await operator("eu").stop({ kill: true });
+    const report = await writer.stop();
+    await patch("eu", "pg-eu", { spec: { replica: { primary: "pg-us", promotionToken: null } } });
+    const kubeconfig = join(labDir, "kubeconfig");
+    const kc = new KubeConfig();
+    kc.loadFromFile(kubeconfig);
+    kc.setCurrentContext("eu");
+    operators.set("eu", await startCnpgOperator({ region: "eu", kube: kc, dataDir: join(labDir, "data"), registry, pollIntervalMs: 100, promotionRetryMs: 250, log: testLog() }));
+    const demoted = await waitCluster("eu", "pg-eu", "a new demotion token", (c) => (c.status?.demotionToken ?? previousToken) !== previousToken && c.status?.switchReplicaClusterStatus?.inProgress === false);
+    const token = demoted.status?.demotionToken ?? "";
+    await patch("us", "pg-us", { spec: { replica: { primary: "pg-us", promotionToken: token } } });
+    await waitCluster("us", "pg-us", "promoted with the token", (c) => c.status?.lastPromotionToken === token && healthy(c));
+    const onUs = await rowIds(instanceOf("us", "pg-us"));
+    expect(report.committed.filter((id) => !onUs.has(id))).toEqual([]);
+    await waitCluster("eu", "pg-eu", "following pg-us", healthy);
+    expect(instanceOf("eu", "pg-eu").port).toBe(port);
+    expect(await inRecovery(instanceOf("eu", "pg-eu"))).toBe(true);
   });
 
   it("switches over an archive-only pair, then fails back over without a token", async () => {
