@@ -65,7 +65,8 @@ export async function startPair(opts: { archiveTimeout: string; streaming: boole
         await i.kill();
         started.delete(i);
       }
-      await rm(dir, { recursive: true, force: true });
+      // An archive_command child forked during the kill may still write a file: retry on ENOTEMPTY.
+      await rm(dir, { recursive: true, force: true, maxRetries: 10, retryDelay: 200 });
     },
   };
 }
