@@ -104,6 +104,7 @@ interface Managed {
   inFlight: Promise<void> | undefined;
   again: boolean;
   lastError: string | undefined;
+  lastWarning: string | undefined;
 }
 
 interface StepOutcome {
@@ -149,7 +150,7 @@ class Operator implements CnpgOperator {
   }
 
   start(): void {
-    this.loop = this.run();
+    this.loop = this.run().catch((e: unknown) => this.log.fatal({ err: errorMessage(e) }, `the operator loop of ${this.region} stopped: ${errorMessage(e)}`));
   }
 
   instance(namespace: string, name: string): PgInstance | undefined {
@@ -232,7 +233,7 @@ class Operator implements CnpgOperator {
       seen.add(key);
       let m = this.clusters.get(key);
       if (!m) {
-        m = { namespace, name, key, instance: undefined, registeredAs: undefined, startedWith: undefined, held: false, refusedToken: undefined, nextTokenCheckAt: 0, lastTokenWait: undefined, inFlight: undefined, again: false, lastError: undefined };
+        m = { namespace, name, key, instance: undefined, registeredAs: undefined, startedWith: undefined, held: false, refusedToken: undefined, nextTokenCheckAt: 0, lastTokenWait: undefined, inFlight: undefined, again: false, lastError: undefined, lastWarning: undefined };
         this.clusters.set(key, m);
       }
       runs.push(this.schedule(m));
@@ -328,7 +329,8 @@ class Operator implements CnpgOperator {
     } catch (e) {
       // Unparseable fencing: stay stopped rather than guess "unfenced" (a fenced primary must not write).
       fenced = true;
-      this.log.warn({ cluster: m.key, err: errorMessage(e) }, errorMessage(e));
+      if (m.lastWarning !== errorMessage(e)) this.log.warn({ cluster: m.key, err: errorMessage(e) }, `treating ${m.key} as fenced: ${errorMessage(e)}`);
+      m.lastWarning = errorMessage(e);
     }
 
     const disk = inst.diskRole;
@@ -406,9 +408,10 @@ class Operator implements CnpgOperator {
 
   private resolveSource(c: Cluster, sourceName: string): { ext: ExternalCluster; endpoint: ExternalClusterEndpoint } {
     const ext = (c.spec.externalClusters ?? []).find((e) => e.name === sourceName);
-    if (!ext) throw new PgfedError("lab.no_source", `${clusterKey(c)}: spec.externalClusters has no entry named ${JSON.stringify(sourceName)}`);
+    const doing = `while resolving the source ${JSON.stringify(sourceName)} of ${clusterKey(c)}`;
+    if (!ext) throw new PgfedError("lab.no_source", `${doing}: spec.externalClusters has no entry by that name`);
     const endpoint = this.registry.resolve(ext);
-    if (!endpoint) throw new PgfedError("lab.source_unknown", `${clusterKey(c)}: external cluster ${JSON.stringify(sourceName)} is not run by any lab operator`);
+    if (!endpoint) throw new PgfedError("lab.source_unknown", `${doing}: no lab operator runs a cluster by that name`);
     return { ext, endpoint };
   }
 
