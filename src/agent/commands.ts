@@ -1,0 +1,172 @@
+/**
+ * What a command means for one Cluster, as an "ensure" step (STYLE.md, from CloudNativePG): look
+ * at the object as it is, return early when there is nothing to do, otherwise name the one merge
+ * patch that makes it so. Pure: the agent reads, plans, patches at most once, and plans again on
+ * the patched object to prove the step took. Repeating a command therefore patches nothing the
+ * second time and answers the same way.
+ *
+ * `walSwitch` needs Postgres rather than the Cluster; the agent runs it through the sampler.
+ */
+import type { Command } from "../bus/index.js";
+import {
+  FENCED_INSTANCES_ANNOTATION,
+  clearTokenPatch,
+  clusterRole,
+  demotePatch,
+  designatedPrimary,
+  fencePatch,
+  isFullyFenced,
+  lastPromotionToken,
+  promoteWithTokenPatch,
+  promoteWithoutTokenPatch,
+  selfName,
+  specPromotionToken,
+  switchInProgress,
+  unfencePatch,
+  type Cluster,
+  type MergePatch,
+} from "../cnpg/index.js";
+
+/** The command kinds that are carried out on the Cluster object. */
+export type ClusterCommand = Exclude<Command, { kind: "walSwitch" }>;
+
+export interface PlanContext {
+  /** "orders/pg-eu": federation/member, used in every sentence. */
+  who: string;
+  /** The topology name (`externalClusters` entry, `spec.replica.primary` value) of a member. */
+  topologyName(member: string): string;
+}
+
+export type CommandPlan =
+  /** One patch makes it so; `sentence` says what it did once applied. */
+  | { action: "patch"; patch: MergePatch; sentence: string }
+  /** Already so: nothing to patch. */
+  | { action: "none"; sentence: string }
+  /** Not safe or not possible: nothing is patched, the result carries `code` and `message`. */
+  | { action: "refuse"; code: string; message: string };
+
+export function planCommand(c: Cluster, cmd: ClusterCommand, ctx: PlanContext): CommandPlan {
+  switch (cmd.kind) {
+    case "demote":
+      return planDemote(c, ctx.topologyName(cmd.to), cmd.to, ctx);
+    case "promoteWithToken":
+      return planPromoteWithToken(c, cmd.token, ctx);
+    case "promoteWithoutToken":
+      return planPromoteWithoutToken(c, ctx);
+    case "clearToken":
+      return planClearToken(c, ctx);
+    case "fence":
+      return planFence(c, ctx);
+    case "unfence":
+      return planUnfence(c, ctx);
+    case "ensurePrimary":
+      return planEnsurePrimary(c, ctx);
+  }
+}
+
+function planDemote(c: Cluster, to: string, toMember: string, ctx: PlanContext): CommandPlan {
+  const self = selfName(c);
+  const primary = designatedPrimary(c);
+  const token = specPromotionToken(c);
+  const doing = `refusing to demote ${ctx.who} to follow ${toMember}`;
+  if (to === self) return refuse("agent.invalid_command", `${doing}: that is the member itself (topology name ${self}); a promotion is a promote command`);
+  if (!(c.spec.externalClusters ?? []).some((e) => e.name === to)) {
+    return refuse("agent.unknown_member", `${doing}: spec.externalClusters has no entry named ${to}, so CNPG could not follow it`);
+  }
+  if (primary === to && token === undefined) {
+    return none(`${ctx.who} already follows ${toMember}${switchInProgress(c) ? " (its demotion is in progress)" : ""}; nothing to patch`);
+  }
+  if (switchInProgress(c)) return refuse("agent.switch_in_progress", `${doing}: a replica cluster switch is in progress (status.switchReplicaClusterStatus.inProgress) and CNPG refuses role changes until it ends`);
+  const fields = [primary === to ? undefined : "spec.replica.primary", token === undefined ? undefined : "removed spec.replica.promotionToken"].filter((f) => f !== undefined);
+  return { action: "patch", patch: demotePatch(to), sentence: `demoted ${ctx.who} to follow ${toMember} (patched ${fields.join(", ")})` };
+}
+
+function planPromoteWithToken(c: Cluster, token: string, ctx: PlanContext): CommandPlan {
+  const self = selfName(c);
+  const isDesignated = designatedPrimary(c) === self;
+  const pending = specPromotionToken(c);
+  const doing = `refusing to promote ${ctx.who} with a demotion token`;
+  if (isDesignated && pending === token) return none(`${ctx.who} is already being promoted with this token (CNPG checks it); nothing to patch`);
+  if (isDesignated && lastPromotionToken(c) === token) return none(`${ctx.who} was already promoted with this token (status.lastPromotionToken); nothing to patch`);
+  if (switchInProgress(c)) return refuse("agent.switch_in_progress", `${doing}: a replica cluster switch is in progress and CNPG refuses role changes until it ends`);
+  if (isDesignated && pending === undefined) {
+    return refuse("agent.already_primary", `${doing}: it is already the primary cluster and no promotion is pending, so the token would check nothing`);
+  }
+  const sentence = isDesignated
+    ? `replaced the pending promotion token of ${ctx.who} (patched spec.replica.promotionToken); CNPG checks the new one`
+    : `promoting ${ctx.who} with the demotion token (patched spec.replica.primary and spec.replica.promotionToken in one patch); CNPG promotes once it has replayed up to it`;
+  return { action: "patch", patch: promoteWithTokenPatch(self, token), sentence };
+}
+
+function planPromoteWithoutToken(c: Cluster, ctx: PlanContext): CommandPlan {
+  const self = selfName(c);
+  const isDesignated = designatedPrimary(c) === self;
+  const pending = specPromotionToken(c);
+  if (isDesignated && pending === undefined) return none(`${ctx.who} is already the primary cluster; nothing to patch`);
+  if (switchInProgress(c)) return refuse("agent.switch_in_progress", `refusing to promote ${ctx.who} without a token: a replica cluster switch is in progress and CNPG refuses role changes until it ends`);
+  const fields = [isDesignated ? undefined : "spec.replica.primary", pending === undefined ? undefined : "removed spec.replica.promotionToken"].filter((f) => f !== undefined);
+  return { action: "patch", patch: promoteWithoutTokenPatch(self), sentence: `promoted ${ctx.who} without a token, unchecked (patched ${fields.join(", ")})` };
+}
+
+function planClearToken(c: Cluster, ctx: PlanContext): CommandPlan {
+  const pending = specPromotionToken(c);
+  if (pending === undefined) return none(`${ctx.who} has no promotion token in its spec; nothing to patch`);
+  if (designatedPrimary(c) === selfName(c) && lastPromotionToken(c) !== pending) {
+    // With primary == self, removing the token turns a checked promotion into an unchecked one.
+    return refuse(
+      "agent.promotion_pending",
+      `refusing to clear the promotion token of ${ctx.who}: its promotion with that token has not completed (status.lastPromotionToken differs), and without the token CNPG would promote unchecked`,
+    );
+  }
+  return { action: "patch", patch: clearTokenPatch(), sentence: `cleared the used promotion token of ${ctx.who} (removed spec.replica.promotionToken)` };
+}
+
+function planFence(c: Cluster, ctx: PlanContext): CommandPlan {
+  let fenced: boolean;
+  try {
+    fenced = isFullyFenced(c);
+  } catch {
+    fenced = false; // an unreadable annotation is replaced by one CNPG understands
+  }
+  if (fenced) return none(`${ctx.who} is already fenced (all instances); nothing to patch`);
+  return { action: "patch", patch: fencePatch(["*"]), sentence: `fenced ${ctx.who} (annotated ${FENCED_INSTANCES_ANNOTATION} ["*"]); CNPG stops its Postgres` };
+}
+
+function planUnfence(c: Cluster, ctx: PlanContext): CommandPlan {
+  // Present at all (even unreadable, or an empty list): remove it, so that CNPG sees no fencing.
+  const annotated = c.metadata.annotations?.[FENCED_INSTANCES_ANNOTATION] !== undefined;
+  if (!annotated) return none(`${ctx.who} is not fenced; nothing to patch`);
+  return { action: "patch", patch: unfencePatch(), sentence: `unfenced ${ctx.who} (removed ${FENCED_INSTANCES_ANNOTATION})` };
+}
+
+/**
+ * Verification only: it never promotes. Making a replica primary is a promotion that rule 3 gates
+ * (the coordinator sends promoteWithToken / promoteWithoutToken for that).
+ */
+function planEnsurePrimary(c: Cluster, ctx: PlanContext): CommandPlan {
+  if (clusterRole(c) === "primary") return none(`${ctx.who} is the primary cluster (spec.replica.primary names itself); nothing to patch`);
+  return refuse(
+    "agent.not_primary",
+    `${ctx.who} is not the primary cluster: spec.replica.primary is ${designatedPrimary(c) ?? "(unset)"}, not ${selfName(c)}; ensurePrimary never promotes (send a promote command)`,
+  );
+}
+
+function none(sentence: string): CommandPlan {
+  return { action: "none", sentence };
+}
+
+function refuse(code: string, message: string): CommandPlan {
+  return { action: "refuse", code, message };
+}
+
+/** A short description of a command for log lines: `demote (to pg-us)`. */
+export function describeCommand(cmd: Command): string {
+  switch (cmd.kind) {
+    case "demote":
+      return `demote (to ${cmd.to})`;
+    case "promoteWithToken":
+      return "promoteWithToken";
+    default:
+      return cmd.kind;
+  }
+}

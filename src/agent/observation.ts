@@ -1,0 +1,97 @@
+/**
+ * What the agent says about a member's CNPG Cluster on the bus: the Cluster read through the
+ * src/cnpg readers and turned into the wire shape (bus/messages.ts `observationSchema`). Pure.
+ *
+ * Three ways a read ends (safety rule 6, "bad input changes nothing"):
+ *   - a Cluster pgfed understands        → role primary/replica, reachable
+ *   - an object it does not understand   → role "unknown" with the reason, reachable
+ *   - no answer from the Kubernetes API   → the last known values, reachable false with the reason
+ */
+import { observationSchema, describeIssues, type Observation } from "../bus/index.js";
+import {
+  archivingStatus,
+  clusterPhase,
+  clusterRole,
+  demotionToken,
+  isFenced,
+  isReady,
+  lastPromotionToken,
+  switchInProgress,
+  type Cluster,
+} from "../cnpg/index.js";
+import { errorMessage } from "../errors.js";
+
+const MAX_REASON = 2_048;
+const MAX_PHASE = 512;
+
+/** The wire observation of a parsed Cluster; an object the readers refuse yields role "unknown". */
+export function observeCluster(c: Cluster): Observation {
+  const resourceVersion = (c.metadata.resourceVersion ?? "").slice(0, 128);
+  let fenced: boolean;
+  try {
+    fenced = isFenced(c);
+  } catch (e) {
+    // An unreadable fencing annotation: CNPG cannot tell either, so neither role nor writability is known.
+    return unknownObservation(errorMessage(e), resourceVersion, { fenced: true, phase: clusterPhase(c) ?? "" });
+  }
+  const timeline = c.status?.timelineID;
+  const candidate: Observation = {
+    role: clusterRole(c),
+    phase: (clusterPhase(c) ?? "").slice(0, MAX_PHASE),
+    fenced,
+    switchInProgress: switchInProgress(c),
+    ...optional("demotionToken", demotionToken(c)),
+    ...optional("lastPromotionToken", lastPromotionToken(c)),
+    ...(timeline !== undefined && timeline > 0 ? { timelineID: timeline } : {}),
+    ...optional("currentPrimary", c.status?.currentPrimary),
+    reachable: true,
+    ready: isReady(c),
+    archiving: archivingStatus(c),
+    resourceVersion,
+  };
+  const checked = observationSchema.safeParse(candidate);
+  if (checked.success) return checked.data;
+  return unknownObservation(`the Cluster does not fit an observation: ${describeIssues(checked.error.issues)}`, resourceVersion, {
+    fenced,
+    phase: candidate.phase,
+  });
+}
+
+/** A member whose object is not a Cluster pgfed understands (or no longer exists). */
+export function unknownObservation(reason: string, resourceVersion = "", known: { fenced?: boolean; phase?: string } = {}): Observation {
+  return {
+    role: "unknown",
+    phase: (known.phase ?? "").slice(0, MAX_PHASE),
+    fenced: known.fenced ?? false,
+    switchInProgress: false,
+    reachable: true,
+    reason: clip(reason),
+    ready: false,
+    archiving: "unknown",
+    resourceVersion: resourceVersion.slice(0, 128),
+  };
+}
+
+/** The Kubernetes API did not answer: keep the last known values, say so and why. */
+export function unreachableObservation(last: Observation | undefined, reason: string): Observation {
+  const base = last ?? unknownObservation("");
+  return { ...base, role: last ? base.role : "unknown", reachable: false, reason: clip(reason), ready: last ? base.ready : false };
+}
+
+/** Equal as far as the coordinator can tell (key order does not matter). */
+export function sameObservation(a: Observation | undefined, b: Observation | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  return canonical(a) === canonical(b);
+}
+
+function canonical(o: Observation): string {
+  return JSON.stringify(Object.fromEntries(Object.entries(o).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0))));
+}
+
+function optional<K extends string>(key: K, value: string | undefined): { [P in K]?: string } {
+  return (value === undefined || value === "" ? {} : { [key]: value }) as { [P in K]?: string };
+}
+
+function clip(reason: string): string {
+  return reason.length > MAX_REASON ? `${reason.slice(0, MAX_REASON - 1)}…` : reason;
+}

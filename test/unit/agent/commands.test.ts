@@ -1,0 +1,99 @@
+import { describe, expect, it } from "vitest";
+import { planCommand, type ClusterCommand, type CommandPlan, type PlanContext } from "../../../src/agent/index.js";
+import { applyMergePatch, parseCluster, type Cluster } from "../../../src/cnpg/index.js";
+
+const ctx: PlanContext = { who: "orders/pg-eu", topologyName: (m) => (m === "us-member" ? "pg-us" : m) };
+const base = { operationId: "op-1", deadlineAt: "2030-01-01T00:00:00Z" };
+
+function cluster(opts: { primary?: string; token?: string; lastToken?: string; inProgress?: boolean; fenced?: string; self?: string } = {}): Cluster {
+  return parseCluster({
+    apiVersion: "postgresql.cnpg.io/v1",
+    kind: "Cluster",
+    metadata: { name: "pg-eu", namespace: "db", resourceVersion: "7", ...(opts.fenced !== undefined ? { annotations: { "cnpg.io/fencedInstances": opts.fenced } } : {}) },
+    spec: {
+      replica: { self: opts.self ?? "pg-eu", primary: opts.primary ?? "pg-eu", source: "pg-us", ...(opts.token ? { promotionToken: opts.token } : {}) },
+      externalClusters: [{ name: "pg-eu" }, { name: "pg-us" }],
+    },
+    status: {
+      phase: "Cluster in healthy state",
+      ...(opts.lastToken ? { lastPromotionToken: opts.lastToken } : {}),
+      ...(opts.inProgress ? { switchReplicaClusterStatus: { inProgress: true } } : {}),
+    },
+  });
+}
+
+/** Applies a planned patch like the API server would and plans again: the second plan must be "none". */
+function applyAndReplan(c: Cluster, cmd: ClusterCommand): { first: CommandPlan; second: CommandPlan; after: Cluster } {
+  const first = planCommand(c, cmd, ctx);
+  if (first.action !== "patch") throw new Error(`expected a patch, got ${first.action}`);
+  const after = parseCluster(applyMergePatch(c, first.patch));
+  return { first, second: planCommand(after, cmd, ctx), after };
+}
+
+describe("planCommand (ensure steps)", () => {
+  it("demotes a primary to follow another member in one patch that also drops a leftover token, then has nothing to do", () => {
+    const { first, second, after } = applyAndReplan(cluster({ token: "old", lastToken: "old" }), { kind: "demote", to: "us-member", ...base });
+    expect(first).toMatchObject({ action: "patch", sentence: "demoted orders/pg-eu to follow us-member (patched spec.replica.primary, removed spec.replica.promotionToken)" });
+    expect(after.spec.replica).toMatchObject({ primary: "pg-us" });
+    expect(after.spec.replica?.promotionToken).toBeUndefined();
+    expect(second).toEqual({ action: "none", sentence: "orders/pg-eu already follows us-member; nothing to patch" });
+  });
+
+  it("accepts a repeated demote while the demotion it started is in progress, but refuses a different role change then", () => {
+    expect(planCommand(cluster({ primary: "pg-us", inProgress: true }), { kind: "demote", to: "pg-us", ...base }, ctx).action).toBe("none");
+    expect(planCommand(cluster({ primary: "pg-eu", inProgress: true }), { kind: "demote", to: "pg-us", ...base }, ctx)).toMatchObject({ action: "refuse", code: "agent.switch_in_progress" });
+  });
+
+  it("refuses to demote towards a member missing from externalClusters, or towards itself", () => {
+    expect(planCommand(cluster(), { kind: "demote", to: "pg-ap", ...base }, ctx)).toMatchObject({ action: "refuse", code: "agent.unknown_member" });
+    expect(planCommand(cluster(), { kind: "demote", to: "pg-eu", ...base }, ctx)).toMatchObject({ action: "refuse", code: "agent.invalid_command" });
+  });
+
+  it("promotes with a token (primary and token in one patch) and treats a repeat, or a completed promotion, as done", () => {
+    const replica = cluster({ primary: "pg-us" });
+    const { first, second, after } = applyAndReplan(replica, { kind: "promoteWithToken", token: "tok", ...base });
+    expect(first.action === "patch" && first.patch).toEqual({ spec: { replica: { primary: "pg-eu", promotionToken: "tok" } } });
+    expect(after.spec.replica).toMatchObject({ primary: "pg-eu", promotionToken: "tok" });
+    expect(second.action).toBe("none");
+    // Promoted, token cleared afterwards: the repeat must not put the token back.
+    expect(planCommand(cluster({ lastToken: "tok" }), { kind: "promoteWithToken", token: "tok", ...base }, ctx).action).toBe("none");
+  });
+
+  it("refuses a token for a member that is already primary with nothing pending", () => {
+    expect(planCommand(cluster(), { kind: "promoteWithToken", token: "tok", ...base }, ctx)).toMatchObject({ action: "refuse", code: "agent.already_primary" });
+  });
+
+  it("promotes without a token (dropping a pending one) and has nothing to do on a primary", () => {
+    const { first, second } = applyAndReplan(cluster({ primary: "pg-us" }), { kind: "promoteWithoutToken", ...base });
+    expect(first).toMatchObject({ action: "patch", sentence: "promoted orders/pg-eu without a token, unchecked (patched spec.replica.primary)" });
+    expect(second.action).toBe("none");
+    expect(planCommand(cluster({ primary: "pg-us", inProgress: true }), { kind: "promoteWithoutToken", ...base }, ctx)).toMatchObject({ action: "refuse", code: "agent.switch_in_progress" });
+  });
+
+  it("clears a used token, but refuses to clear one whose promotion has not completed (that would promote unchecked)", () => {
+    const { second } = applyAndReplan(cluster({ token: "tok", lastToken: "tok" }), { kind: "clearToken", ...base });
+    expect(second.action).toBe("none");
+    expect(planCommand(cluster({ token: "tok" }), { kind: "clearToken", ...base }, ctx)).toMatchObject({ action: "refuse", code: "agent.promotion_pending" });
+    expect(planCommand(cluster(), { kind: "clearToken", ...base }, ctx).action).toBe("none");
+  });
+
+  it("fences all instances and unfences, each once", () => {
+    const fenced = applyAndReplan(cluster(), { kind: "fence", ...base });
+    expect(fenced.after.metadata.annotations?.["cnpg.io/fencedInstances"]).toBe('["*"]');
+    expect(fenced.second.action).toBe("none");
+    const unfenced = applyAndReplan(fenced.after, { kind: "unfence", ...base });
+    expect(unfenced.after.metadata.annotations?.["cnpg.io/fencedInstances"]).toBeUndefined();
+    expect(unfenced.second.action).toBe("none");
+    // One fenced pod is not "fenced": fence all of them; an unreadable annotation is replaced.
+    expect(planCommand(cluster({ fenced: '["pg-eu-2"]' }), { kind: "fence", ...base }, ctx).action).toBe("patch");
+    expect(planCommand(cluster({ fenced: "garbage" }), { kind: "fence", ...base }, ctx).action).toBe("patch");
+    expect(planCommand(cluster({ fenced: "garbage" }), { kind: "unfence", ...base }, ctx).action).toBe("patch");
+  });
+
+  it("ensurePrimary verifies and never promotes", () => {
+    expect(planCommand(cluster(), { kind: "ensurePrimary", ...base }, ctx).action).toBe("none");
+    const refused = planCommand(cluster({ primary: "pg-us" }), { kind: "ensurePrimary", ...base }, ctx);
+    expect(refused).toMatchObject({ action: "refuse", code: "agent.not_primary" });
+    expect(refused.action === "refuse" && refused.message).toMatch(/spec.replica.primary is pg-us, not pg-eu/);
+  });
+});
