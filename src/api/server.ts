@@ -1,0 +1,229 @@
+/**
+ * The HTTP API server (fastify). Order of checks on every request: authentication (401), role
+ * (403), leadership (307/503), then the body and query against the route's strict zod schemas
+ * (400 naming the field), then the service. Every failure answers a Status body; no input reaches
+ * a 5xx path (only the service's `not_leader`, an unready /readyz, or a bug does).
+ */
+import Fastify, { LogController, type FastifyError, type FastifyReply, type FastifyRequest } from "fastify";
+import { readFileSync } from "node:fs";
+import type { Registry } from "prom-client";
+import { ServiceError, type CoordinatorService } from "../coordinator/service.js";
+import { errorMessage } from "../errors.js";
+import type { Logger } from "../log.js";
+import { authenticate, bearerToken, type TokenEntry } from "./auth.js";
+import { ApiError, fromServiceError, fromZodError } from "./errors.js";
+import { buildOpenApiDocument } from "./openapi.js";
+import { ROUTES, type AnyRoute, type HandlerContext } from "./routes.js";
+
+export interface ApiTlsOptions {
+  /** PEM text or a file path. */
+  cert: string;
+  key: string;
+  /** CA for client certificates: when set, every client must present a certificate it signed (mutual TLS). */
+  clientCa?: string;
+}
+
+export interface ApiServerOptions {
+  service: CoordinatorService;
+  /** `host:port`; port 0 picks a free port. */
+  listen: string;
+  tokens: readonly TokenEntry[];
+  tls?: ApiTlsOptions;
+  log: Logger;
+  metricsRegistry?: Registry;
+  /** Largest accepted request body (default 64 KiB → 413 above). */
+  bodyLimitBytes?: number;
+}
+
+export interface ApiServer {
+  url: string;
+  /** Every registered route as `METHOD /path/{param}` (the OpenAPI test compares them). */
+  routes(): string[];
+  close(): Promise<void>;
+}
+
+export const DEFAULT_BODY_LIMIT = 64 * 1024;
+
+const pem = (v: string): string => (v.includes("-----BEGIN") ? v : readFileSync(v, "utf8"));
+
+/** Reason words for fastify's own 4xx errors. */
+function reasonFor(status: number): string {
+  switch (status) {
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "NotFound";
+    case 405:
+      return "MethodNotAllowed";
+    case 413:
+      return "PayloadTooLarge";
+    case 415:
+      return "UnsupportedMediaType";
+    default:
+      return "BadRequest";
+  }
+}
+
+export function toApiError(e: unknown, log: Logger): ApiError {
+  if (e instanceof ApiError) return e;
+  if (e instanceof ServiceError) return fromServiceError(e);
+  const fe = e as Partial<FastifyError>;
+  if (typeof fe.statusCode === "number" && fe.statusCode >= 400 && fe.statusCode < 500) {
+    const field = fe.code?.startsWith("FST_ERR_CTP") ? "body" : undefined;
+    const msg = fe.code === "FST_ERR_CTP_INVALID_MEDIA_TYPE" ? "body must be application/json" : errorMessage(e);
+    return new ApiError(fe.statusCode, reasonFor(fe.statusCode), field && !msg.startsWith("body") ? `body: ${msg}` : msg, field);
+  }
+  log.error({ err: e }, `API internal error: ${errorMessage(e)}`);
+  return new ApiError(500, "InternalError", `internal error: ${errorMessage(e)}`);
+}
+
+function sendError(reply: FastifyReply, err: ApiError): FastifyReply {
+  for (const [k, v] of Object.entries(err.extra.headers ?? {})) void reply.header(k, v);
+  return reply.code(err.status).type("application/json; charset=utf-8").send(err.body());
+}
+
+const IDEMPOTENCY_KEY_RE = /^[\x21-\x7e]{1,200}$/;
+
+export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer> {
+  const log = opts.log.child({ component: "api" });
+  const m = /^(.*):(\d+)$/.exec(opts.listen);
+  if (!m) throw new ApiError(400, "BadRequest", `api.listen must be host:port, not "${opts.listen}"`);
+  const host = (m[1] as string).replace(/^\[(.*)\]$/, "$1");
+  const port = Number(m[2]);
+  const https = opts.tls
+    ? {
+        cert: pem(opts.tls.cert),
+        key: pem(opts.tls.key),
+        ...(opts.tls.clientCa ? { ca: pem(opts.tls.clientCa), requestCert: true, rejectUnauthorized: true } : {}),
+      }
+    : null;
+  const app = Fastify({
+    loggerInstance: log,
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: opts.bodyLimitBytes ?? DEFAULT_BODY_LIMIT,
+    exposeHeadRoutes: false,
+    forceCloseConnections: true,
+    https,
+  });
+
+  // Our own JSON parser: an empty body is `{}`, and a parse error names the body.
+  app.removeContentTypeParser("application/json");
+  app.addContentTypeParser("application/json", { parseAs: "string" }, (_req, text, done) => {
+    const s = typeof text === "string" ? text : text.toString("utf8");
+    if (s.trim() === "") return done(null, {});
+    try {
+      done(null, JSON.parse(s));
+    } catch (e) {
+      done(new ApiError(400, "BadRequest", `body: malformed JSON (${errorMessage(e)})`, "body"), undefined);
+    }
+  });
+
+  const requestedBy = new WeakMap<FastifyRequest, string>();
+  const registered: string[] = [];
+
+  app.setErrorHandler((err, _req, reply) => sendError(reply, toApiError(err, log)));
+  app.setNotFoundHandler((req, reply) => sendError(reply, new ApiError(404, "NotFound", `no route ${req.method} ${req.url.split("?")[0] ?? ""} (see /openapi.json)`)));
+
+  const authorize = (route: AnyRoute, req: FastifyRequest): void => {
+    if (route.access === "public") {
+      requestedBy.set(req, "anonymous");
+      return;
+    }
+    const header = req.headers.authorization;
+    const token = bearerToken(header);
+    const challenge = { headers: { "www-authenticate": 'Bearer realm="pgfed"' } };
+    if (token === undefined) {
+      const why = header === undefined ? "missing Authorization header" : "Authorization header must be `Bearer <token>`";
+      throw new ApiError(401, "Unauthorized", `${why}; see docs/api.md for tokens`, "Authorization", challenge);
+    }
+    const who = authenticate(opts.tokens, token);
+    if (!who) throw new ApiError(401, "Unauthorized", "unknown token", "Authorization", challenge);
+    if (route.access === "operator" && who.role !== "operator") {
+      throw new ApiError(403, "Forbidden", `token "${who.name}" has role ${who.role}; ${route.method} ${route.path} needs role operator`);
+    }
+    requestedBy.set(req, who.name);
+  };
+
+  const checkLeader = (req: FastifyRequest): void => {
+    if (opts.service.isLeader()) return;
+    const leader = opts.service.leader();
+    if (leader?.apiUrl) {
+      const location = `${leader.apiUrl.replace(/\/+$/, "")}${req.url}`;
+      throw new ApiError(307, "NotLeader", `this coordinator is not the leader; the leader is ${leader.id} at ${leader.apiUrl}`, undefined, {
+        leader: leader.id,
+        headers: { location },
+      });
+    }
+    const msg = leader ? `this coordinator is not the leader; the leader is ${leader.id} (its API address is not known)` : "this coordinator is not the leader and no leader is elected yet";
+    throw new ApiError(503, "NotLeader", msg, undefined, { ...(leader ? { leader: leader.id } : {}), headers: { "retry-after": "2" } });
+  };
+
+  const parse = <T>(schema: { safeParse(v: unknown): { success: true; data: T } | { success: false; error: import("zod").ZodError } } | undefined, value: unknown, where: "body" | "query" | "path"): T => {
+    if (!schema) return undefined as T;
+    const r = schema.safeParse(value ?? {});
+    if (!r.success) throw fromZodError(where, r.error);
+    return r.data;
+  };
+
+  const documented = [...ROUTES];
+  for (const route of documented) {
+    registered.push(`${route.method} ${route.path.replace(/:(\w+)/g, "{$1}")}`);
+    app.route({
+      method: route.method,
+      url: route.path,
+      // Before the body is read: an unauthenticated caller learns nothing from body errors.
+      onRequest: async (req) => {
+        authorize(route, req);
+        if (route.leaderOnly) checkLeader(req);
+      },
+      handler: async (req, reply) => {
+        const ctx: HandlerContext<never, never, never> = {
+          service: opts.service,
+          metricsRegistry: opts.metricsRegistry,
+          params: parse(route.params, req.params, "path"),
+          query: parse(route.query, req.query, "query"),
+          body: parse(route.body, route.method === "POST" ? req.body : undefined, "body"),
+          requestedBy: requestedBy.get(req) ?? "anonymous",
+          idempotencyKey: idempotencyKey(req),
+          req,
+          reply,
+        };
+        const result = await route.handler(ctx);
+        if (result === undefined) return reply;
+        if (route.method === "POST") log.info({ requestedBy: ctx.requestedBy, route: route.operationId, status: result.status }, `${route.operationId} by ${ctx.requestedBy}: ${result.status}`);
+        for (const [k, v] of Object.entries(result.headers ?? {})) void reply.header(k, v);
+        return reply.code(result.status).send(result.body);
+      },
+    });
+  }
+
+  const openapi = buildOpenApiDocument(documented);
+  registered.push("GET /openapi.json");
+  app.get("/openapi.json", async () => openapi);
+
+  await app.listen({ host, port });
+  const addr = app.server.address();
+  const boundPort = typeof addr === "object" && addr ? addr.port : port;
+  const urlHost = host === "0.0.0.0" || host === "::" ? "127.0.0.1" : host.includes(":") ? `[${host}]` : host;
+  const url = `${https ? "https" : "http"}://${urlHost}:${boundPort}`;
+  log.info({ url, tls: https !== null, mtls: opts.tls?.clientCa !== undefined, tokens: opts.tokens.length }, `API listening on ${url}`);
+  return {
+    url,
+    routes: () => [...registered],
+    close: async () => {
+      await app.close();
+    },
+  };
+}
+
+function idempotencyKey(req: FastifyRequest): string | undefined {
+  const raw = req.headers["idempotency-key"];
+  if (raw === undefined) return undefined;
+  const v = Array.isArray(raw) ? raw[0] : raw;
+  if (v === undefined || !IDEMPOTENCY_KEY_RE.test(v)) {
+    throw new ApiError(400, "BadRequest", "Idempotency-Key: must be 1 to 200 visible ASCII characters", "Idempotency-Key");
+  }
+  return v;
+}
