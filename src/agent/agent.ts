@@ -166,6 +166,8 @@ interface MemberRuntime {
   observation: Observation | undefined;
   observedAtMs: number | undefined;
   offered: Observation | undefined;
+  /** Counts watch deliveries; a heartbeat read overtaken by one is not used. */
+  watchSeq: number;
   observations: LatestPublisher<{ obs: Observation; trigger: "change" | "heartbeat" }>;
   lags: LatestPublisher<LagSample>;
   lag: MemberStatus["lag"];
@@ -288,6 +290,7 @@ class RegionAgent implements Agent {
       observation: undefined,
       observedAtMs: undefined,
       offered: undefined,
+      watchSeq: 0,
       observations: new LatestPublisher(
         ({ obs, trigger }) => this.publishObservation(rt, obs, trigger),
         (e) => this.publishFailed("observation", `observation of ${who}`, e),
@@ -417,11 +420,13 @@ class RegionAgent implements Agent {
         const rt = this.byRef.get(refKey(ref));
         if (!rt || this.stopped) return;
         const obs = result.ok ? observeCluster(result.cluster) : unknownObservation(result.reason);
+        rt.watchSeq++;
         this.observe(rt, obs, "change");
       },
       onDelete: (ref) => {
         const rt = this.byRef.get(refKey(ref));
         if (!rt || this.stopped) return;
+        rt.watchSeq++;
         this.observe(rt, unknownObservation(`Cluster ${ref.namespace}/${ref.name} was deleted from region ${this.region}`), "change", { gone: true });
       },
       onError: (err) => {
@@ -462,6 +467,7 @@ class RegionAgent implements Agent {
   private async readMember(rt: MemberRuntime): Promise<void> {
     let obs: Observation;
     let gone = false;
+    const seq = rt.watchSeq;
     try {
       const c = await this.withKubeTimeout(this.opts.kube.getCluster(rt.ref), `reading Cluster ${rt.ref.namespace}/${rt.ref.name}`);
       obs = observeCluster(c);
@@ -476,6 +482,12 @@ class RegionAgent implements Agent {
         if (rt.observation?.reachable !== false) rt.log.warn({ code }, `cannot read ${rt.who} from the Kubernetes API of ${this.region}: ${errorMessage(e)}`);
         obs = unreachableObservation(rt.observation, errorMessage(e));
       }
+    }
+    if (rt.watchSeq !== seq && rt.observation) {
+      // A watch event arrived while this read was in flight: it is at least as new as the read,
+      // which may describe the object from before the event. Re-publish what the watch said.
+      this.offerObservation(rt, rt.observation, "heartbeat");
+      return;
     }
     if (rt.observation?.reachable === false && obs.reachable) rt.log.info(`the Kubernetes API of ${this.region} answers again for ${rt.who}`);
     this.observe(rt, obs, "heartbeat", { gone });
@@ -645,7 +657,7 @@ class RegionAgent implements Agent {
     } catch (e) {
       return this.kubeFailure(e, doing, "patch");
     }
-    this.observe(rt, observeCluster(after), "change");
+    // Not observed from here: the watch delivers this object in order with the others.
     const check = planCommand(after, ccmd, ctx);
     if (check.action !== "none") {
       return { ok: false, refused: false, code: "agent.patch_not_effective", message: `${doing}: the patch was accepted but the Cluster still does not match (${check.action === "refuse" ? check.message : check.sentence})` };
@@ -689,7 +701,7 @@ class RegionAgent implements Agent {
       }
       const atMs = this.now();
       this.metrics.fences.inc({ ...rt.labels, reason });
-      this.observe(rt, observeCluster(after), "change");
+      if (!isFullyFenced(after)) throw new PgfedError("agent.patch_not_effective", `fencing ${rt.who}: the patch was accepted but the Cluster is still not fenced`);
       return { patched: true, atMs };
     });
   }

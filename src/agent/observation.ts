@@ -78,14 +78,19 @@ export function unreachableObservation(last: Observation | undefined, reason: st
   return { ...base, role: last ? base.role : "unknown", reachable: false, reason: clip(reason), ready: last ? base.ready : false };
 }
 
-/** Equal as far as the coordinator can tell (key order does not matter). */
+/**
+ * Equal as far as the coordinator can tell: every field but `resourceVersion`, which moves with
+ * any write (a label, a condition's timestamp) and would make every write a publish. Key order
+ * does not matter. The heartbeat carries the newest resourceVersion anyway.
+ */
 export function sameObservation(a: Observation | undefined, b: Observation | undefined): boolean {
   if (a === undefined || b === undefined) return a === b;
   return canonical(a) === canonical(b);
 }
 
 function canonical(o: Observation): string {
-  return JSON.stringify(Object.fromEntries(Object.entries(o).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0))));
+  const { resourceVersion: _rv, ...rest } = o;
+  return JSON.stringify(Object.fromEntries(Object.entries(rest).sort(([x], [y]) => (x < y ? -1 : x > y ? 1 : 0))));
 }
 
 function optional<K extends string>(key: K, value: string | undefined): { [P in K]?: string } {

@@ -64,11 +64,13 @@ describe("observeCluster", () => {
     expect(unknownObservation("r".repeat(5_000)).reason?.length).toBe(2_048);
   });
 
-  it("compares observations regardless of key order", () => {
+  it("compares observations regardless of key order and resourceVersion", () => {
     const a = observeCluster(cluster());
     const b = Object.fromEntries(Object.entries(a).reverse()) as typeof a;
     expect(sameObservation(a, b)).toBe(true);
-    expect(sameObservation(a, { ...a, resourceVersion: "43" })).toBe(false);
+    // A write that changes nothing the coordinator reads (a label) is not a change.
+    expect(sameObservation(a, { ...a, resourceVersion: "43" })).toBe(true);
+    expect(sameObservation(a, { ...a, fenced: true })).toBe(false);
     expect(sameObservation(undefined, a)).toBe(false);
   });
 });
