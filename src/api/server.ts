@@ -108,8 +108,8 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     https,
   });
 
-  // Our own JSON parser: an empty body is `{}`, and a parse error names the body.
-  app.removeContentTypeParser("application/json");
+  // JSON only (anything else is 415), with our own parser: an empty body is `{}`, and a parse error names the body.
+  app.removeAllContentTypeParsers();
   app.addContentTypeParser("application/json", { parseAs: "string" }, (_req, text, done) => {
     const s = typeof text === "string" ? text : text.toString("utf8");
     if (s.trim() === "") return done(null, {});
@@ -162,7 +162,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
 
   const parse = <T>(schema: { safeParse(v: unknown): { success: true; data: T } | { success: false; error: import("zod").ZodError } } | undefined, value: unknown, where: "body" | "query" | "path"): T => {
     if (!schema) return undefined as T;
-    const r = schema.safeParse(value ?? {});
+    const r = schema.safeParse(value === undefined ? {} : value);
     if (!r.success) throw fromZodError(where, r.error);
     return r.data;
   };
