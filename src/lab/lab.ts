@@ -390,7 +390,8 @@ export async function startLab(opts: LabOptions): Promise<Lab> {
         version: CNPG_VERSION,
         plural: CNPG_PLURAL,
         namespace: m.namespace,
-        body: clusterManifest(m, primary, members, archiveTimeout, primary),
+        // CNPG.md: the primary's source is whom it follows after a demotion, never itself.
+        body: clusterManifest(m, primary, members, archiveTimeout, m === primary ? (members.find((x) => x !== primary) ?? primary) : primary),
       });
       await waitHealthy(api, m, 90_000);
     }

@@ -1,0 +1,548 @@
+/**
+ * The coordinator: leader-elected through the coordinator lease; the leader runs one
+ * FederationRuntime per federation (resuming from the KV record) and serves CoordinatorService.
+ * Followers run nothing but the lease keeper and answer `not_leader`.
+ */
+import { randomBytes } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
+import { jetstreamManager } from "@nats-io/jetstream";
+import {
+  LeaseKeeper,
+  leaseKeys,
+  openLeases,
+  openStateStore,
+  subjects,
+  type Bus,
+  type LeaseStore,
+  type StateStore,
+} from "../bus/index.js";
+import type { Config, FederationConfig } from "../config.js";
+import { PgfedError, errorMessage } from "../errors.js";
+import type { Logger } from "../log.js";
+import { failoverRefusal, rejoinRefusal, switchoverRefusal, formatMs, type FederationContext } from "../../machines/index.js";
+import { createCoordinatorMetrics, type CoordinatorMetrics } from "./metrics.js";
+import { federationRecordSchema, type FederationRecord, type OperationRecord } from "./record.js";
+import { FederationRuntime, auditEntryOf, toOperationView } from "./federation.js";
+import {
+  ServiceError,
+  type ActionResult,
+  type AuditEntry,
+  type CoordinatorService,
+  type FederationView,
+  type OperationView,
+  type PlanView,
+  type PreconditionView,
+  type RequestContext,
+} from "./service.js";
+import type { Registry } from "prom-client";
+
+export interface CoordinatorOptions {
+  config: Config;
+  bus: Bus;
+  log: Logger;
+  /** Subject-safe id; default random. */
+  id?: string;
+  registry?: Registry;
+  /** Coordinator lease TTL (default 10 s). */
+  leaseTtlMs?: number;
+  apiUrl?: string | null;
+  now?: () => number;
+}
+
+export interface Coordinator extends CoordinatorService {
+  readonly id: string;
+  readonly metrics: CoordinatorMetrics;
+  /** Resolves once this coordinator leads and has loaded every federation (or throws at the timeout). */
+  waitLeader(timeoutMs: number): Promise<void>;
+  /** Stops; releases the lease unless `crash` (then the next leader waits for it to lapse). Bounded. */
+  stop(opts?: { crash?: boolean }): Promise<void>;
+}
+
+const SWITCHOVER_STEPS = ["preflight", "demote", "awaitToken", "promote", "verify"] as const;
+const STEP_WORDS: Record<string, string> = {
+  preflight: "Read-only checks: is the target healthy and within the RPO budget?",
+  demote: "Ensure the old primary is patched to follow the target (CNPG then demotes it cleanly).",
+  awaitToken: "Wait for CNPG to write the old primary's demotion token (clean shutdown checkpoint archived).",
+  promote: "The promote command is issued: the target is the designated primary at epoch+1 from this moment.",
+  verify: "Check that the target is primary with the token as lastPromotionToken and the old primary follows it.",
+  confirm: "Ensure the old primary is fenced, or learn that its primary lease expired plus the clock-skew margin.",
+  gate: "The RPO gate: promote now, or wait for approval.",
+  promoteWithoutToken: "The promote command is issued: the target is the designated primary at epoch+1 from this moment.",
+  rejoin: "Ensure the diverged member is re-cloned as a replica of the designated primary.",
+  pause: "Automation paused: no automatic failover starts.",
+  resume: "Automation resumed.",
+};
+
+export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordinator> {
+  const c = new CoordinatorImpl(opts);
+  await c.start();
+  return c;
+}
+
+class CoordinatorImpl implements Coordinator {
+  readonly id: string;
+  readonly metrics: CoordinatorMetrics;
+  private readonly log: Logger;
+  private readonly now: () => number;
+  private readonly runtimes = new Map<string, FederationRuntime>();
+  private leases: LeaseStore | undefined;
+  private keeper: LeaseKeeper | undefined;
+  private leading = false;
+  private transition: Promise<void> = Promise.resolve();
+  private stopped = false;
+  private generation = 0;
+
+  constructor(private readonly opts: CoordinatorOptions) {
+    this.id = opts.id ?? `c${randomBytes(4).toString("hex")}`;
+    this.log = opts.log.child({ component: "coordinator", coordinator: this.id });
+    this.metrics = createCoordinatorMetrics(opts.registry);
+    this.now = opts.now ?? Date.now;
+    this.metrics.leader.set({ coordinator: this.id }, 0);
+  }
+
+  async start(): Promise<void> {
+    this.leases = await openLeases(this.opts.bus);
+    this.keeper = new LeaseKeeper({
+      leases: this.leases,
+      key: leaseKeys.coordinator,
+      holder: `coordinator:${this.id}`,
+      ttlMs: this.opts.leaseTtlMs ?? 10_000,
+      log: this.log,
+      bus: this.opts.bus,
+      onAcquired: () => this.queue(() => this.lead()),
+      onLost: (info) => this.queue(() => this.follow(`lost the coordinator lease (${info.reason}${info.error ? `: ${info.error}` : ""})`)),
+    });
+    this.keeper.start();
+    this.log.info(`coordinator ${this.id} started; competing for the coordinator lease`);
+  }
+
+  private queue(fn: () => Promise<void>): void {
+    this.transition = this.transition.then(fn).catch((e: unknown) => this.log.error({ err: errorMessage(e) }, `coordinator ${this.id}: ${errorMessage(e)}`));
+  }
+
+  private async lead(): Promise<void> {
+    if (this.stopped || this.leading) return;
+    const gen = ++this.generation;
+    this.leading = true;
+    this.metrics.leader.set({ coordinator: this.id }, 1);
+    this.log.info(`coordinator ${this.id} is the leader: loading ${this.opts.config.federations.length} federation(s) from KV`);
+    const store = await openStateStore(this.opts.bus, federationRecordSchema, { scope: "*" });
+    for (const f of this.opts.config.federations) {
+      if (gen !== this.generation || this.stopped) return;
+      const rt = this.newRuntime(f, store);
+      this.runtimes.set(f.name, rt);
+      try {
+        await rt.start();
+      } catch (e) {
+        this.log.error({ federation: f.name, err: errorMessage(e) }, `could not start federation ${f.name}: ${errorMessage(e)}; retrying in 2 s`);
+        await rt.stop();
+        this.runtimes.delete(f.name);
+        setTimeout(() => this.queue(async () => this.restartFederation(f.name)), 2_000);
+      }
+    }
+  }
+
+  private newRuntime(f: FederationConfig, store: StateStore<FederationRecord>): FederationRuntime {
+    return new FederationRuntime({
+      cfg: f,
+      bus: this.opts.bus,
+      leases: this.leases as LeaseStore,
+      store,
+      coordinatorId: this.id,
+      log: this.log,
+      metrics: this.metrics,
+      onStale: (fed) => this.queue(() => this.restartFederation(fed)),
+      ...(this.opts.now ? { now: this.opts.now } : {}),
+    });
+  }
+
+  /** After a CAS conflict or a failed start: drop the runtime and load it again from KV while leading. */
+  private async restartFederation(name: string): Promise<void> {
+    const old = this.runtimes.get(name);
+    this.runtimes.delete(name);
+    await old?.stop();
+    if (!this.leading || this.stopped) return;
+    await sleep(500);
+    const f = this.opts.config.federations.find((x) => x.name === name);
+    if (!f) return;
+    const store = await openStateStore(this.opts.bus, federationRecordSchema, { scope: "*" });
+    const rt = this.newRuntime(f, store);
+    this.runtimes.set(name, rt);
+    try {
+      await rt.start();
+    } catch (e) {
+      this.log.error({ federation: name, err: errorMessage(e) }, `could not restart federation ${name}: ${errorMessage(e)}`);
+      await rt.stop();
+      this.runtimes.delete(name);
+      setTimeout(() => this.queue(async () => this.restartFederation(name)), 2_000);
+    }
+  }
+
+  private async follow(why: string): Promise<void> {
+    this.generation++;
+    if (!this.leading) return;
+    this.leading = false;
+    this.metrics.leader.set({ coordinator: this.id }, 0);
+    this.log.warn(`coordinator ${this.id} steps down: ${why}`);
+    await Promise.all([...this.runtimes.values()].map((r) => r.stop()));
+    this.runtimes.clear();
+  }
+
+  async waitLeader(timeoutMs: number): Promise<void> {
+    const until = this.now() + timeoutMs;
+    while (this.now() < until) {
+      if (this.leading && this.opts.config.federations.every((f) => this.runtimes.get(f.name)?.context !== undefined)) return;
+      await sleep(100);
+    }
+    throw new PgfedError("coordinator.not_leader", `coordinator ${this.id} did not become the leader within ${timeoutMs} ms`);
+  }
+
+  async stop(opts: { crash?: boolean } = {}): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.generation++;
+    const t0 = this.now();
+    await Promise.race([Promise.all([...this.runtimes.values()].map((r) => r.stop())), sleep(5_000)]);
+    this.runtimes.clear();
+    this.leading = false;
+    this.metrics.leader.set({ coordinator: this.id }, 0);
+    await Promise.race([this.keeper?.stop({ release: !opts.crash }), sleep(3_000)]);
+    this.log.info(`coordinator ${this.id} stopped${opts.crash ? " (as a crash: lease not released)" : ""} in ${this.now() - t0} ms`);
+  }
+
+  // ---- service ---------------------------------------------------------------------------------
+
+  isLeader(): boolean {
+    return this.leading && !this.stopped;
+  }
+
+  leader(): { id: string; apiUrl: string | null } | null {
+    const held = this.keeper?.held;
+    if (held && this.leading) return { id: this.id, apiUrl: this.opts.apiUrl ?? null };
+    return null;
+  }
+
+  listFederations(): FederationView[] {
+    return [...this.runtimes.values()].map((r) => r.view()).filter((v): v is FederationView => v !== undefined);
+  }
+
+  getFederation(name: string): FederationView | undefined {
+    return this.runtimes.get(name)?.view();
+  }
+
+  private runtime(name: string): FederationRuntime {
+    if (!this.isLeader()) throw new ServiceError("not_leader", `coordinator ${this.id} is not the leader; ask the leader`);
+    const rt = this.runtimes.get(name);
+    if (!rt?.context) {
+      if (this.opts.config.federations.some((f) => f.name === name)) throw new ServiceError("not_leader", `federation ${name} is still loading on coordinator ${this.id}; try again`);
+      throw new ServiceError("not_found", `no federation named ${name}`, "federation");
+    }
+    return rt;
+  }
+
+  private ctxOf(rt: FederationRuntime): FederationContext {
+    const ctx = rt.context;
+    if (!ctx) throw new ServiceError("not_leader", `federation ${rt.name} is not loaded`);
+    return ctx;
+  }
+
+  private existing(rt: FederationRuntime, ctx: RequestContext): OperationView | undefined {
+    if (!ctx.idempotencyKey) return undefined;
+    const r = rt.operationByKey(ctx.idempotencyKey);
+    return r ? toOperationView(r) : undefined;
+  }
+
+  private newOpId(fed: string, kind: string): string {
+    return `${kind}-${fed}-${this.now().toString(36)}-${randomBytes(3).toString("hex")}`;
+  }
+
+  private expectedSeconds(rt: FederationRuntime, kind: OperationRecord["kind"], fallback: number): number {
+    const done = rt.recentOperations(kind).slice(-5);
+    if (done.length === 0) return fallback;
+    return Math.round((done.reduce((s, o) => s + (o.durationSeconds ?? 0), 0) / done.length) * 10) / 10;
+  }
+
+  private refusalError(sentence: string, field: string): ServiceError {
+    if (sentence.includes("is in flight")) return new ServiceError("conflict", sentence, field);
+    if (sentence.includes("not a member")) return new ServiceError("invalid", sentence, field);
+    return new ServiceError("refused", sentence, field);
+  }
+
+  /** Starts an operation: registers its record, sends the event, waits for the machine to take it. */
+  private async begin(rt: FederationRuntime, record: OperationRecord, send: () => void): Promise<OperationView> {
+    rt.registerOperation(record);
+    send();
+    const ctx = this.ctxOf(rt);
+    if (ctx.operation?.id !== record.id && ctx.lastOperation?.id !== record.id) {
+      rt.forgetOperation(record.id);
+      throw new ServiceError("refused", ctx.lastDecision, undefined, { federation: rt.name });
+    }
+    await rt.flushed().catch(() => undefined);
+    return toOperationView(rt.operation(record.id) ?? record);
+  }
+
+  async switchover(federation: string, args: { target: string }, ctx: RequestContext, opts: { dryRun: boolean }): Promise<ActionResult> {
+    const rt = this.runtime(federation);
+    const seen = this.existing(rt, ctx);
+    if (seen) return { kind: "operation", operation: seen };
+    const fc = this.ctxOf(rt);
+    const refusal = switchoverRefusal(fc, args.target);
+    if (opts.dryRun) return { kind: "plan", plan: this.switchoverPlan(rt, fc, args.target, refusal) };
+    if (refusal) throw this.refusalError(refusal, "target");
+    const id = this.newOpId(federation, "switchover");
+    const nowMs = this.now();
+    const record = rt.newRecord(id, "switchover", args.target, fc.designatedPrimary, ctx.reason, ctx.requestedBy, false, fc.epoch, nowMs, ctx.idempotencyKey);
+    this.log.info({ federation, op: id }, `switchover ${id} of ${federation} from ${fc.designatedPrimary ?? "?"} to ${args.target} requested by ${ctx.requestedBy}: ${ctx.reason}`);
+    rt.audit("request.switchover", `switchover to ${args.target} requested`, ctx.reason, { epoch: fc.epoch }, id, args.target);
+    const operation = await this.begin(rt, record, () => rt.send({ type: "SWITCHOVER", operationId: id, target: args.target, reason: ctx.reason, requestedBy: ctx.requestedBy, atMs: nowMs }));
+    return { kind: "operation", operation };
+  }
+
+  private switchoverPlan(rt: FederationRuntime, fc: FederationContext, target: string, refusal: string | null): PlanView {
+    const view = rt.view();
+    const m = view?.members.find((x) => x.name === target);
+    const lag = rt.targetLag(target);
+    const budget = fc.rpo.budgetMs;
+    const pre: PreconditionView[] = [
+      { name: "noOperationInFlight", ok: fc.operation === null, detail: fc.operation ? `${fc.operation.kind} ${fc.operation.id} is in flight` : "nothing in flight", numbers: {} },
+      { name: "designatedPrimary", ok: fc.designatedPrimary !== null, detail: `designated primary ${fc.designatedPrimary ?? "none"} at epoch ${fc.epoch}`, numbers: { epoch: fc.epoch } },
+      { name: "targetIsMember", ok: fc.members.includes(target), detail: `${target} ${fc.members.includes(target) ? "is" : "is not"} a member of ${fc.federation}`, numbers: {} },
+      { name: "targetHealthyReplica", ok: m?.role === "replica" && m.reachable && !m.fenced && !m.diverged, detail: `${target}: role ${m?.role ?? "?"}, phase ${m?.phase ?? "?"}, reachable ${String(m?.reachable ?? false)}, fenced ${String(m?.fenced ?? false)}`, numbers: {} },
+      {
+        name: "targetLagWithinBudget",
+        ok: lag !== undefined && lag.ms <= budget,
+        detail: lag ? `${target} lags ${formatMs(lag.ms)} (${lag.bytes} bytes); budget ${formatMs(budget)}` : `no lag figure for ${target} yet`,
+        numbers: { lagSeconds: lag ? lag.ms / 1000 : "unknown", lagBytes: lag?.bytes ?? "unknown", budgetSeconds: budget / 1000 },
+      },
+    ];
+    const allowed = refusal === null && pre.every((p) => p.ok);
+    return {
+      federation: fc.federation,
+      kind: "switchover",
+      target,
+      allowed,
+      refusal: refusal ?? (allowed ? null : `switchover of ${fc.federation} to ${target} would be refused: ${pre.filter((p) => !p.ok).map((p) => p.detail).join("; ")}`),
+      steps: SWITCHOVER_STEPS.map((s) => ({ step: s, description: STEP_WORDS[s] ?? s })),
+      preconditions: pre,
+      expectedDataLoss: { bytes: 0, seconds: 0 },
+      expectedDurationSeconds: this.expectedSeconds(rt, "switchover", 10),
+    };
+  }
+
+  async failover(federation: string, args: { target?: string; acceptDataLossSeconds?: number }, ctx: RequestContext, opts: { dryRun: boolean }): Promise<ActionResult> {
+    const rt = this.runtime(federation);
+    const seen = this.existing(rt, ctx);
+    if (seen) return { kind: "operation", operation: seen };
+    if (args.acceptDataLossSeconds !== undefined && !(Number.isFinite(args.acceptDataLossSeconds) && args.acceptDataLossSeconds >= 0)) {
+      throw new ServiceError("invalid", "acceptDataLossSeconds must be a number of seconds >= 0", "acceptDataLossSeconds");
+    }
+    const fc = this.ctxOf(rt);
+    const refusal = failoverRefusal(fc, args.target);
+    if (opts.dryRun) {
+      const cands = rt.lossCandidates(fc.designatedPrimary).filter((c) => args.target === undefined || c.target === args.target).sort((a, b) => a.worstCaseLossMs - b.worstCaseLossMs);
+      const best = cands[0];
+      const within = best !== undefined && (best.worstCaseLossMs <= fc.rpo.budgetMs || (args.acceptDataLossSeconds !== undefined && args.acceptDataLossSeconds * 1000 >= best.worstCaseLossMs));
+      const pre: PreconditionView[] = [
+        { name: "noOperationInFlight", ok: fc.operation === null, detail: fc.operation ? `${fc.operation.kind} ${fc.operation.id} is in flight` : "nothing in flight", numbers: {} },
+        { name: "primaryConfirmedDown", ok: true, detail: "checked when it runs: the old primary must be fenced or its lease expired plus the clock-skew margin", numbers: {} },
+        {
+          name: "lossWithinBudgetOrAccepted",
+          ok: within,
+          detail: best ? `${best.target} would lose up to ${formatMs(best.worstCaseLossMs)} (budget ${formatMs(fc.rpo.budgetMs)})` : "no loss estimate yet",
+          numbers: { worstCaseLossSeconds: best ? best.worstCaseLossMs / 1000 : "unknown", budgetSeconds: fc.rpo.budgetMs / 1000 },
+        },
+      ];
+      const plan: PlanView = {
+        federation,
+        kind: "failover",
+        target: args.target ?? best?.target ?? null,
+        allowed: refusal === null && within,
+        refusal: refusal ?? (within ? null : `failover of ${federation} would wait for approval: ${pre[2]?.detail ?? ""}`),
+        steps: ["confirm", "gate", "promoteWithoutToken"].map((s) => ({ step: s, description: STEP_WORDS[s] ?? s })),
+        preconditions: pre,
+        expectedDataLoss: { bytes: best?.lossBytes ?? 0, seconds: best ? best.worstCaseLossMs / 1000 : 0 },
+        expectedDurationSeconds: this.expectedSeconds(rt, "failover", (this.opts.config.federations.find((f) => f.name === federation)?.failover.leaseTtl ?? 10_000) / 1000 + 3),
+      };
+      return { kind: "plan", plan };
+    }
+    if (refusal) throw this.refusalError(refusal, "target");
+    const id = this.newOpId(federation, "failover");
+    const nowMs = this.now();
+    const record = rt.newRecord(id, "failover", args.target ?? null, fc.designatedPrimary, ctx.reason, ctx.requestedBy, false, fc.epoch, nowMs, ctx.idempotencyKey);
+    if (args.acceptDataLossSeconds !== undefined) record.acceptedLossSeconds = args.acceptDataLossSeconds;
+    rt.audit("request.failover", `failover${args.target ? ` to ${args.target}` : ""} requested`, ctx.reason, { epoch: fc.epoch, acceptDataLossSeconds: args.acceptDataLossSeconds ?? null }, id, args.target ?? null);
+    const operation = await this.begin(rt, record, () =>
+      rt.send({
+        type: "FAILOVER",
+        operationId: id,
+        ...(args.target !== undefined ? { target: args.target } : {}),
+        ...(args.acceptDataLossSeconds !== undefined ? { acceptDataLossMs: Math.round(args.acceptDataLossSeconds * 1000) } : {}),
+        reason: ctx.reason,
+        requestedBy: ctx.requestedBy,
+        atMs: nowMs,
+      }),
+    );
+    return { kind: "operation", operation };
+  }
+
+  async rejoin(federation: string, args: { member: string }, ctx: RequestContext, opts: { dryRun: boolean }): Promise<ActionResult> {
+    const rt = this.runtime(federation);
+    const seen = this.existing(rt, ctx);
+    if (seen) return { kind: "operation", operation: seen };
+    const fc = this.ctxOf(rt);
+    const refusal = rejoinRefusal(fc, args.member);
+    if (opts.dryRun) {
+      return {
+        kind: "plan",
+        plan: {
+          federation,
+          kind: "rejoin",
+          target: args.member,
+          allowed: refusal === null,
+          refusal,
+          steps: [{ step: "rejoin", description: STEP_WORDS.rejoin ?? "rejoin" }],
+          preconditions: [{ name: "memberDiverged", ok: fc.diverged.includes(args.member), detail: `${args.member} ${fc.diverged.includes(args.member) ? "is" : "is not"} marked diverged`, numbers: {} }],
+          expectedDataLoss: { bytes: 0, seconds: 0 },
+          expectedDurationSeconds: this.expectedSeconds(rt, "rejoin", 60),
+        },
+      };
+    }
+    if (refusal) throw this.refusalError(refusal, "member");
+    const id = this.newOpId(federation, "rejoin");
+    const nowMs = this.now();
+    const record = rt.newRecord(id, "rejoin", args.member, fc.designatedPrimary, ctx.reason, ctx.requestedBy, false, fc.epoch, nowMs, ctx.idempotencyKey);
+    const operation = await this.begin(rt, record, () => rt.send({ type: "REJOIN", operationId: id, member: args.member, reason: ctx.reason, requestedBy: ctx.requestedBy, atMs: nowMs }));
+    return { kind: "operation", operation };
+  }
+
+  async pause(federation: string, ctx: RequestContext, opts: { dryRun: boolean }): Promise<ActionResult | { kind: "done"; federation: FederationView }> {
+    const rt = this.runtime(federation);
+    const fc = this.ctxOf(rt);
+    if (opts.dryRun) return { kind: "plan", plan: this.simplePlan(federation, "pause", !fc.paused, fc.paused ? `${federation} is already paused` : null) };
+    rt.send({ type: "PAUSE", by: ctx.requestedBy, reason: ctx.reason });
+    await rt.flushed().catch(() => undefined);
+    return { kind: "done", federation: rt.view() as FederationView };
+  }
+
+  async resume(federation: string, ctx: RequestContext, opts: { dryRun: boolean }): Promise<ActionResult | { kind: "done"; federation: FederationView }> {
+    const rt = this.runtime(federation);
+    const fc = this.ctxOf(rt);
+    if (opts.dryRun) return { kind: "plan", plan: this.simplePlan(federation, "resume", fc.paused, fc.paused ? null : `${federation} is not paused`) };
+    rt.send({ type: "RESUME", by: ctx.requestedBy });
+    await rt.flushed().catch(() => undefined);
+    return { kind: "done", federation: rt.view() as FederationView };
+  }
+
+  private simplePlan(federation: string, kind: "pause" | "resume", allowed: boolean, refusal: string | null): PlanView {
+    return { federation, kind, target: null, allowed, refusal, steps: [{ step: kind, description: STEP_WORDS[kind] ?? kind }], preconditions: [], expectedDataLoss: { bytes: 0, seconds: 0 }, expectedDurationSeconds: 0 };
+  }
+
+  async approve(operationId: string, args: { acceptDataLossSeconds?: number }, ctx: RequestContext, opts: { dryRun: boolean }): Promise<ActionResult> {
+    if (!this.isLeader()) throw new ServiceError("not_leader", `coordinator ${this.id} is not the leader; ask the leader`);
+    if (args.acceptDataLossSeconds !== undefined && !(Number.isFinite(args.acceptDataLossSeconds) && args.acceptDataLossSeconds >= 0)) {
+      throw new ServiceError("invalid", "acceptDataLossSeconds must be a number of seconds >= 0", "acceptDataLossSeconds");
+    }
+    const rt = [...this.runtimes.values()].find((r) => r.operation(operationId) !== undefined);
+    const record = rt?.operation(operationId);
+    if (!rt || !record) throw new ServiceError("not_found", `no operation ${operationId}`, "operationId");
+    const fc = this.ctxOf(rt);
+    if (fc.operation?.id !== operationId || record.state !== "awaitingApproval") {
+      throw new ServiceError("conflict", `operation ${operationId} of ${rt.name} does not wait for approval (state ${record.state}, step ${record.step})`, "operationId");
+    }
+    // The gate must judge the loss as of now, not as of the confirm step.
+    if (fc.operation.kind === "failover") rt.refreshEstimates();
+    const acceptedMs = args.acceptDataLossSeconds !== undefined ? Math.round(args.acceptDataLossSeconds * 1000) : undefined;
+    if (opts.dryRun) {
+      const cand = rt.lossCandidates(fc.operation.from).sort((a, b) => a.worstCaseLossMs - b.worstCaseLossMs)[0];
+      const covers = fc.operation.kind === "rejoin" || (cand !== undefined && acceptedMs !== undefined && acceptedMs >= cand.worstCaseLossMs);
+      return {
+        kind: "plan",
+        plan: {
+          federation: rt.name,
+          kind: fc.operation.kind,
+          target: fc.operation.target ?? cand?.target ?? null,
+          allowed: covers,
+          refusal: covers ? null : `approval of ${operationId} would be refused: it must accept at least ${cand ? formatMs(cand.worstCaseLossMs) : "the (unknown) worst-case loss"}`,
+          steps: [{ step: "promoteWithoutToken", description: STEP_WORDS.promoteWithoutToken ?? "" }],
+          preconditions: [
+            { name: "acceptedCoversWorstCase", ok: covers, detail: `accepted ${acceptedMs === undefined ? "nothing" : formatMs(acceptedMs)}; worst case ${cand ? formatMs(cand.worstCaseLossMs) : "unknown"}`, numbers: { acceptedLossSeconds: args.acceptDataLossSeconds ?? "none", worstCaseLossSeconds: cand ? cand.worstCaseLossMs / 1000 : "unknown" } },
+          ],
+          expectedDataLoss: { bytes: cand?.lossBytes ?? 0, seconds: cand ? cand.worstCaseLossMs / 1000 : 0 },
+          expectedDurationSeconds: 2,
+        },
+      };
+    }
+    const stepsBefore = record.steps.length;
+    rt.audit("request.approve", `approval of ${operationId} by ${ctx.requestedBy}`, ctx.reason, { acceptedLossSeconds: args.acceptDataLossSeconds ?? null }, operationId, null);
+    rt.send({ type: "APPROVE", operationId, ...(acceptedMs !== undefined ? { acceptedLossMs: acceptedMs } : {}), by: ctx.requestedBy });
+    await rt.flushed().catch(() => undefined);
+    const after = rt.operation(operationId) ?? record;
+    const stillWaiting = rt.context?.operation?.id === operationId && rt.context.operation.step === "awaitApproval" && after.steps.length >= stepsBefore;
+    if (stillWaiting && rt.context?.lastDecision.includes("refused")) throw new ServiceError("refused", rt.context.lastDecision, "acceptDataLossSeconds");
+    return { kind: "operation", operation: toOperationView(after) };
+  }
+
+  getOperation(id: string): OperationView | undefined {
+    for (const rt of this.runtimes.values()) {
+      const r = rt.operation(id);
+      if (r) return toOperationView(r);
+    }
+    return undefined;
+  }
+
+  async waitOperation(id: string, opts: { timeoutMs: number; afterSteps?: number }): Promise<OperationView | undefined> {
+    const current = this.getOperation(id);
+    if (!current) return undefined;
+    if (current.finishedAt !== null) return current;
+    if (opts.afterSteps !== undefined && current.steps.length > opts.afterSteps) return current;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        unsubscribe();
+        resolve(this.getOperation(id));
+      }, opts.timeoutMs);
+      const unsubscribe = this.watchOperation(id, (op) => {
+        clearTimeout(timer);
+        unsubscribe();
+        resolve(op);
+      });
+    });
+  }
+
+  watchOperation(id: string, onChange: (op: OperationView) => void): () => void {
+    const unsubs = [...this.runtimes.values()].map((rt) => rt.watch(id, onChange));
+    return () => {
+      for (const u of unsubs) u();
+    };
+  }
+
+  async audit(federation: string, opts: { sinceMs?: number; limit?: number }): Promise<AuditEntry[]> {
+    if (!this.opts.config.federations.some((f) => f.name === federation)) throw new ServiceError("not_found", `no federation named ${federation}`, "federation");
+    const bus = this.opts.bus;
+    const subject = subjects.audit(federation);
+    let lastSeq: number;
+    try {
+      const jsm = await jetstreamManager(bus.nc);
+      const last = await jsm.streams.getMessage(bus.stream.name, { last_by_subj: subject });
+      lastSeq = last?.seq ?? 0;
+    } catch {
+      return [];
+    }
+    if (lastSeq === 0) return [];
+    const out: AuditEntry[] = [];
+    let done: () => void = () => undefined;
+    const finished = new Promise<void>((r) => (done = r));
+    const sub = await bus.subscribe(
+      subject,
+      (msg, meta) => {
+        const e = auditEntryOf(msg);
+        if (e && (opts.sinceMs === undefined || Date.parse(e.at) >= opts.sinceMs)) out.push(e);
+        if (meta.streamSeq >= lastSeq) done();
+      },
+      { deadLetters: false },
+    );
+    await Promise.race([finished, sleep(5_000)]);
+    await sub.stop();
+    const limit = opts.limit ?? 1_000;
+    return out.slice(-limit);
+  }
+}

@@ -1,0 +1,925 @@
+/**
+ * One federation inside the leading coordinator: its federation actor and member actors, fed by
+ * the bus; the effect actors that turn the machine's steps into agent commands; persistence of
+ * every transition (CAS); failure detection; the audit trail; the views the service returns.
+ */
+import { randomBytes } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
+import { createActor, fromPromise, type Actor, type AnyTransitionDefinition, type Snapshot } from "xstate";
+import {
+  federationMachine,
+  federationStepSentence,
+  failoverCandidate,
+  memberMachine,
+  type AwaitDemotionTokenInput,
+  type AwaitDemotionTokenOutput,
+  type ConfirmPrimaryDownInput,
+  type ConfirmPrimaryDownOutput,
+  type DemotePrimaryInput,
+  type FederationContext,
+  type FederationEvent,
+  type FenceAndDemoteFormerInput,
+  type LossEstimate,
+  type PreflightInput,
+  type PreflightOutput,
+  type PromoteWithoutTokenInput,
+  type PromoteWithTokenInput,
+  type RejoinMemberInput,
+  type UndoDemotionInput,
+  type VerifySwitchoverInput,
+  type VerifySwitchoverOutput,
+} from "../../machines/index.js";
+import {
+  filters,
+  isExpired,
+  isStaleRevision,
+  leaseKeys,
+  makeMessage,
+  type Bus,
+  type BusMessage,
+  type BusSubscription,
+  type Command,
+  type CommandResult,
+  type JsonValue,
+  type LeaseStore,
+  type Observation,
+  type StateStore,
+} from "../bus/index.js";
+import type { FederationConfig } from "../config.js";
+import { PgfedError, errorMessage } from "../errors.js";
+import type { Logger } from "../log.js";
+import { FederationEvaluator, type Evaluation } from "../wal/monitor.js";
+import type { ExposureEstimate } from "../wal/exposure.js";
+import { PHASES } from "../cnpg/index.js";
+import type { CoordinatorMetrics } from "./metrics.js";
+import { MAX_KEPT_OPERATIONS, type FederationRecord, type OperationRecord } from "./record.js";
+import type { AuditEntry, ExposureView, FederationView, MemberView, OperationState, OperationView } from "./service.js";
+import { MemberSamples, memberObservation, type SeenObservation } from "./signals.js";
+
+type CommandSpec =
+  | { kind: "demote"; to: string }
+  | { kind: "promoteWithToken"; token: string }
+  | { kind: "promoteWithoutToken" }
+  | { kind: "clearToken" }
+  | { kind: "fence" }
+  | { kind: "unfence" }
+  | { kind: "walSwitch" }
+  | { kind: "ensurePrimary" };
+
+export interface FederationRuntimeOptions {
+  cfg: FederationConfig;
+  bus: Bus;
+  leases: LeaseStore;
+  store: StateStore<FederationRecord>;
+  coordinatorId: string;
+  log: Logger;
+  metrics: CoordinatorMetrics;
+  /** Another writer changed the record: this coordinator must stop acting for the federation. */
+  onStale: (federation: string, why: string) => void;
+  now?: () => number;
+  /** How long a freshly started runtime waits for observations before deciding the primary of a new federation. */
+  discoverMs?: number;
+}
+
+interface PendingTransition {
+  description: string;
+  event: string;
+}
+
+type FedActor = Actor<typeof federationMachine>;
+type MemberActor = Actor<typeof memberMachine>;
+
+const TICK_MS = 250;
+const ATTEMPT_MS = 5_000;
+
+function isoOf(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+function shortId(): string {
+  return randomBytes(4).toString("hex");
+}
+
+export class FederationRuntime {
+  readonly name: string;
+  readonly cfg: FederationConfig;
+  private readonly log: Logger;
+  private readonly now: () => number;
+  private readonly source: string;
+  private readonly evaluator: FederationEvaluator;
+  private readonly observations = new Map<string, SeenObservation>();
+  private readonly samples = new Map<string, MemberSamples>();
+  private readonly heartbeats = new Map<string, number>();
+  private readonly members = new Map<string, MemberActor>();
+  private readonly pendingResults = new Map<string, (r: CommandResult) => void>();
+  private readonly operations = new Map<string, OperationRecord>();
+  private readonly watchers = new Map<string, Set<(op: OperationView) => void>>();
+  private readonly pendingTransitions: PendingTransition[] = [];
+  private readonly stopSignal = new AbortController();
+  private actor: FedActor | undefined;
+  private subscription: BusSubscription | undefined;
+  private revision: number | undefined;
+  private persistChain: Promise<void> = Promise.resolve();
+  private auditChain: Promise<void> = Promise.resolve();
+  private lastPersisted = "";
+  private lastWrite: { updatedAt: string } | undefined;
+  private stale = false;
+  private startedAtMs: number;
+  private lastEvaluation: Evaluation | undefined;
+  private lastEstimate: ExposureEstimate | undefined;
+  private lastEstimatesSentAtMs = 0;
+  private tickTimer: NodeJS.Timeout | undefined;
+  private ticking = false;
+  private lastSnapshotStep = "";
+
+  constructor(private readonly opts: FederationRuntimeOptions) {
+    this.cfg = opts.cfg;
+    this.name = opts.cfg.name;
+    this.now = opts.now ?? Date.now;
+    this.source = `coordinator:${opts.coordinatorId}`;
+    this.log = opts.log.child({ federation: this.name });
+    this.startedAtMs = this.now();
+    this.evaluator = new FederationEvaluator({
+      federation: this.name,
+      budgetMs: this.cfg.rpo.budget,
+      warnAt: this.cfg.rpo.warnAt,
+      walSwitchAfterMs: this.cfg.rpo.walSwitchAfter,
+    });
+    for (const m of this.cfg.members) this.samples.set(m.name, new MemberSamples(this.name, m.name, m.region));
+    opts.metrics.initFederation(this.name, this.cfg.rpo.warnAt);
+  }
+
+  // ---- lifecycle -------------------------------------------------------------------------------
+
+  /** Subscribes, loads the record, restores (or creates) the actors and starts detection. */
+  async start(): Promise<void> {
+    this.startedAtMs = this.now();
+    this.subscription = await this.opts.bus.subscribe(filters.federation(this.name), (msg) => this.onMessage(msg), { deliverNew: true, deadLetters: true });
+    for (const m of this.cfg.members) {
+      const a = createActor(memberMachine, { input: { federation: this.name, member: m.name, region: m.region } });
+      a.start();
+      this.members.set(m.name, a);
+    }
+    const entry = await this.opts.store.get(this.name);
+    const machine = this.providedMachine();
+    let actor: FedActor;
+    if (entry?.value.snapshot) {
+      this.revision = entry.revision;
+      for (const op of entry.value.operations) this.operations.set(op.id, op);
+      actor = createActor(machine, { snapshot: entry.value.snapshot as Snapshot<unknown>, input: this.input(null, 1), inspect: (ev) => this.inspect(ev) });
+      this.log.info(
+        { epoch: entry.value.epoch, revision: entry.revision },
+        `resuming ${this.name} from the stored record at revision ${entry.revision}: epoch ${entry.value.epoch}, primary ${entry.value.designatedPrimary ?? "none"}, operation ${entry.value.operationId ?? "none"} at step ${entry.value.step ?? "-"}`,
+      );
+    } else {
+      if (entry) {
+        this.revision = entry.revision;
+        for (const op of entry.value.operations) this.operations.set(op.id, op);
+      }
+      const primary = await this.discoverPrimary();
+      actor = createActor(machine, { input: this.input(primary, entry?.value.epoch ?? 1), inspect: (ev) => this.inspect(ev) });
+      this.log.info(`starting ${this.name} fresh: designated primary ${primary ?? "none (operator must resolve)"} from the observed Clusters`);
+    }
+    this.actor = actor;
+    actor.subscribe({
+      next: (snap) => this.onSnapshot(snap.context),
+      error: (err) => this.log.error({ err: errorMessage(err) }, `federation actor of ${this.name} failed: ${errorMessage(err)}`),
+    });
+    actor.start();
+    this.onSnapshot(actor.getSnapshot().context);
+    await this.flushed();
+    this.tickTimer = setInterval(() => void this.tick(), TICK_MS);
+  }
+
+  /** Stops without writing anything more (a crash looks the same to the next leader). Bounded. */
+  async stop(): Promise<void> {
+    if (this.stopSignal.signal.aborted) return;
+    this.stopSignal.abort();
+    clearInterval(this.tickTimer);
+    this.actor?.stop();
+    for (const a of this.members.values()) a.stop();
+    await Promise.race([this.subscription?.stop().catch(() => undefined), sleep(3_000)]);
+    await Promise.race([this.auditChain, sleep(2_000)]);
+  }
+
+  get stopped(): boolean {
+    return this.stopSignal.signal.aborted;
+  }
+
+  private input(primary: string | null, epoch: number) {
+    return {
+      federation: this.name,
+      members: this.cfg.members.map((m) => m.name),
+      designatedPrimary: primary,
+      epoch,
+      rpo: { budgetMs: this.cfg.rpo.budget, warnAt: this.cfg.rpo.warnAt },
+      failoverMode: this.cfg.failover.mode,
+    };
+  }
+
+  /** A federation seen for the first time: the one member CNPG runs as an unfenced primary. */
+  private async discoverPrimary(): Promise<string | null> {
+    const until = this.now() + (this.opts.discoverMs ?? 6_000);
+    while (this.now() < until && !this.stopped) {
+      if (this.cfg.members.every((m) => this.observations.has(m.name))) break;
+      await sleep(100);
+    }
+    const primaries = this.cfg.members.filter((m) => {
+      const o = this.observations.get(m.name)?.obs;
+      return o?.role === "primary" && !o.fenced;
+    });
+    if (primaries.length === 1) return primaries[0]?.name ?? null;
+    this.log.warn(`${this.name}: ${primaries.length} members are observed as unfenced primaries (${primaries.map((p) => p.name).join(", ") || "none"}); no designated primary until an operator resolves`);
+    return null;
+  }
+
+  private regionOf(member: string): string {
+    return this.cfg.members.find((m) => m.name === member)?.region ?? "?";
+  }
+
+  get context(): FederationContext | undefined {
+    return this.actor?.getSnapshot().context;
+  }
+
+  send(event: FederationEvent): void {
+    this.actor?.send(event);
+  }
+
+  // ---- bus intake ------------------------------------------------------------------------------
+
+  private onMessage(msg: BusMessage): void {
+    if (this.stopped) return;
+    try {
+      const nowMs = this.now();
+      switch (msg.type) {
+        case "observation": {
+          if (!this.samples.has(msg.member)) return;
+          this.observations.set(msg.member, { obs: msg.data, atMs: nowMs });
+          this.feedMember(msg.member, msg.data, nowMs);
+          const ctx = this.context;
+          if (ctx?.pendingFence.includes(msg.member) && msg.data.reachable && ctx.fencing === null) {
+            this.send({ type: "FORMER_PRIMARY_SEEN", member: msg.member });
+          }
+          return;
+        }
+        case "lag":
+          this.samples.get(msg.member)?.record(msg.data, nowMs);
+          return;
+        case "heartbeat":
+          this.heartbeats.set(msg.data.region, nowMs);
+          return;
+        case "result": {
+          const done = this.pendingResults.get(msg.data.commandId);
+          if (done) done(msg.data);
+          return;
+        }
+        default:
+          return;
+      }
+    } catch (e) {
+      this.log.warn({ err: errorMessage(e) }, `ignoring a ${msg.type} message for ${this.name}: ${errorMessage(e)}`);
+    }
+  }
+
+  private feedMember(member: string, o: Observation, atMs: number): void {
+    const actor = this.members.get(member);
+    if (!actor) return;
+    if (!o.reachable) {
+      actor.send({ type: "UNREACHABLE", reason: o.reason ?? "the agent cannot read the Cluster", atMs });
+      return;
+    }
+    const mo = memberObservation(o, atMs);
+    if (mo) actor.send({ type: "OBSERVED", observation: mo });
+    else actor.send({ type: "INVALID", reason: o.reason ?? "CNPG object not understood" });
+  }
+
+  // ---- transitions: log, audit, operation views, persistence ------------------------------------
+
+  private inspect(ev: { type: string; actorRef?: unknown }): void {
+    if (ev.type !== "@xstate.microstep" || this.actor === undefined || ev.actorRef !== this.actor) return;
+    const micro = ev as unknown as { event: { type: string }; _transitions: AnyTransitionDefinition[] };
+    for (const t of micro._transitions) {
+      this.pendingTransitions.push({ description: t.description ?? `${micro.event.type} handled`, event: micro.event.type });
+    }
+  }
+
+  private onSnapshot(ctx: FederationContext): void {
+    if (this.stopped) return;
+    const nowMs = this.now();
+    const op = ctx.operation;
+    const transitions = this.pendingTransitions.splice(0);
+    // Operation record: created for automatic failovers, updated at every step.
+    let record: OperationRecord | undefined;
+    if (op) {
+      record = this.operations.get(op.id);
+      if (!record) {
+        record = this.newRecord(op.id, op.kind, op.target, op.from, op.reason, op.requestedBy, op.automatic, ctx.epoch, op.startedAtMs);
+        this.operations.set(op.id, record);
+      }
+      record.step = op.step;
+      record.target = op.target;
+      record.state = op.step === "operatorRequired" ? "operatorRequired" : op.step === "awaitApproval" || op.step === "rejoinApproval" ? "awaitingApproval" : "running";
+      record.lastDecision = ctx.lastDecision;
+      record.acceptedLossSeconds = op.acceptedLossMs !== undefined ? op.acceptedLossMs / 1000 : record.acceptedLossSeconds;
+      if (op.worstCaseLossMs !== undefined) record.dataLossSeconds = op.worstCaseLossMs / 1000;
+      if (op.promoteIssued) record.epochAfter = ctx.epoch;
+    }
+    const last = ctx.lastOperation;
+    if (last) {
+      const r = this.operations.get(last.id);
+      if (r && r.finishedAt === null && (!op || op.id !== last.id)) {
+        r.state = last.outcome as OperationState;
+        r.finishedAt = isoOf(nowMs);
+        r.durationSeconds = (nowMs - Date.parse(r.startedAt)) / 1000;
+        r.lastDecision = ctx.lastDecision;
+        r.step = "finished";
+        if (r.state === "completed" && r.kind !== "rejoin") r.epochAfter = ctx.epoch;
+        if (r.kind === "switchover" && r.state === "completed") r.dataLossSeconds = 0;
+        this.opts.metrics.operations.inc({ federation: this.name, kind: r.kind, result: r.state });
+        this.opts.metrics.operationDuration.observe({ federation: this.name, kind: r.kind }, r.durationSeconds);
+        if (r.state === "aborted") this.opts.metrics.operationsFailed.inc({ federation: this.name, kind: r.kind });
+        this.log.info({ op: r.id, epoch: ctx.epoch }, `${r.kind} ${r.id} of ${this.name} ${r.state} in ${r.durationSeconds.toFixed(1)} s: ${ctx.lastDecision}`);
+        record ??= r;
+        this.notify(r);
+      }
+    }
+    if (op?.step === "operatorRequired" && record && !record.steps.some((s) => s.step === "operatorRequired")) {
+      this.opts.metrics.operationsFailed.inc({ federation: this.name, kind: op.kind });
+    }
+    const opId = op?.id ?? last?.id ?? null;
+    for (const t of transitions) {
+      const r = opId ? this.operations.get(opId) : undefined;
+      const stepName = op?.step ?? "finished";
+      if (r) r.steps.push({ at: isoOf(nowMs), step: stepName, description: t.description });
+      this.log.info({ epoch: ctx.epoch, op: opId, event: t.event }, `${this.name}: ${t.description}; ${ctx.lastDecision}`);
+      this.audit("transition", t.description, ctx.lastDecision, this.numbersOf(ctx), opId, null, ctx.epoch);
+    }
+    this.opts.metrics.failoverAwaitingApproval.set({ federation: this.name }, op?.kind === "failover" && op.step === "awaitApproval" ? 1 : 0);
+    for (const m of this.members.values()) {
+      if (ctx.diverged.includes(m.getSnapshot().context.member) && !m.getSnapshot().matches("diverged")) m.send({ type: "MARK_DIVERGED", reason: `former primary of ${this.name}: fenced after a failover; its data has forked` });
+    }
+    const step = `${op?.id ?? "-"}:${op?.step ?? "-"}`;
+    if (record && (transitions.length > 0 || step !== this.lastSnapshotStep)) this.notify(record);
+    this.lastSnapshotStep = step;
+    this.persist(ctx);
+  }
+
+  newRecord(id: string, kind: OperationRecord["kind"], target: string | null, from: string | null, reason: string, requestedBy: string, automatic: boolean, epoch: number, startedAtMs: number, idempotencyKey?: string): OperationRecord {
+    return {
+      id,
+      federation: this.name,
+      kind,
+      state: "running",
+      step: "starting",
+      target,
+      from,
+      reason,
+      requestedBy,
+      automatic,
+      startedAt: isoOf(startedAtMs),
+      finishedAt: null,
+      epochBefore: epoch,
+      epochAfter: null,
+      acceptedLossSeconds: null,
+      durationSeconds: null,
+      dataLossSeconds: null,
+      lastDecision: "",
+      steps: [],
+      ...(idempotencyKey !== undefined ? { idempotencyKey } : {}),
+    };
+  }
+
+  /** Registers an operation before its event is sent (requests from the service). */
+  registerOperation(r: OperationRecord): void {
+    this.operations.set(r.id, r);
+  }
+
+  forgetOperation(id: string): void {
+    this.operations.delete(id);
+  }
+
+  private numbersOf(ctx: FederationContext): Record<string, number | string | boolean | null> {
+    const wc = this.lastEvaluation?.worstCase;
+    const cand = ctx.operation ? failoverCandidate(ctx) : null;
+    return {
+      epoch: ctx.epoch,
+      designatedPrimary: ctx.designatedPrimary,
+      budgetSeconds: ctx.rpo.budgetMs / 1000,
+      exposureSeconds: wc ? Math.round(wc.exposureMs) / 1000 : null,
+      exposureBytes: wc ? Number(wc.exposureBytes) : null,
+      ...(cand ? { candidate: cand.target, worstCaseLossSeconds: cand.worstCaseLossMs / 1000, lossBytes: cand.lossBytes } : {}),
+      ...(ctx.operation?.acceptedLossMs !== undefined ? { acceptedLossSeconds: ctx.operation.acceptedLossMs / 1000 } : {}),
+    };
+  }
+
+  private persist(ctx: FederationContext): void {
+    if (this.stale || this.stopped || !this.actor) return;
+    const snapshot = this.actor.getPersistedSnapshot();
+    const ops = [...this.operations.values()].slice(-MAX_KEPT_OPERATIONS);
+    const value: Omit<FederationRecord, "updatedAt"> = {
+      epoch: ctx.epoch,
+      designatedPrimary: ctx.designatedPrimary,
+      operationId: ctx.operation?.id ?? null,
+      step: ctx.operation?.step ?? null,
+      leader: this.opts.coordinatorId,
+      snapshot,
+      operations: ops,
+    };
+    const key = JSON.stringify(value);
+    if (key === this.lastPersisted) return;
+    this.lastPersisted = key;
+    this.persistChain = this.persistChain.then(() => this.write({ ...value, updatedAt: new Date(this.now()).toISOString() }));
+  }
+
+  /** Writes with CAS; retries transport failures; a stale revision means someone else writes: step down. */
+  private async write(value: FederationRecord): Promise<void> {
+    for (let attempt = 0; !this.stale && !this.stopped; attempt++) {
+      try {
+        this.lastWrite = { updatedAt: value.updatedAt };
+        this.revision = this.revision === undefined ? await this.opts.store.create(this.name, value) : await this.opts.store.update(this.name, value, this.revision);
+        return;
+      } catch (e) {
+        if (isStaleRevision(e)) {
+          // The previous attempt may have landed with its reply lost: adopt it if it is ours.
+          const cur = await this.opts.store.get(this.name).catch(() => undefined);
+          if (cur && cur.value.leader === this.opts.coordinatorId && cur.value.updatedAt === this.lastWrite?.updatedAt) {
+            this.revision = cur.revision;
+            return;
+          }
+          this.stale = true;
+          const why = `the record of ${this.name} changed under revision ${this.revision ?? "none"} (now ${cur?.revision ?? "?"}, written by ${cur?.value.leader ?? "?"})`;
+          this.log.error(`stepping down for ${this.name}: ${why}; another coordinator writes it`);
+          this.opts.onStale(this.name, why);
+          return;
+        }
+        if (attempt % 10 === 0) this.log.warn({ err: errorMessage(e) }, `persisting ${this.name} failed (attempt ${attempt + 1}); retrying: ${errorMessage(e)}`);
+        await sleep(Math.min(2_000, 200 * (attempt + 1)));
+      }
+    }
+  }
+
+  /** Resolves when everything decided so far is stored. */
+  async flushed(): Promise<void> {
+    await this.persistChain;
+    if (this.stale) throw new PgfedError("coordinator.stale", `${this.name}: this coordinator is no longer the writer of the federation record`);
+  }
+
+  // ---- audit -----------------------------------------------------------------------------------
+
+  audit(action: string, description: string, reason: string, numbers: Record<string, number | string | boolean | null>, operationId: string | null, member: string | null, epoch?: number): void {
+    if (this.stopped) return;
+    const ep = epoch ?? this.context?.epoch ?? 0;
+    let msg: BusMessage;
+    try {
+      msg = makeMessage("audit", {
+        federation: this.name,
+        ...(member ? { member } : {}),
+        epoch: ep,
+        source: this.source,
+        data: {
+          actor: this.source,
+          action,
+          reason: reason.slice(0, 4_000),
+          numbers,
+          description: description.slice(0, 4_000),
+          ...(operationId ? { operationId } : {}),
+        },
+      });
+    } catch (e) {
+      this.log.error({ err: errorMessage(e) }, `cannot build the audit record ${action} for ${this.name}: ${errorMessage(e)}`);
+      return;
+    }
+    this.auditChain = this.auditChain.then(async () => {
+      for (let attempt = 0; attempt < 5 && !this.stopped; attempt++) {
+        try {
+          await this.opts.bus.publish(msg);
+          return;
+        } catch (e) {
+          this.log.warn({ err: errorMessage(e) }, `audit record ${action} of ${this.name} not stored yet (attempt ${attempt + 1}): ${errorMessage(e)}`);
+        }
+      }
+    });
+  }
+
+  // ---- commands --------------------------------------------------------------------------------
+
+  /**
+   * Sends `spec` to the member's agent and waits for the result; re-sends (new id, same effect:
+   * agents ensure) every few seconds until `timeoutMs`. Throws naming federation, member and step.
+   */
+  async command(member: string, spec: CommandSpec, p: { epoch: number; operationId: string; step: string; timeoutMs: number; signal: AbortSignal }): Promise<Record<string, JsonValue>> {
+    await this.flushed();
+    const deadline = this.now() + p.timeoutMs;
+    let lastError = "no answer";
+    for (let attempt = 1; this.now() < deadline; attempt++) {
+      if (p.signal.aborted || this.stopped) throw new PgfedError("coordinator.cancelled", `${p.step} of ${this.name}/${member}: cancelled`);
+      const id = `${p.operationId}.${p.step}.${attempt}.${shortId()}`.slice(0, 128);
+      const wait = Math.min(ATTEMPT_MS, Math.max(200, deadline - this.now()));
+      const data = { ...spec, operationId: p.operationId, deadlineAt: isoOf(this.now() + wait) } as Command;
+      const result = new Promise<CommandResult | undefined>((resolve) => {
+        const timer = setTimeout(() => resolve(undefined), wait);
+        const onAbort = () => resolve(undefined);
+        p.signal.addEventListener("abort", onAbort, { once: true });
+        this.pendingResults.set(id, (r) => {
+          clearTimeout(timer);
+          p.signal.removeEventListener("abort", onAbort);
+          resolve(r);
+        });
+      });
+      try {
+        const msg = makeMessage("command", { federation: this.name, member, epoch: p.epoch, source: this.source, id, data });
+        this.audit("command.sent", `${spec.kind} sent to ${member} (attempt ${attempt})`, `step ${p.step} of operation ${p.operationId}`, { epoch: p.epoch, attempt }, p.operationId, member, p.epoch);
+        this.log.info({ op: p.operationId, epoch: p.epoch, member, commandId: id }, `sending ${spec.kind} to ${this.name}/${member} at epoch ${p.epoch} for step ${p.step} (attempt ${attempt})`);
+        await this.opts.bus.publish(msg);
+      } catch (e) {
+        this.pendingResults.delete(id);
+        lastError = errorMessage(e);
+        await sleep(300);
+        continue;
+      }
+      const r = await result;
+      this.pendingResults.delete(id);
+      if (!r) {
+        lastError = `no result within ${wait} ms`;
+        continue;
+      }
+      const sentence = r.ok ? `${spec.kind} of ${member} done` : `${spec.kind} of ${member} failed: ${r.error?.code ?? "?"}: ${r.error?.message ?? ""}`;
+      this.audit("command.result", sentence, `step ${p.step} of operation ${p.operationId}`, { epoch: p.epoch, ok: r.ok }, p.operationId, member, p.epoch);
+      if (r.ok) return r.data ?? {};
+      throw new PgfedError(r.error?.code ?? "coordinator.command_failed", `step ${p.step} of ${this.name}/${member}: ${r.error?.message ?? "failed"}`, { federation: this.name, member, step: p.step });
+    }
+    throw new PgfedError("coordinator.command_timeout", `step ${p.step} of ${this.name}/${member}: ${spec.kind} got no answer from the agent of region ${this.regionOf(member)} within ${p.timeoutMs} ms (${lastError})`, {
+      federation: this.name,
+      member,
+      step: p.step,
+    });
+  }
+
+  /** Waits until the member's latest observation satisfies `ok`; throws after `timeoutMs` naming what it waited for. */
+  async awaitObservation(member: string, what: string, ok: (o: Observation) => boolean, timeoutMs: number, signal: AbortSignal): Promise<Observation> {
+    const deadline = this.now() + timeoutMs;
+    while (this.now() < deadline) {
+      if (signal.aborted || this.stopped) throw new PgfedError("coordinator.cancelled", `waiting for ${this.name}/${member} ${what}: cancelled`);
+      const o = this.observations.get(member)?.obs;
+      if (o && o.reachable && ok(o)) return o;
+      await sleep(100);
+    }
+    const o = this.observations.get(member)?.obs;
+    throw new PgfedError("coordinator.wait_timeout", `waited ${timeoutMs} ms for ${this.name}/${member} ${what}; last seen: role ${o?.role ?? "?"}, phase ${o?.phase ?? "?"}, fenced ${String(o?.fenced ?? "?")}`, { federation: this.name, member });
+  }
+
+  // ---- effects (every one an idempotent "ensure") ----------------------------------------------
+
+  private providedMachine() {
+    const f = this.cfg;
+    const stepTimeout = 60_000;
+    return federationMachine.provide({
+      delays: {
+        stepTimeout,
+        tokenTimeout: f.switchover.tokenTimeout,
+        promoteTimeout: f.switchover.promoteTimeout,
+        suspectGrace: Math.min(1_000, f.failover.leaseTtl),
+        confirmRetry: 1_000,
+      },
+      actors: {
+        preflight: fromPromise<PreflightOutput, PreflightInput>(async ({ input }) => this.preflight(input)),
+        demotePrimary: fromPromise<void, DemotePrimaryInput>(async ({ input, signal }) => {
+          const op = this.operations.get(input.operationId);
+          if (op && op.tokenBefore === undefined) {
+            op.tokenBefore = this.observations.get(input.from)?.obs.demotionToken ?? null;
+            this.lastPersisted = "";
+            const ctx = this.context;
+            if (ctx) this.persist(ctx);
+          }
+          await this.command(input.from, { kind: "demote", to: input.target }, { ...input, step: "demote", timeoutMs: stepTimeout - 5_000, signal });
+        }),
+        awaitDemotionToken: fromPromise<AwaitDemotionTokenOutput, AwaitDemotionTokenInput>(async ({ input, signal }) => {
+          const before = this.operations.get(input.operationId)?.tokenBefore ?? null;
+          const o = await this.awaitObservation(
+            input.member,
+            `to be demoted with a new demotion token${before ? " (different from the stale one seen before the demote)" : ""}`,
+            (x) => x.role === "replica" && !x.switchInProgress && x.demotionToken !== undefined && x.demotionToken !== before,
+            f.switchover.tokenTimeout,
+            signal,
+          );
+          return { token: o.demotionToken ?? "" };
+        }),
+        promoteWithToken: fromPromise<void, PromoteWithTokenInput>(async ({ input, signal }) => {
+          await this.command(input.target, { kind: "promoteWithToken", token: input.token }, { ...input, step: "promote", timeoutMs: f.switchover.promoteTimeout, signal });
+          await this.awaitObservation(
+            input.target,
+            "to be promoted with the demotion token",
+            (x) => x.role === "primary" && x.lastPromotionToken === input.token && !x.switchInProgress && x.phase !== PHASES.promoting,
+            f.switchover.promoteTimeout,
+            signal,
+          );
+        }),
+        verifySwitchover: fromPromise<VerifySwitchoverOutput, VerifySwitchoverInput>(async ({ input, signal }) => {
+          const t = this.observations.get(input.target)?.obs;
+          if (t?.role !== "primary" || t.fenced) return { ok: false, reason: `${input.target} is not an unfenced primary (role ${t?.role ?? "?"}, fenced ${String(t?.fenced)})` };
+          // CNPG issue #9273: the token must leave the new primary's spec before it is demoted again.
+          await this.command(input.target, { kind: "clearToken" }, { ...input, step: "verify", timeoutMs: 20_000, signal });
+          await this.awaitObservation(input.from, `to follow ${input.target} as a replica`, (x) => x.role === "replica" && !x.fenced, 20_000, signal);
+          return { ok: true };
+        }),
+        undoDemotion: fromPromise<void, UndoDemotionInput>(async ({ input, signal }) => {
+          // Re-designate: spec.replica.primary = itself. Only reached before any promote was issued.
+          await this.command(input.member, { kind: "ensurePrimary" }, { ...input, step: "undo", timeoutMs: 20_000, signal }).catch(async (e: unknown) => {
+            if (e instanceof PgfedError && e.code === "agent.not_primary") {
+              throw new PgfedError("coordinator.undo_impossible", `undo of ${this.name}/${input.member}: it was already demoted (${e.message}); an operator must RESOLVE`);
+            }
+            throw e;
+          });
+        }),
+        confirmPrimaryDown: fromPromise<ConfirmPrimaryDownOutput, ConfirmPrimaryDownInput>(async ({ input, signal }) => this.confirmDown(input, signal)),
+        promoteWithoutToken: fromPromise<void, PromoteWithoutTokenInput>(async ({ input, signal }) => {
+          const numbers = { worstCaseLossSeconds: input.worstCaseLossMs / 1000, acceptedLossSeconds: input.acceptedLossMs === null ? null : input.acceptedLossMs / 1000, budgetSeconds: f.rpo.budget / 1000, epoch: input.epoch };
+          this.audit("failover.promote", `promoting ${input.target} without a token at epoch ${input.epoch}`, this.context?.lastDecision ?? "", numbers, input.operationId, input.target, input.epoch);
+          await this.command(input.target, { kind: "promoteWithoutToken" }, { ...input, step: "promoteWithoutToken", timeoutMs: f.switchover.promoteTimeout, signal });
+          await this.awaitObservation(input.target, "to run as the primary", (x) => x.role === "primary" && !x.switchInProgress && x.phase !== PHASES.promoting, f.switchover.promoteTimeout, signal);
+        }),
+        fenceAndDemoteFormer: fromPromise<void, FenceAndDemoteFormerInput>(async ({ input, signal }) => {
+          const p = { epoch: input.epoch, operationId: `fence-${input.member}-e${input.epoch}`, timeoutMs: 30_000, signal };
+          await this.command(input.member, { kind: "fence" }, { ...p, step: "fence" });
+          if (input.newPrimary) await this.command(input.member, { kind: "demote", to: input.newPrimary }, { ...p, step: "demoteFormer" });
+        }),
+        rejoinMember: fromPromise<void, RejoinMemberInput>(async ({ input }) => {
+          throw new PgfedError("coordinator.rejoin_unsupported", `rejoin of ${this.name}/${input.member}: re-cloning a diverged member is not automated yet; delete and recreate its Cluster as a replica of ${input.primary ?? "the primary"}, then RESOLVE`);
+        }),
+      },
+    });
+  }
+
+  private preflight(input: PreflightInput): PreflightOutput {
+    const t = this.observations.get(input.target)?.obs;
+    const lag = this.targetLag(input.target);
+    const no = (reason: string): PreflightOutput => ({ ok: false, targetLagBytes: lag?.bytes ?? 0, targetLagMs: lag?.ms ?? 0, reason });
+    if (!t) return no(`no observation of ${input.target} yet`);
+    if (!t.reachable) return no(`${input.target} is unreachable: ${t.reason ?? "no reason"}`);
+    if (t.role !== "replica") return no(`${input.target} is not a replica cluster (role ${t.role})`);
+    if (t.fenced) return no(`${input.target} is fenced`);
+    if (!t.ready) return no(`${input.target} is not ready (phase ${t.phase})`);
+    const f = this.observations.get(input.from)?.obs;
+    if (!f?.reachable || f.role !== "primary") return no(`${input.from} is not observed as a reachable primary`);
+    if (!lag) return no(`no lag figure for ${input.target} yet (waiting for samples of both members)`);
+    return { ok: true, targetLagBytes: lag.bytes, targetLagMs: lag.ms };
+  }
+
+  targetLag(member: string): { bytes: number; ms: number } | undefined {
+    const st = this.lastEvaluation?.members.find((m) => m.name === member);
+    if (!st?.lag) return undefined;
+    return { bytes: Number(st.lag.bytes), ms: st.lag.ms };
+  }
+
+  /** Worst-case loss per eligible candidate: last known loss of each replica + time since the primary's last sample. */
+  lossCandidates(from: string | null): LossEstimate[] {
+    const est = this.lastEstimate;
+    if (!est) return [];
+    const silence = Math.max(0, this.now() - est.primarySampledAtMs);
+    return est.replicas
+      .filter((r) => r.name !== from)
+      .map((r) => ({ target: r.name, worstCaseLossMs: Math.round(r.lossIfPromoted.ms + silence), lossBytes: Number(r.lossIfPromoted.bytes) }));
+  }
+
+  private async readPrimaryLease() {
+    return this.opts.leases.read(leaseKeys.primary(this.name));
+  }
+
+  private async confirmDown(input: ConfirmPrimaryDownInput, signal: AbortSignal): Promise<ConfirmPrimaryDownOutput> {
+    const f = this.cfg.failover;
+    const until = this.now() + f.leaseTtl + f.clockSkewMargin + 2_000;
+    let fenced = false;
+    let leaseExpired = false;
+    let detail = "";
+    while (!signal.aborted && !this.stopped) {
+      const o = this.observations.get(input.member);
+      fenced = o?.obs.reachable === true && o.obs.fenced && this.now() - o.atMs < f.leaseTtl;
+      const lease = await this.readPrimaryLease().catch(() => undefined);
+      leaseExpired = lease === undefined || isExpired(lease.lease, this.now(), f.clockSkewMargin);
+      detail = lease ? `lease held by ${lease.lease.holder} until ${isoOf(lease.lease.expiresAtMs)} (+${f.clockSkewMargin} ms margin)` : "no primary lease stored";
+      if (fenced || leaseExpired || this.now() >= until) break;
+      await sleep(100);
+    }
+    const candidates = this.lossCandidates(input.member);
+    this.audit(
+      "failover.confirm",
+      fenced || leaseExpired ? `${input.member} confirmed down (${fenced ? "fenced" : "lease expired plus margin"})` : `${input.member} not confirmed down`,
+      detail,
+      { leaseTtlMs: f.leaseTtl, clockSkewMarginMs: f.clockSkewMargin, fenced, leaseExpired, ...Object.fromEntries(candidates.map((c) => [`worstCaseLossSeconds.${c.target}`, c.worstCaseLossMs / 1000])) },
+      input.operationId,
+      input.member,
+      input.epoch,
+    );
+    return { fenced, leaseExpired, candidates };
+  }
+
+  // ---- the loop: evaluation, detection, estimates ----------------------------------------------
+
+  private async tick(): Promise<void> {
+    if (this.ticking || this.stopped) return;
+    this.ticking = true;
+    try {
+      const nowMs = this.now();
+      const ctx = this.context;
+      if (!ctx) return;
+      this.evaluator.setDesignatedPrimary(ctx.designatedPrimary ?? undefined);
+      const staleMs = Math.max(3 * this.cfg.sampleInterval, 3_000);
+      this.lastEvaluation = this.evaluator.evaluate({
+        nowMs,
+        members: this.cfg.members.map((m) => ({ spec: { name: m.name, region: m.region, applicationName: m.cluster }, state: (this.samples.get(m.name) as MemberSamples).current(nowMs, staleMs) })),
+      });
+      if (this.lastEvaluation.estimate) this.lastEstimate = this.lastEvaluation.estimate;
+      const writable = this.cfg.members.filter((m) => {
+        const o = this.observations.get(m.name)?.obs;
+        return o?.reachable === true && o.role === "primary" && !o.fenced;
+      }).length;
+      this.opts.metrics.primariesWritable.set({ federation: this.name }, writable);
+      await this.detect(ctx, nowMs);
+      const op = ctx.operation;
+      if (op?.kind === "failover" && op.step === "awaitApproval" && nowMs - this.lastEstimatesSentAtMs > 10_000) this.refreshEstimates();
+    } catch (e) {
+      this.log.warn({ err: errorMessage(e) }, `evaluation pass of ${this.name} failed: ${errorMessage(e)}`);
+    } finally {
+      this.ticking = false;
+    }
+  }
+
+  refreshEstimates(): void {
+    const ctx = this.context;
+    if (!ctx?.operation) return;
+    this.lastEstimatesSentAtMs = this.now();
+    const candidates = this.lossCandidates(ctx.operation.from);
+    if (candidates.length > 0) this.send({ type: "LOSS_ESTIMATES", candidates, atMs: this.now() });
+  }
+
+  /** Why the designated primary looks down (corroboration beyond the lease), or undefined. */
+  private primaryTrouble(primary: string, nowMs: number): string | undefined {
+    const f = this.cfg.failover;
+    const region = this.regionOf(primary);
+    const lastHb = Math.max(this.heartbeats.get(region) ?? this.startedAtMs, this.observations.get(primary)?.atMs ?? this.startedAtMs, this.startedAtMs);
+    const silentMs = nowMs - lastHb;
+    if (silentMs > f.leaseTtl) return `region ${region} silent for ${(silentMs / 1000).toFixed(1)} s (no heartbeat or observation; lease TTL ${f.leaseTtl / 1000} s)`;
+    const o = this.observations.get(primary)?.obs;
+    if (o && !o.reachable) return `the Kubernetes API of ${region} does not answer for ${primary}: ${o.reason ?? "unreachable"}`;
+    const s = this.samples.get(primary);
+    if (s && s.failures >= 2) return `Postgres of ${primary} does not answer (${s.failures} failed samples)`;
+    return undefined;
+  }
+
+  private async detect(ctx: FederationContext, nowMs: number): Promise<void> {
+    const primary = ctx.designatedPrimary;
+    if (!primary) return;
+    const op = ctx.operation;
+    const idle = op === null;
+    const confirming = op?.kind === "failover" && (op.step === "suspect" || op.step === "confirm" || op.step === "unconfirmed");
+    if (!idle && !confirming) return;
+    const trouble = this.primaryTrouble(primary, nowMs);
+    if (idle && trouble === undefined) return;
+    const lease = await this.readPrimaryLease().catch(() => null);
+    if (lease === null) return; // the bus cannot tell: decide nothing
+    const holder = `agent:${this.regionOf(primary)}/${primary}`;
+    const vouched = lease !== undefined && lease.lease.holder === holder && !isExpired(lease.lease, nowMs);
+    if (idle && !vouched && trouble !== undefined && !ctx.paused) {
+      const reason = `${trouble}; primary lease ${lease ? `held by ${lease.lease.holder}, expires ${isoOf(lease.lease.expiresAtMs)}` : "not held"}`;
+      this.log.warn({ epoch: ctx.epoch }, `primary ${primary} of ${this.name} suspected down: ${reason}`);
+      this.send({ type: "PRIMARY_SUSPECT", atMs: nowMs, reason });
+    } else if (idle && !vouched && trouble !== undefined && ctx.paused && !ctx.alerts.some((a) => a.name === "PgfedFailoverBlocked")) {
+      this.send({ type: "PRIMARY_SUSPECT", atMs: nowMs, reason: trouble });
+    } else if (confirming && vouched && trouble === undefined) {
+      this.send({ type: "PRIMARY_RECOVERED", atMs: nowMs });
+    }
+  }
+
+  // ---- views -----------------------------------------------------------------------------------
+
+  operation(id: string): OperationRecord | undefined {
+    return this.operations.get(id);
+  }
+
+  operationByKey(key: string): OperationRecord | undefined {
+    return [...this.operations.values()].find((o) => o.idempotencyKey === key);
+  }
+
+  recentOperations(kind: OperationRecord["kind"]): OperationRecord[] {
+    return [...this.operations.values()].filter((o) => o.kind === kind && o.state === "completed" && o.durationSeconds !== null);
+  }
+
+  watch(id: string, fn: (op: OperationView) => void): () => void {
+    let set = this.watchers.get(id);
+    if (!set) {
+      set = new Set();
+      this.watchers.set(id, set);
+    }
+    set.add(fn);
+    return () => set.delete(fn);
+  }
+
+  private notify(r: OperationRecord): void {
+    const view = toOperationView(r);
+    for (const fn of this.watchers.get(r.id) ?? []) {
+      try {
+        fn(view);
+      } catch (e) {
+        this.log.warn({ err: errorMessage(e) }, `an operation watcher of ${r.id} threw: ${errorMessage(e)}`);
+      }
+    }
+  }
+
+  view(): FederationView | undefined {
+    const ctx = this.context;
+    if (!ctx) return undefined;
+    const ev = this.lastEvaluation;
+    const wc = ev?.worstCase;
+    const exposure: ExposureView | null = wc
+      ? {
+          bytes: Number(wc.exposureBytes),
+          seconds: (ev.estimate?.exposureMs ?? wc.basedOn.exposureMs) / 1000,
+          worstCaseSeconds: wc.exposureMs / 1000,
+          level: ev.budget.level,
+          safeSource: wc.safeSource.kind === "replica" ? wc.safeSource.name : wc.safeSource.kind,
+          sampledAt: isoOf(wc.basedOn.primarySampledAtMs),
+        }
+      : null;
+    const members: MemberView[] = this.cfg.members.map((m) => {
+      const seen = this.observations.get(m.name);
+      const o = seen?.obs;
+      const actor = this.members.get(m.name);
+      const snap = actor?.getSnapshot();
+      const st = ev?.members.find((x) => x.name === m.name);
+      const diverged = ctx.diverged.includes(m.name);
+      return {
+        name: m.name,
+        region: m.region,
+        namespace: m.namespace,
+        cluster: m.cluster,
+        role: o?.role ?? "unknown",
+        state: diverged ? "diverged" : typeof snap?.value === "string" ? snap.value : "unknown",
+        phase: o?.phase ?? "",
+        fenced: o?.fenced ?? false,
+        reachable: o?.reachable ?? false,
+        diverged,
+        lagBytes: st?.lag ? Number(st.lag.bytes) : null,
+        lagSeconds: st?.lag ? st.lag.ms / 1000 : null,
+        lossIfPromotedSeconds: st?.lag ? st.lag.ms / 1000 : null,
+        timeline: o?.timelineID ?? null,
+        lastSeenAt: seen ? isoOf(seen.atMs) : null,
+        reason: snap?.context.reason ?? o?.reason ?? null,
+      };
+    });
+    const opRecord = ctx.operation ? this.operations.get(ctx.operation.id) : undefined;
+    return {
+      name: this.name,
+      epoch: ctx.epoch,
+      designatedPrimary: ctx.designatedPrimary,
+      mode: ctx.failoverMode,
+      paused: ctx.paused,
+      rpo: { budgetSeconds: ctx.rpo.budgetMs / 1000, warnAt: ctx.rpo.warnAt },
+      exposure,
+      members,
+      operation: opRecord ? toOperationView(opRecord) : null,
+      lastDecision: this.actor ? federationStepSentence(this.actor.getSnapshot()) : ctx.lastDecision,
+      alerts: ctx.alerts.map((a) => ({ name: a.name, reason: a.reason })),
+      diverged: [...ctx.diverged],
+    };
+  }
+}
+
+export function toOperationView(r: OperationRecord): OperationView {
+  return {
+    id: r.id,
+    federation: r.federation,
+    kind: r.kind,
+    state: r.state,
+    step: r.step,
+    target: r.target,
+    from: r.from,
+    reason: r.reason,
+    requestedBy: r.requestedBy,
+    automatic: r.automatic,
+    startedAt: r.startedAt,
+    finishedAt: r.finishedAt,
+    epochBefore: r.epochBefore,
+    epochAfter: r.epochAfter,
+    acceptedLossSeconds: r.acceptedLossSeconds,
+    durationSeconds: r.durationSeconds,
+    dataLossSeconds: r.dataLossSeconds,
+    lastDecision: r.lastDecision,
+    steps: r.steps.map((s) => ({ ...s })),
+  };
+}
+
+export function auditEntryOf(msg: BusMessage): AuditEntry | undefined {
+  if (msg.type !== "audit") return undefined;
+  return {
+    at: msg.at,
+    federation: msg.federation,
+    member: msg.member ?? null,
+    epoch: msg.epoch,
+    actor: msg.data.actor,
+    action: msg.data.action,
+    reason: msg.data.reason,
+    description: msg.data.description,
+    numbers: { ...msg.data.numbers },
+    operationId: msg.data.operationId ?? null,
+  };
+}

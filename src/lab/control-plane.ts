@@ -1,0 +1,154 @@
+/**
+ * The lab's control plane: one agent per lab region and a coordinator, in-process, each with its
+ * own NATS connection so that tests can cut one of them off (closing its connection looks like a
+ * partition from the bus while its Postgres keeps serving) or crash the coordinator.
+ */
+import { connectBus, openLeases, type Bus } from "../bus/index.js";
+import { agentMembersFromConfig, startAgent, type Agent } from "../agent/agent.js";
+import type { Config } from "../config.js";
+import { startCoordinator, type Coordinator } from "../coordinator/index.js";
+import { errorMessage } from "../errors.js";
+import { RegionClient } from "../kube/region.js";
+import { silentLogger, type Logger } from "../log.js";
+import type { Lab } from "./lab.js";
+
+export interface ControlPlaneOptions {
+  log?: Logger;
+  /** Defaults to lab.config; tests override e.g. the RPO budget. */
+  config?: Config;
+  coordinatorLeaseTtlMs?: number;
+  agentHeartbeatMs?: number;
+}
+
+interface AgentSlot {
+  agent: Agent;
+  bus: Bus;
+}
+
+export interface ControlPlane {
+  readonly coordinator: Coordinator;
+  readonly agents: ReadonlyMap<string, Agent>;
+  readonly config: Config;
+  /** Stops the agent of `region` and closes its bus connection. */
+  stopAgent(region: string): Promise<void>;
+  startAgent(region: string): Promise<void>;
+  /** Closes the agent's bus connection while the agent keeps running (its Postgres keeps serving). */
+  partitionAgentFromBus(region: string): Promise<void>;
+  /** Stops the coordinator as a crash would: no release of its lease, its connection closed. */
+  killCoordinator(): Promise<void>;
+  startCoordinator(): Promise<Coordinator>;
+  info(): Record<string, string>;
+  stop(): Promise<void>;
+}
+
+export async function startControlPlane(lab: Lab, opts: ControlPlaneOptions = {}): Promise<ControlPlane> {
+  const log = opts.log ?? silentLogger();
+  const config = opts.config ?? lab.config;
+  const agents = new Map<string, AgentSlot>();
+  let coordinator: { c: Coordinator; bus: Bus } | undefined;
+  let coordinatorCount = 0;
+
+  const connect = (name: string) => connectBus({ servers: config.bus.servers, name, log, publishTimeoutMs: 10_000 });
+
+  const launchAgent = async (region: string): Promise<void> => {
+    const bus = await connect(`pgfed-agent-${region}`);
+    try {
+      const regionCfg = config.regions.find((r) => r.name === region);
+      const kube = new RegionClient({
+        region,
+        ...(regionCfg?.kubeconfig.path ? { kubeconfigPath: regionCfg.kubeconfig.path } : { kubeconfigPath: lab.kubeconfigPath }),
+        context: regionCfg?.kubeconfig.context ?? region,
+        log,
+      });
+      const leases = await openLeases(bus);
+      const agent = await startAgent({
+        agentId: region,
+        region,
+        kube,
+        bus,
+        leases,
+        members: agentMembersFromConfig(config, region),
+        log,
+        ...(opts.agentHeartbeatMs !== undefined ? { heartbeatIntervalMs: opts.agentHeartbeatMs } : {}),
+      });
+      agents.set(region, { agent, bus });
+    } catch (e) {
+      await bus.close().catch(() => undefined);
+      throw e;
+    }
+  };
+
+  const launchCoordinator = async (): Promise<Coordinator> => {
+    coordinatorCount++;
+    const bus = await connect(`pgfed-coordinator-lab${coordinatorCount}`);
+    try {
+      const c = await startCoordinator({ config, bus, log, id: `lab${coordinatorCount}`, leaseTtlMs: opts.coordinatorLeaseTtlMs ?? 3_000 });
+      coordinator = { c, bus };
+      return c;
+    } catch (e) {
+      await bus.close().catch(() => undefined);
+      throw e;
+    }
+  };
+
+  const stopAgent = async (region: string): Promise<void> => {
+    const slot = agents.get(region);
+    if (!slot) return;
+    agents.delete(region);
+    await slot.agent.stop().catch((e: unknown) => log.warn(`stopping the agent of ${region}: ${errorMessage(e)}`));
+    await slot.bus.close().catch(() => undefined);
+  };
+
+  try {
+    for (const region of lab.regions.keys()) await launchAgent(region);
+    await launchCoordinator();
+  } catch (e) {
+    for (const region of [...agents.keys()]) await stopAgent(region);
+    throw e;
+  }
+
+  const plane: ControlPlane = {
+    get coordinator(): Coordinator {
+      if (!coordinator) throw new Error("the lab coordinator is not running (killed and not restarted)");
+      return coordinator.c;
+    },
+    get agents(): ReadonlyMap<string, Agent> {
+      return new Map([...agents].map(([k, v]) => [k, v.agent]));
+    },
+    config,
+    stopAgent,
+    startAgent: async (region) => {
+      await stopAgent(region);
+      await launchAgent(region);
+    },
+    partitionAgentFromBus: async (region) => {
+      const slot = agents.get(region);
+      if (slot) await slot.bus.close().catch(() => undefined);
+    },
+    killCoordinator: async () => {
+      const cur = coordinator;
+      coordinator = undefined;
+      if (!cur) return;
+      await cur.c.stop({ crash: true });
+      await cur.bus.close().catch(() => undefined);
+    },
+    startCoordinator: async () => {
+      if (coordinator) return coordinator.c;
+      return launchCoordinator();
+    },
+    info: () => ({
+      coordinator: coordinator ? `${coordinator.c.id} (${coordinator.c.isLeader() ? "leader" : "follower"})` : "stopped",
+      agents: [...agents.keys()].join(", "),
+    }),
+    stop: async () => {
+      const cur = coordinator;
+      coordinator = undefined;
+      if (cur) {
+        await cur.c.stop();
+        await cur.bus.close().catch(() => undefined);
+      }
+      for (const region of [...agents.keys()]) await stopAgent(region);
+    },
+  };
+  return plane;
+}

@@ -1,0 +1,121 @@
+/**
+ * Shared setup of the e2e scenarios: a lab (real NATS and Postgres, Kubernetes API and CNPG
+ * stand-ins) with its control plane (an agent per region and a coordinator), and small probes.
+ */
+import { chmod, mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import pg from "pg";
+import type { Config } from "../../src/config.js";
+import type { AuditEntry, FederationView, OperationView } from "../../src/coordinator/index.js";
+import type { PgConnectionInfo } from "../../src/lab/cnpg/instance.js";
+import { startControlPlane, type ControlPlane } from "../../src/lab/control-plane.js";
+import { LAB_FEDERATION, LAB_NAMESPACE, startLab, type Lab } from "../../src/lab/lab.js";
+import { createLogger, silentLogger, type Logger } from "../../src/log.js";
+
+export const FED = LAB_FEDERATION;
+
+export interface E2E {
+  dir: string;
+  lab: Lab;
+  plane: ControlPlane;
+  log: Logger;
+  stop(): Promise<void>;
+}
+
+export function testLogger(): Logger {
+  return process.env.PGFED_TEST_LOG ? createLogger({ level: process.env.PGFED_TEST_LOG, pretty: false }) : silentLogger();
+}
+
+/** Starts a 2-region lab and its control plane; waits until the coordinator leads and has lag figures. */
+export async function startE2E(name: string, opts: { config?: (c: Config) => Config } = {}): Promise<E2E> {
+  const dir = await mkdtemp(join(tmpdir(), `pgfed-e2e-${name}-`));
+  await chmod(dir, 0o755); // Postgres runs as the postgres user
+  const log = testLogger();
+  const lab = await startLab({ dir, regions: 2, log });
+  let plane: ControlPlane | undefined;
+  try {
+    plane = await startControlPlane(lab, { log, ...(opts.config ? { config: opts.config(lab.config) } : {}) });
+    await plane.coordinator.waitLeader(30_000);
+    await waitUntil("the coordinator to see pg-eu as primary and a lag figure for pg-us", 30_000, () => {
+      const f = plane?.coordinator.getFederation(FED);
+      const us = f?.members.find((m) => m.name === "pg-us");
+      return f?.designatedPrimary === "pg-eu" && us?.lagSeconds !== null && us?.lagSeconds !== undefined;
+    });
+  } catch (e) {
+    await plane?.stop().catch(() => undefined);
+    await lab.stop();
+    throw e;
+  }
+  const p = plane;
+  return {
+    dir,
+    lab,
+    plane: p,
+    log,
+    stop: async () => {
+      await p.stop().catch(() => undefined);
+      await lab.stop();
+      await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+    },
+  };
+}
+
+export async function waitUntil(what: string, timeoutMs: number, ok: () => boolean | Promise<boolean>, everyMs = 50): Promise<number> {
+  const t0 = Date.now();
+  for (;;) {
+    if (await ok()) return Date.now() - t0;
+    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(everyMs);
+  }
+}
+
+export function connectionOf(lab: Lab, member: string): PgConnectionInfo {
+  const r = lab.regionOfMember(member);
+  const inst = r.operator.instance(LAB_NAMESPACE, r.member.cluster);
+  if (!inst) throw new Error(`no instance for ${member}`);
+  return inst.connection;
+}
+
+export function federation(e: E2E): FederationView {
+  const f = e.plane.coordinator.getFederation(FED);
+  if (!f) throw new Error("federation demo is not loaded");
+  return f;
+}
+
+/** Waits for the operation to finish (completed, aborted…) and returns its view. */
+export async function finished(e: E2E, id: string, timeoutMs: number): Promise<OperationView> {
+  let op: OperationView | undefined;
+  await waitUntil(`operation ${id} to finish`, timeoutMs, () => {
+    op = e.plane.coordinator.getOperation(id);
+    return op?.finishedAt !== null && op?.finishedAt !== undefined;
+  }, 100);
+  if (!op) throw new Error(`operation ${id} vanished`);
+  return op;
+}
+
+export async function query<T extends pg.QueryResultRow>(conn: PgConnectionInfo, sql: string): Promise<T[]> {
+  const c = new pg.Client({ ...conn, connectionTimeoutMillis: 1_000, statement_timeout: 2_000 });
+  c.on("error", () => undefined);
+  await c.connect();
+  try {
+    return (await c.query<T>(sql)).rows;
+  } finally {
+    await c.end().catch(() => undefined);
+  }
+}
+
+/** True when the member accepts a write right now. */
+export async function writable(conn: PgConnectionInfo): Promise<boolean> {
+  try {
+    const rows = await query<{ ro: string }>(conn, "SHOW transaction_read_only");
+    return rows[0]?.ro === "off";
+  } catch {
+    return false;
+  }
+}
+
+export function storyOf(entries: AuditEntry[], operationId: string): string[] {
+  return entries.filter((a) => a.operationId === operationId && a.action === "transition").map((a) => a.description);
+}
