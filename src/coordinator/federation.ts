@@ -640,8 +640,15 @@ export class FederationRuntime {
         }),
         fenceAndDemoteFormer: fromPromise<void, FenceAndDemoteFormerInput>(async ({ input, signal }) => {
           const p = { epoch: input.epoch, operationId: `fence-${input.member}-e${input.epoch}`, timeoutMs: 30_000, signal };
+          // Fence first (Postgres stops), then point it at the new primary; CNPG's demotion ends by
+          // unfencing (it then runs read-only, in recovery), so fence again once it is done.
           await this.command(input.member, { kind: "fence" }, { ...p, step: "fence" });
-          if (input.newPrimary) await this.command(input.member, { kind: "demote", to: input.newPrimary }, { ...p, step: "demoteFormer" });
+          if (input.newPrimary) {
+            const to = input.newPrimary;
+            await this.command(input.member, { kind: "demote", to }, { ...p, step: "demoteFormer" });
+            await this.awaitObservation(input.member, `to be demoted to follow ${to}`, (x) => x.role === "replica" && !x.switchInProgress, 30_000, signal);
+            await this.command(input.member, { kind: "fence" }, { ...p, step: "refence" });
+          }
         }),
         rejoinMember: fromPromise<void, RejoinMemberInput>(async ({ input }) => {
           throw new PgfedError("coordinator.rejoin_unsupported", `rejoin of ${this.name}/${input.member}: re-cloning a diverged member is not automated yet; delete and recreate its Cluster as a replica of ${input.primary ?? "the primary"}, then RESOLVE`);

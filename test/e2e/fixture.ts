@@ -109,8 +109,8 @@ export async function query<T extends pg.QueryResultRow>(conn: PgConnectionInfo,
 /** True when the member accepts a write right now. */
 export async function writable(conn: PgConnectionInfo): Promise<boolean> {
   try {
-    const rows = await query<{ ro: string }>(conn, "SHOW transaction_read_only");
-    return rows[0]?.ro === "off";
+    const rows = await query<{ rec: boolean }>(conn, "SELECT pg_is_in_recovery() AS rec");
+    return rows[0]?.rec === false;
   } catch {
     return false;
   }
