@@ -8,6 +8,8 @@ import { errorMessage, PgfedError } from "../errors.js";
 import { CliExit, EXIT } from "./exit-codes.js";
 import { registerLabCommand } from "./lab.js";
 import { registerMachinesCommand } from "./machines.js";
+import { registerOpsCommands } from "./ops.js";
+import { registerRunbookCommand } from "./runbook.js";
 import { VERSION } from "./version.js";
 
 export interface CliIo {
@@ -54,6 +56,8 @@ export function buildProgram(io: CliIo = defaultIo): Command {
 
   registerMachinesCommand(program, io);
   registerLabCommand(program, io);
+  registerOpsCommands(program, io);
+  registerRunbookCommand(program, io);
   return program;
 }
 

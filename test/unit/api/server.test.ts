@@ -257,7 +257,7 @@ describe("audit", () => {
 
 describe("authentication", () => {
   it("answers 401 without a token, with an unknown token, and with a malformed header", async () => {
-    for (const headers of [{}, { authorization: "Bearer wrong" }, { authorization: "Basic abc" }]) {
+    for (const headers of [{}, { authorization: "Bearer wrong" }, { authorization: "Basic abc" }] as Record<string, string>[]) {
       const r = await h.call("GET", "/v1/federations", { token: null, headers });
       expect(r.status).toBe(401);
       expect(r.body).toMatchObject({ kind: "Status", code: 401, reason: "Unauthorized", field: "Authorization" });

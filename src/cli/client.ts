@@ -1,0 +1,240 @@
+/**
+ * The CLI's API client. Where it finds the server and token, first match wins (like kubectl):
+ * `--server`/`--token`, then PGFED_SERVER/PGFED_TOKEN, then ~/.config/pgfed/config.yaml
+ * (`{server, token}`; $XDG_CONFIG_HOME respected), then a running lab's `./.lab/lab.json`
+ * (`extra.api`, `extra.token`), so the README tour needs no flags.
+ */
+import { readFileSync } from "node:fs";
+import { homedir } from "node:os";
+import { join } from "node:path";
+import { parse as parseYaml } from "yaml";
+import type { AuditEntry, FederationView, OperationView, PlanView } from "../coordinator/service.js";
+import { errorMessage, PgfedError } from "../errors.js";
+
+export interface ApiTarget {
+  server: string;
+  token: string | undefined;
+  /** Where the server came from (for error messages). */
+  source: string;
+}
+
+export interface TargetInputs {
+  server?: string | undefined;
+  token?: string | undefined;
+  env?: NodeJS.ProcessEnv;
+  home?: string;
+  cwd?: string;
+}
+
+function readJsonOrYaml(path: string): Record<string, unknown> | undefined {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch {
+    return undefined;
+  }
+  try {
+    const v: unknown = parseYaml(text);
+    return typeof v === "object" && v !== null ? (v as Record<string, unknown>) : undefined;
+  } catch (e) {
+    throw new PgfedError("cli.config_invalid", `cannot parse ${path}: ${errorMessage(e)}`);
+  }
+}
+
+const str = (v: unknown): string | undefined => (typeof v === "string" && v !== "" ? v : undefined);
+
+/** Resolves the API server and token; throws a message listing every place it looked. */
+export function resolveTarget(inputs: TargetInputs = {}): ApiTarget {
+  const env = inputs.env ?? process.env;
+  const configDir = str(env.XDG_CONFIG_HOME) ?? join(inputs.home ?? homedir(), ".config");
+  const configPath = join(configDir, "pgfed", "config.yaml");
+  const labPath = join(inputs.cwd ?? process.cwd(), ".lab", "lab.json");
+  const config = readJsonOrYaml(configPath);
+  const sources: { name: string; server: string | undefined; token: string | undefined }[] = [
+    { name: "--server", server: str(inputs.server), token: str(inputs.token) },
+    { name: "PGFED_SERVER", server: str(env.PGFED_SERVER), token: str(env.PGFED_TOKEN) },
+    { name: configPath, server: str(config?.server), token: str(config?.token) },
+  ];
+  const server = sources.find((s) => s.server !== undefined);
+  const token = sources.find((s) => s.token !== undefined)?.token;
+  if (server?.server) return { server: server.server.replace(/\/+$/, ""), token, source: server.name };
+  // A running lab: both from its file, never its token for another server.
+  const lab = readJsonOrYaml(labPath);
+  const extra = lab?.extra as Record<string, unknown> | undefined;
+  const labServer = str(extra?.api);
+  if (labServer) return { server: labServer.replace(/\/+$/, ""), token: token ?? str(extra?.token), source: labPath };
+  throw new PgfedError(
+    "cli.no_server",
+    `no pgfed API server given: pass --server URL (or set PGFED_SERVER, or write {server, token} to ${configPath}, or start a lab here: npm run lab)`,
+  );
+}
+
+/** The API's Status error body. */
+export interface StatusBody {
+  kind: "Status";
+  code: number;
+  reason: string;
+  message: string;
+  field?: string;
+  leader?: string;
+  details?: { plan?: PlanView } & Record<string, unknown>;
+}
+
+/** A non-2xx answer from the API. */
+export class ApiCallError extends PgfedError {
+  constructor(
+    readonly status: number,
+    readonly body: StatusBody,
+  ) {
+    super(`api.${body.reason || status}`, body.message, { status, field: body.field });
+  }
+}
+
+function isStatus(v: unknown): v is StatusBody {
+  return typeof v === "object" && v !== null && (v as { kind?: unknown }).kind === "Status" && typeof (v as { message?: unknown }).message === "string";
+}
+
+export type ActionAnswer = { kind: "plan"; plan: PlanView } | { kind: "operation"; operation: OperationView } | { kind: "federation"; federation: FederationView };
+
+export class ApiClient {
+  constructor(readonly target: ApiTarget) {}
+
+  private headers(extra: Record<string, string> = {}): Record<string, string> {
+    return { accept: "application/json", ...(this.target.token ? { authorization: `Bearer ${this.target.token}` } : {}), ...extra };
+  }
+
+  /** One request; follows the leader's 307 (keeping the token) up to 3 times. */
+  private async fetch(method: string, path: string, init: { body?: unknown; headers?: Record<string, string>; signal?: AbortSignal } = {}): Promise<Response> {
+    let url = `${this.target.server}${path}`;
+    const body = init.body === undefined ? undefined : JSON.stringify(init.body);
+    const headers = this.headers({ ...(body !== undefined ? { "content-type": "application/json" } : {}), ...(init.headers ?? {}) });
+    for (let hop = 0; hop < 4; hop++) {
+      let res: Response;
+      try {
+        res = await fetch(url, { method, headers, redirect: "manual", ...(body !== undefined ? { body } : {}), ...(init.signal ? { signal: init.signal } : {}) });
+      } catch (e) {
+        if (init.signal?.aborted) throw e;
+        const cause = (e as { cause?: unknown }).cause;
+        throw new PgfedError("api.unreachable", `cannot reach the pgfed API at ${this.target.server} (from ${this.target.source}): ${errorMessage(cause ?? e)}`);
+      }
+      const location = res.headers.get("location");
+      if (res.status === 307 && location) {
+        url = new URL(location, url).toString();
+        continue;
+      }
+      return res;
+    }
+    throw new PgfedError("api.redirect_loop", `too many redirects from ${this.target.server}${path}`);
+  }
+
+  async request<T>(method: "GET" | "POST", path: string, init: { body?: unknown; headers?: Record<string, string> } = {}): Promise<{ status: number; body: T }> {
+    const res = await this.fetch(method, path, init);
+    const text = await res.text();
+    let parsed: unknown;
+    try {
+      parsed = text === "" ? undefined : JSON.parse(text);
+    } catch {
+      parsed = undefined;
+    }
+    if (!res.ok) {
+      const body: StatusBody = isStatus(parsed) ? parsed : { kind: "Status", code: res.status, reason: `HTTP${res.status}`, message: `HTTP ${res.status} from ${method} ${path}: ${text.slice(0, 200)}` };
+      throw new ApiCallError(res.status, body);
+    }
+    return { status: res.status, body: parsed as T };
+  }
+
+  async federations(): Promise<FederationView[]> {
+    return (await this.request<{ items: FederationView[] }>("GET", "/v1/federations")).body.items;
+  }
+
+  async federation(name: string): Promise<FederationView> {
+    return (await this.request<FederationView>("GET", `/v1/federations/${encodeURIComponent(name)}`)).body;
+  }
+
+  async operation(id: string, wait?: { waitMs: number; afterSteps: number }): Promise<OperationView> {
+    const q = wait ? `?wait=${Math.max(1, Math.round(wait.waitMs / 1000))}s&afterSteps=${wait.afterSteps}` : "";
+    return (await this.request<OperationView>("GET", `/v1/operations/${encodeURIComponent(id)}${q}`)).body;
+  }
+
+  async audit(federation: string, opts: { since?: string; limit?: number }): Promise<AuditEntry[]> {
+    const q = new URLSearchParams();
+    if (opts.since) q.set("since", opts.since);
+    if (opts.limit !== undefined) q.set("limit", String(opts.limit));
+    const qs = q.toString();
+    return (await this.request<{ items: AuditEntry[] }>("GET", `/v1/federations/${encodeURIComponent(federation)}/audit${qs ? `?${qs}` : ""}`)).body.items;
+  }
+
+  /** POSTs an action; the answer is a plan (dry run), an operation (202) or the federation (pause/resume). */
+  async action(path: string, body: Record<string, unknown>, opts: { dryRun: boolean; idempotencyKey?: string }): Promise<ActionAnswer> {
+    const headers = opts.idempotencyKey ? { "idempotency-key": opts.idempotencyKey } : undefined;
+    const res = await this.request<PlanView | OperationView | FederationView>("POST", `${path}${opts.dryRun ? "?dryRun=true" : ""}`, { body, ...(headers ? { headers } : {}) });
+    if (res.status === 202) return { kind: "operation", operation: res.body as OperationView };
+    if (opts.dryRun || "preconditions" in res.body) return { kind: "plan", plan: res.body as PlanView };
+    return { kind: "federation", federation: res.body as FederationView };
+  }
+
+  /**
+   * Calls back with every change of the operation until it finishes, `signal` aborts, or the
+   * stream breaks; Server-Sent Events first, long-polling when the stream is unavailable.
+   */
+  async follow(id: string, onChange: (op: OperationView) => void, signal: AbortSignal): Promise<OperationView | undefined> {
+    let last: OperationView | undefined;
+    try {
+      last = await this.followSse(id, onChange, signal);
+      if (last && isFinishedState(last.state)) return last;
+    } catch (e) {
+      if (signal.aborted) return last;
+      if (e instanceof ApiCallError && e.status === 404) throw e;
+    }
+    // Long-poll until finished (also after a broken stream).
+    while (!signal.aborted) {
+      const op = await this.operation(id, { waitMs: 20_000, afterSteps: last?.steps.length ?? 0 });
+      if (!last || JSON.stringify(op) !== JSON.stringify(last)) onChange(op);
+      last = op;
+      if (isFinishedState(op.state)) return op;
+    }
+    return last;
+  }
+
+  private async followSse(id: string, onChange: (op: OperationView) => void, signal: AbortSignal): Promise<OperationView | undefined> {
+    const res = await this.fetch("GET", `/v1/operations/${encodeURIComponent(id)}/events`, { headers: { accept: "text/event-stream" }, signal });
+    if (!res.ok || !res.body) {
+      const text = await res.text();
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        parsed = undefined;
+      }
+      throw new ApiCallError(res.status, isStatus(parsed) ? parsed : { kind: "Status", code: res.status, reason: `HTTP${res.status}`, message: `HTTP ${res.status}` });
+    }
+    let last: OperationView | undefined;
+    let buf = "";
+    const decoder = new TextDecoder();
+    for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
+      buf += decoder.decode(chunk, { stream: true });
+      let cut: number;
+      while ((cut = buf.indexOf("\n\n")) >= 0) {
+        const block = buf.slice(0, cut);
+        buf = buf.slice(cut + 2);
+        const event = /^event: (.*)$/m.exec(block)?.[1];
+        const data = block
+          .split("\n")
+          .filter((l) => l.startsWith("data: "))
+          .map((l) => l.slice(6))
+          .join("\n");
+        if (event === "operation" && data) {
+          last = JSON.parse(data) as OperationView;
+          onChange(last);
+        }
+        if (event === "end") return last;
+      }
+    }
+    return last;
+  }
+}
+
+const FINISHED = new Set(["completed", "aborted", "refused", "cancelled", "resolved"]);
+export function isFinishedState(state: string): boolean {
+  return FINISHED.has(state);
+}
