@@ -111,7 +111,7 @@ export function formatFederation(f: FederationView): string {
       ? `exposure ${fmtSec(exp.seconds)} (${fmtBytes(exp.bytes)}), worst case ${fmtSec(exp.worstCaseSeconds)} / budget ${fmtSec(f.rpo.budgetSeconds)} [${exp.level}]`
       : `exposure unknown / budget ${fmtSec(f.rpo.budgetSeconds)}`,
   ];
-  const rows = [["MEMBER", "REGION", "ROLE", "STATE", "PHASE", "LAG", "LOSS IF PROMOTED"]];
+  const rows = [["MEMBER", "REGION", "ROLE", "STATE", "PHASE", "LAG", "LOSS"]];
   for (const m of f.members) {
     const state = m.fenced ? `${m.state},fenced` : m.diverged && m.state !== "diverged" ? `${m.state},diverged` : m.state;
     rows.push([m.name, m.region, m.role, state, cut(m.phase, 24), m.role === "primary" ? "-" : fmtSec(m.lagSeconds), m.role === "primary" ? "-" : fmtSec(m.lossIfPromotedSeconds)]);
@@ -282,7 +282,7 @@ async function runAction(
   io.out(`operation ${op.id}: ${op.kind} ${op.federation}${op.from ? ` ${op.from}` : ""} → ${op.target ?? "?"} (${op.state}), requested by ${op.requestedBy}\n`);
   const wait = opts.wait ?? tty.isTTY;
   if (!wait) {
-    io.out(wrap(`${op.lastDecision}\nfollow it: pgfed status ${op.federation}   (or GET /v1/operations/${op.id})`, 80, "  ") + "\n");
+    io.out(`${wrap(op.lastDecision, 80, "  ")}\n${wrap(`follow it: pgfed status ${op.federation} (or GET /v1/operations/${op.id})`, 80, "  ")}\n`);
     return;
   }
   rc.code = await withApiErrors(() => waitForOperation(client, op, io, tty.isTTY, timeoutMs));

@@ -1,0 +1,288 @@
+import { mkdtemp, mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { resolveTarget } from "../../../src/cli/client.js";
+import { runCli } from "../../../src/cli/program.js";
+import { escapeHtml, renderHtml, rulesFrom, runbookDocument } from "../../../src/cli/runbook.js";
+import { startHarness, OPERATOR_TOKEN, VIEWER_TOKEN, type Harness } from "../api/helpers.js";
+
+let h: Harness;
+let slow: Harness;
+let dir: string;
+beforeAll(async () => {
+  h = await startHarness({ stepMs: 10 });
+  slow = await startHarness({ hang: true });
+  dir = await mkdtemp(join(tmpdir(), "pgfed-cli-"));
+});
+afterAll(async () => {
+  await h.close();
+  await slow.close();
+  await rm(dir, { recursive: true, force: true });
+});
+beforeEach(() => {
+  const f = h.fake.feds.get("orders");
+  if (!f) return;
+  f.designatedPrimary = "pg-eu";
+  for (const m of f.members) m.role = m.name === "pg-eu" ? "primary" : "replica";
+  f.operation = null;
+});
+
+async function cli(args: string[], o: { server?: Harness; token?: string; isTTY?: boolean; confirm?: boolean } = {}): Promise<{ code: number; out: string; err: string }> {
+  let out = "";
+  let err = "";
+  const io = {
+    out: (t: string) => (out += t),
+    err: (t: string) => (err += t),
+    isTTY: o.isTTY ?? false,
+    confirm: async () => o.confirm ?? false,
+    env: {},
+    cwd: dir,
+  };
+  const code = await runCli([...args, "--server", (o.server ?? h).api.url, "--token", o.token ?? OPERATOR_TOKEN], io);
+  return { code, out, err };
+}
+
+describe("pgfed status", () => {
+  it("prints a table of members that fits 80 columns", async () => {
+    const r = await cli(["status", "orders"], { token: VIEWER_TOKEN });
+    expect(r.code).toBe(0);
+    expect(r.out).toContain("federation orders   epoch 3   primary pg-eu");
+    expect(r.out).toMatch(/MEMBER\s+REGION\s+ROLE\s+STATE\s+PHASE\s+LAG/);
+    expect(r.out).toMatch(/pg-ap\s+ap-south\s+replica\s+replica\s+Cluster in healthy state\s+45.0s/);
+    expect(r.out).toContain("budget 30.0s [ok]");
+    for (const line of r.out.split("\n")) expect(line.length, line).toBeLessThanOrEqual(80);
+  });
+
+  it("prints JSON and YAML", async () => {
+    const j = await cli(["status", "orders", "-o", "json"]);
+    expect((JSON.parse(j.out) as { name: string }).name).toBe("orders");
+    const y = await cli(["status", "-o", "yaml"]);
+    expect(y.out).toContain("- name: orders");
+  });
+
+  it("exits 2 with the API's message for an unknown federation", async () => {
+    const r = await cli(["status", "nope"]);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain('unknown federation "nope"');
+  });
+});
+
+describe("pgfed switchover", () => {
+  it("--dry-run prints the plan with ✓ and numbers and changes nothing", async () => {
+    const before = h.fake.mutatingCalls().length;
+    const r = await cli(["switchover", "orders", "--to", "pg-us", "--dry-run"]);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain("plan: switchover orders → pg-us: allowed");
+    expect(r.out.replace(/\s+/g, " ")).toContain("✓ target lag within budget: pg-us lags 0.4 s, budget 30 s (lagSeconds=0.4, budgetSeconds=30)");
+    expect(r.out).toContain("expected data loss: 0ms");
+    expect(r.out).toContain("expected duration:  6.00s");
+    expect(r.out).toContain("1. demote:");
+    expect(h.fake.mutatingCalls().length).toBe(before);
+  });
+
+  it("--dry-run of a refused plan prints ✗ and exits 2", async () => {
+    const r = await cli(["switchover", "orders", "--to", "pg-ap", "--dry-run"]);
+    expect(r.code).toBe(2);
+    expect(r.out).toContain("REFUSED");
+    expect(r.out).toContain("✗ target lag within budget");
+  });
+
+  it("refuses without a terminal and without --yes: exit 64, nothing called", async () => {
+    const before = h.fake.mutatingCalls().length;
+    const r = await cli(["switchover", "orders", "--to", "pg-us"]);
+    expect(r.code).toBe(64);
+    expect(r.err).toContain("pass --yes");
+    expect(h.fake.mutatingCalls().length).toBe(before);
+  });
+
+  it("asks on a terminal and stops when not confirmed", async () => {
+    const r = await cli(["switchover", "orders", "--to", "pg-us"], { isTTY: true, confirm: false });
+    expect(r.code).toBe(2);
+    expect(r.err).toContain("not confirmed");
+  });
+
+  it("--wait follows each step and ends with the summary, exit 0", async () => {
+    const r = await cli(["switchover", "orders", "--to", "pg-us", "--yes", "--wait", "--reason", "drill"]);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/operation op-\d+: switchover orders pg-eu → pg-us \(running\), requested by alice/);
+    expect(r.err).toMatch(/\]\s+demote: demoting pg-eu/);
+    expect(r.err).toMatch(/\]\s+promote: promoting pg-us/);
+    expect(r.out).toContain("switchover orders → pg-us completed");
+    expect(r.out).toMatch(/duration 1\.20s, data loss 0ms, epoch 3 → 4/);
+    for (const line of `${r.out}${r.err}`.split("\n")) expect(line.length, line).toBeLessThanOrEqual(80);
+    const f = h.fake.feds.get("orders");
+    if (f) f.epoch = 3;
+  });
+
+  it("on a terminal draws a spinner and ticks each step", async () => {
+    const r = await cli(["switchover", "orders", "--to", "pg-us", "--yes"], { isTTY: true });
+    expect(r.code).toBe(0);
+    expect(r.err).toContain("✓ demote");
+    expect(r.err).toContain("\r\x1b[K");
+    const f = h.fake.feds.get("orders");
+    if (f) f.epoch = 3;
+  });
+
+  it("--no-wait returns once started", async () => {
+    const r = await cli(["switchover", "orders", "--to", "pg-us", "--yes", "--no-wait"]);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain("follow it: pgfed status orders");
+    for (let i = 0; i < 50 && h.fake.feds.get("orders")?.operation?.state === "running"; i++) await new Promise((res) => setTimeout(res, 20));
+    const f = h.fake.feds.get("orders");
+    if (f) f.epoch = 3;
+  });
+
+  it("exits 2 when the API refuses (lag beyond the budget)", async () => {
+    const r = await cli(["switchover", "orders", "--to", "pg-ap", "--yes"]);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain("refused (422 Refused)");
+    expect(r.err).toContain("budget 30 s");
+  });
+
+  it("exits 3 when the operation aborts", async () => {
+    const bad = await startHarness({ stepMs: 5, abort: true });
+    try {
+      const r = await cli(["switchover", "orders", "--to", "pg-us", "--yes", "--wait"], { server: bad });
+      expect(r.code).toBe(3);
+      expect(r.out).toContain("ABORTED at step promote");
+    } finally {
+      await bad.close();
+    }
+  });
+
+  it("exits 4 when waiting times out", async () => {
+    const r = await cli(["switchover", "orders", "--to", "pg-us", "--yes", "--wait", "--timeout", "300ms"], { server: slow });
+    expect(r.code).toBe(4);
+    expect(r.err).toContain("gave up waiting after 300ms");
+  });
+
+  it("exits 64 for a missing --to and a bad --timeout", async () => {
+    expect((await cli(["switchover", "orders"])).code).toBe(64);
+    expect((await cli(["switchover", "orders", "--to", "pg-us", "--yes", "--timeout", "soon"])).code).toBe(64);
+  });
+
+  it("exits 2 for a viewer token", async () => {
+    const r = await cli(["pause", "orders"], { token: VIEWER_TOKEN });
+    expect(r.code).toBe(2);
+    expect(r.err).toContain("403");
+  });
+});
+
+describe("failover, approve, pause, audit", () => {
+  it("shows the approval hint, and approve lets it finish", async () => {
+    const started = await cli(["failover", "orders", "--to", "pg-ap", "--yes", "--no-wait"]);
+    expect(started.code).toBe(0);
+    const id = /operation (op-\d+)/.exec(started.out)?.[1] ?? "";
+    expect(started.out).toContain("waiting for approval");
+    const short = await cli(["approve", id, "--accept-data-loss", "10s"]);
+    expect(short.code).toBe(2);
+    const ok = await cli(["approve", id, "--accept-data-loss", "1m", "--wait"]);
+    expect(ok.code).toBe(0);
+    expect(ok.out).toContain("failover orders → pg-ap completed");
+    expect(ok.out).toContain("(accepted 1m00s)");
+    const f = h.fake.feds.get("orders");
+    if (f) f.epoch = 3;
+  });
+
+  it("pauses and resumes", async () => {
+    expect((await cli(["pause", "orders", "--reason", "window"])).out).toContain("(PAUSED)");
+    expect((await cli(["resume", "orders"])).out).not.toContain("(PAUSED)");
+  });
+
+  it("prints the audit trail", async () => {
+    const r = await cli(["audit", "orders", "--since", "1h"]);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain("alice  pause");
+    expect(r.out).toContain("reason: window");
+    const j = await cli(["audit", "orders", "-o", "json", "--limit", "1"]);
+    expect((JSON.parse(j.out) as unknown[]).length).toBe(1);
+  });
+});
+
+describe("pgfed runbook", () => {
+  it("renders markdown with the commands and today's numbers", async () => {
+    const r = await cli(["runbook", "orders"]);
+    expect(r.code).toBe(0);
+    expect(r.out).toContain("# DR runbook: federation orders");
+    expect(r.out).toContain("pgfed switchover orders --to pg-us --dry-run");
+    expect(r.out).toContain("pgfed failover orders --to pg-us --reason 'region lost' --yes");
+    expect(r.out).toContain("pgfed rejoin orders pg-eu --yes");
+    expect(r.out).toContain("RPO budget 30.0s; warning at 50% = 15.0s");
+    expect(r.out).toContain("10.0s + clock-skew margin 2.00s = 12.0s");
+    expect(r.out).toContain("kubectl --context us-east get clusters.postgresql.cnpg.io pg-us -n db -o jsonpath='{.status.demotionToken}{\"\\n\"}'");
+    expect(r.out).toContain("lastPromotionToken");
+    expect(r.out).toContain("select pg_is_in_recovery()");
+    expect(r.out).toContain("`pg-us-rw.db.svc`");
+    expect(r.out).toContain("`pg-ap`: lag 45.0s, loss if promoted now 45.0s: beyond the budget");
+  });
+
+  it("reads leaseTtl and clockSkewMargin from --config", async () => {
+    const cfg = join(dir, "pgfed.yaml");
+    await writeFile(
+      cfg,
+      `federations:
+  - name: orders
+    failover: { mode: automatic, leaseTtl: 20s, clockSkewMargin: 5s }
+    members:
+      - { name: pg-eu, region: eu-west, namespace: db, cluster: pg-eu, postgres: { host: x } }
+      - { name: pg-us, region: us-east, namespace: db, cluster: pg-us, postgres: { host: y } }
+regions: [{ name: eu-west }, { name: us-east }]
+bus: { servers: [nats://127.0.0.1:4222] }
+`,
+    );
+    const r = await cli(["runbook", "orders", "--config", cfg]);
+    expect(r.out).toContain("lease TTL 20.0s + clock-skew margin 5.00s = 25.0s");
+  });
+
+  it("writes a standalone HTML page with everything escaped", async () => {
+    const file = join(dir, "runbook.html");
+    const r = await cli(["runbook", "orders", "--format", "html", "-o", file]);
+    expect(r.code).toBe(0);
+    const html = await readFile(file, "utf8");
+    expect(html.startsWith("<!doctype html>")).toBe(true);
+    expect(html).toContain("<code>pgfed switchover orders --to pg-us --dry-run");
+    expect(html).not.toMatch(/<script/i);
+
+    const f = h.fake.getFederation("orders");
+    if (!f) throw new Error("no fixture");
+    f.lastDecision = `<script>alert("x")</script> & 'quotes'`;
+    const evil = f.members[1];
+    if (evil) evil.phase = "<img src=x onerror=alert(1)>";
+    const page = renderHtml(runbookDocument({ federation: f, rules: rulesFrom(f, undefined, ""), server: "http://127.0.0.1:1", generatedAt: new Date(0) }));
+    expect(page).not.toContain("<script>");
+    expect(page).not.toContain("<img");
+    expect(page).toContain("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;quotes&#39;");
+    expect(escapeHtml(`<a href="x">'&'</a>`)).toBe("&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+  });
+
+  it("refuses an unknown format with 64", async () => {
+    expect((await cli(["runbook", "orders", "--format", "pdf"])).code).toBe(64);
+  });
+});
+
+describe("finding the server", () => {
+  it("prefers flags, then env, then the config file, then ./.lab/lab.json", async () => {
+    const home = join(dir, "home");
+    const cwd = join(dir, "work");
+    await mkdir(join(home, ".config", "pgfed"), { recursive: true });
+    await mkdir(join(cwd, ".lab"), { recursive: true });
+    await writeFile(join(cwd, ".lab", "lab.json"), JSON.stringify({ extra: { api: "http://127.0.0.1:9/", token: "lab-token" } }));
+    expect(resolveTarget({ env: {}, home, cwd })).toMatchObject({ server: "http://127.0.0.1:9", token: "lab-token" });
+    await writeFile(join(home, ".config", "pgfed", "config.yaml"), "server: https://pgfed.example:8443\ntoken: file-token\n");
+    expect(resolveTarget({ env: {}, home, cwd })).toMatchObject({ server: "https://pgfed.example:8443", token: "file-token" });
+    expect(resolveTarget({ env: { PGFED_SERVER: "http://env:1", PGFED_TOKEN: "env-token" }, home, cwd })).toMatchObject({ server: "http://env:1", token: "env-token" });
+    expect(resolveTarget({ server: "http://flag:1", env: { PGFED_SERVER: "http://env:1" }, home, cwd })).toMatchObject({ server: "http://flag:1", token: "file-token" });
+    expect(() => resolveTarget({ env: {}, home: join(dir, "nohome"), cwd: join(dir, "nowhere") })).toThrow(/--server URL/);
+  });
+
+  it("works with no flags in a lab directory", async () => {
+    const cwd = join(dir, "labcwd");
+    await mkdir(join(cwd, ".lab"), { recursive: true });
+    await writeFile(join(cwd, ".lab", "lab.json"), JSON.stringify({ extra: { api: h.api.url, token: OPERATOR_TOKEN } }));
+    let out = "";
+    const code = await runCli(["status", "orders"], { out: (t) => (out += t), err: () => undefined, isTTY: false, env: {}, cwd } as Parameters<typeof runCli>[1]);
+    expect(code).toBe(0);
+    expect(out).toContain("federation orders");
+  });
+});
