@@ -38,7 +38,7 @@ import {
   type Bus,
   type BusMessage,
   type BusSubscription,
-  type Command,
+
   type CommandResult,
   type JsonValue,
   type LeaseStore,
@@ -328,7 +328,7 @@ export class FederationRuntime {
     if (last) {
       const r = this.operations.get(last.id);
       if (r && r.finishedAt === null && (!op || op.id !== last.id)) {
-        r.state = last.outcome as OperationState;
+        r.state = last.outcome;
         r.finishedAt = isoOf(nowMs);
         r.durationSeconds = (nowMs - Date.parse(r.startedAt)) / 1000;
         r.lastDecision = ctx.lastDecision;
@@ -515,7 +515,7 @@ export class FederationRuntime {
       if (p.signal.aborted || this.stopped) throw new PgfedError("coordinator.cancelled", `${p.step} of ${this.name}/${member}: cancelled`);
       const id = `${p.operationId}.${p.step}.${attempt}.${shortId()}`.slice(0, 128);
       const wait = Math.min(ATTEMPT_MS, Math.max(200, deadline - this.now()));
-      const data = { ...spec, operationId: p.operationId, deadlineAt: isoOf(this.now() + wait) } as Command;
+      const data = { ...spec, operationId: p.operationId, deadlineAt: isoOf(this.now() + wait) };
       const result = new Promise<CommandResult | undefined>((resolve) => {
         const timer = setTimeout(() => resolve(undefined), wait);
         const onAbort = () => resolve(undefined);
@@ -637,6 +637,9 @@ export class FederationRuntime {
           this.audit("failover.promote", `promoting ${input.target} without a token at epoch ${input.epoch}`, this.context?.lastDecision ?? "", numbers, input.operationId, input.target, input.epoch);
           await this.command(input.target, { kind: "promoteWithoutToken" }, { ...input, step: "promoteWithoutToken", timeoutMs: f.switchover.promoteTimeout, signal });
           await this.awaitObservation(input.target, "to run as the primary", (x) => x.role === "primary" && !x.switchInProgress && x.phase !== PHASES.promoting, f.switchover.promoteTimeout, signal);
+          // The spec says primary at once; Postgres itself must have left recovery (a lag sample says so).
+          const until = this.now() + f.switchover.promoteTimeout;
+          while (this.samples.get(input.target)?.role() !== "primary" && this.now() < until && !signal.aborted) await sleep(100);
         }),
         fenceAndDemoteFormer: fromPromise<void, FenceAndDemoteFormerInput>(async ({ input, signal }) => {
           const p = { epoch: input.epoch, operationId: `fence-${input.member}-e${input.epoch}`, timeoutMs: 30_000, signal };

@@ -95,6 +95,11 @@ export class MemberSamples {
     };
   }
 
+  /** Role of the newest successful sample. */
+  role(): MemberSample["role"] | undefined {
+    return this.state.status === "up" ? this.state.sample.role : undefined;
+  }
+
   /** The member's state for the evaluator; silent for longer than `staleMs` counts as unreachable. */
   current(nowMs: number, staleMs: number): MemberState {
     if (this.state.status === "up" && this.lastAtMs !== undefined && nowMs - this.lastAtMs > staleMs) {
