@@ -53,7 +53,7 @@ import type { ExposureEstimate } from "../wal/exposure.js";
 import { PHASES } from "../cnpg/index.js";
 import type { CoordinatorMetrics } from "./metrics.js";
 import { MAX_KEPT_OPERATIONS, type FederationRecord, type OperationRecord } from "./record.js";
-import type { AuditEntry, ExposureView, FederationView, MemberView, OperationState, OperationView } from "./service.js";
+import type { AuditEntry, ExposureView, FederationView, MemberView, OperationView } from "./service.js";
 import { MemberSamples, memberObservation, type SeenObservation } from "./signals.js";
 
 type CommandSpec =
