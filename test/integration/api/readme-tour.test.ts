@@ -1,0 +1,84 @@
+/**
+ * The README tour through the real thing: a 2-region lab (real NATS, real Postgres, Kubernetes
+ * API and CNPG stand-ins), its control plane, and the API served over the real coordinator; the
+ * CLI drives it in-process exactly as `npm run pgfed -- …` would.
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseTokenFile, tokenLine } from "../../../src/api/auth.js";
+import { startApiServer, type ApiServer } from "../../../src/api/server.js";
+import { connectBus, openStateStore, stateKeys, type Bus } from "../../../src/bus/index.js";
+import { runCli } from "../../../src/cli/program.js";
+import { federationRecordSchema, type OperationView } from "../../../src/coordinator/index.js";
+import { FED, startE2E, type E2E } from "../../e2e/fixture.js";
+
+const TOKEN = "tour-operator-token";
+let e: E2E;
+let api: ApiServer;
+let bus: Bus;
+
+beforeAll(async () => {
+  e = await startE2E("api-tour");
+  api = await startApiServer({ service: e.plane.coordinator, listen: "127.0.0.1:0", tokens: parseTokenFile(tokenLine("oncall", "operator", TOKEN)), log: e.log });
+  bus = await connectBus({ servers: e.lab.config.bus.servers, name: "api-tour-probe", log: e.log });
+}, 180_000);
+
+afterAll(async () => {
+  await bus?.close().catch(() => undefined);
+  await api?.close();
+  await e?.stop();
+}, 120_000);
+
+async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = "";
+  let err = "";
+  const io = { out: (t: string) => (out += t), err: (t: string) => (err += t), isTTY: false, env: {}, cwd: e.dir };
+  const code = await runCli([...args, "--server", api.url, "--token", TOKEN], io);
+  return { code, out, err };
+}
+
+async function kvRevision(): Promise<number | undefined> {
+  const store = await openStateStore(bus, federationRecordSchema);
+  return (await store.get(stateKeys.federation(FED)))?.revision;
+}
+
+describe("the README tour over the API", () => {
+  it("status shows the federation", async () => {
+    const r = await cli(["status", FED]);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toContain(`federation ${FED}`);
+    expect(r.out).toMatch(/pg-eu\s+eu-west\s+primary/);
+    expect(r.out).toMatch(/pg-us\s+us-east\s+replica/);
+  });
+
+  it("switchover --dry-run prints the plan and changes nothing in the KV store", async () => {
+    const before = await kvRevision();
+    const r = await cli(["switchover", FED, "--to", "pg-us", "--dry-run"]);
+    expect(r.code, `${r.out}${r.err}`).toBe(0);
+    expect(r.out).toContain(`plan: switchover ${FED} → pg-us: allowed`);
+    expect(r.out).toContain("nothing was changed");
+    expect(await kvRevision()).toBe(before);
+  });
+
+  it("switchover --wait prints each step and the summary; the operation is the one the API serves", async () => {
+    const r = await cli(["switchover", FED, "--to", "pg-us", "--yes", "--wait", "--reason", "README tour", "--timeout", "3m"]);
+    expect(r.code, `${r.out}${r.err}`).toBe(0);
+    expect(r.out).toContain(`switchover ${FED} → pg-us completed`);
+    expect(r.out).toMatch(/epoch (\d+) → (\d+)/);
+    const id = /operation (\S+): switchover/.exec(r.out)?.[1] ?? "";
+    const res = await fetch(`${api.url}/v1/operations/${encodeURIComponent(id)}`, { headers: { authorization: `Bearer ${TOKEN}` } });
+    expect(res.status).toBe(200);
+    const op = (await res.json()) as OperationView;
+    expect(op).toMatchObject({ id, kind: "switchover", state: "completed", target: "pg-us", requestedBy: "oncall", reason: "README tour" });
+  });
+
+  it("audit tells the story and runbook renders from the new state", async () => {
+    const a = await cli(["audit", FED, "--since", "1h"]);
+    expect(a.code, a.err).toBe(0);
+    expect(a.out).toContain("oncall");
+    expect(a.out).toContain("README tour");
+    const rb = await cli(["runbook", FED]);
+    expect(rb.code, rb.err).toBe(0);
+    expect(rb.out).toContain("Designated primary: `pg-us`");
+    expect(rb.out).toContain(`pgfed switchover ${FED} --to pg-eu --dry-run`);
+  });
+});
