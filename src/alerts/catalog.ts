@@ -199,7 +199,8 @@ export const ALERTS: Readonly<Record<AlertName, AlertDefinition>> = {
     summary: "{federation}: {primaries} members report themselves writable primaries",
     description:
       "More than one member of {federation} accepts writes. Clients writing to both create diverging histories that cannot be merged.",
-    command: "pgfed fence {federation} {member|<member>}",
+    // CNPG fencing (what pgfed's agents do themselves): the Postgres of every instance stops accepting writes.
+    command: `kubectl --context {region|<region>} annotate clusters.postgresql.cnpg.io {cluster|<cluster>} -n {namespace|<namespace>} cnpg.io/fencedInstances='["*"]' --overwrite`,
     whenFires: "two or more members report themselves writable primaries",
     whatToDo:
       "Find the member that is not the designated primary of the current epoch (`pgfed status`) and fence it at once. Then find out which writes reached it; they are not on the designated primary.",

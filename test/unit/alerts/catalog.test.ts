@@ -15,7 +15,7 @@ describe("alert catalog", () => {
       const a = ALERTS[name];
       expect(a.name).toBe(name);
       expect(["warning", "critical", "page"]).toContain(a.severity);
-      expect(a.command.startsWith("pgfed ")).toBe(true);
+      expect(a.command, `${name}: a pgfed or kubectl command`).toMatch(/^(pgfed|kubectl) /);
       expect(runbookUrl(name, "https://example.org/alerts.md")).toBe(`https://example.org/alerts.md#${name.toLowerCase()}`);
       // Every placeholder is a key label, a declared value, or has a fallback.
       for (const text of [a.summary, a.description, a.command])
@@ -42,6 +42,14 @@ describe("alert catalog", () => {
       '{{ $labels.federation }}: {{ $value | printf "%.0f" }} members report themselves writable primaries',
     );
     expect(toGoTemplate(ALERTS.PgfedNoPrimary.command, ALERTS.PgfedNoPrimary)).toBe("pgfed failover {{ $labels.federation }} --to <member>");
+  });
+
+  it("split brain: the command is CNPG's fencing annotation for the member that is not the designated primary", () => {
+    const def = ALERTS.PgfedSplitBrainSuspected;
+    expect(renderAnnotations(def, { federation: "orders" }, { primaries: 2, region: "us-east", cluster: "pg-us", namespace: "db" }).command).toBe(
+      `kubectl --context us-east annotate clusters.postgresql.cnpg.io pg-us -n db cnpg.io/fencedInstances='["*"]' --overwrite`,
+    );
+    expect(toGoTemplate(def.command, def)).toBe(`kubectl --context <region> annotate clusters.postgresql.cnpg.io <cluster> -n <namespace> cnpg.io/fencedInstances='["*"]' --overwrite`);
   });
 
   it("README table lists every alert with when it fires and what to do", () => {
