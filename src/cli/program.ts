@@ -25,6 +25,7 @@ const defaultIo: CliIo = {
 const EXIT_HELP = `
 Exit codes:
   0   done
+  1   unexpected error (e.g. the API or NATS unreachable)
   2   refused by a precondition (invalid config or request, safety check failed)
   3   the operation failed
   4   timed out waiting
