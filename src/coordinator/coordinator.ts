@@ -20,6 +20,7 @@ import type { Config, FederationConfig } from "../config.js";
 import { PgfedError, errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
 import { failoverRefusal, rejoinRefusal, switchoverRefusal, formatMs, type FederationContext } from "../../machines/index.js";
+import { CoordinatorAlerting, type AlertingOptions } from "./alerting.js";
 import { createCoordinatorMetrics, type CoordinatorMetrics } from "./metrics.js";
 import { federationRecordSchema, type FederationRecord, type OperationRecord } from "./record.js";
 import { FederationRuntime, auditEntryOf, toOperationView } from "./federation.js";
@@ -47,11 +48,15 @@ export interface CoordinatorOptions {
   leaseTtlMs?: number;
   apiUrl?: string | null;
   now?: () => number;
+  /** Alert engine and notifier settings (hysteresis overrides, re-send interval); targets come from config.alerts. */
+  alerting?: AlertingOptions;
 }
 
 export interface Coordinator extends CoordinatorService {
   readonly id: string;
   readonly metrics: CoordinatorMetrics;
+  /** The leader's alerts and the exposure metrics (src/coordinator/alerting.ts). */
+  readonly alerting: CoordinatorAlerting;
   /** Resolves once this coordinator leads and has loaded every federation (or throws at the timeout). */
   waitLeader(timeoutMs: number): Promise<void>;
   /** Stops; releases the lease unless `crash` (then the next leader waits for it to lapse). Bounded. */
@@ -82,6 +87,7 @@ export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordi
 class CoordinatorImpl implements Coordinator {
   readonly id: string;
   readonly metrics: CoordinatorMetrics;
+  readonly alerting: CoordinatorAlerting;
   private readonly log: Logger;
   private readonly now: () => number;
   private readonly runtimes = new Map<string, FederationRuntime>();
@@ -98,6 +104,7 @@ class CoordinatorImpl implements Coordinator {
     this.metrics = createCoordinatorMetrics(opts.registry);
     this.now = opts.now ?? Date.now;
     this.metrics.leader.set({ coordinator: this.id }, 0);
+    this.alerting = new CoordinatorAlerting({ ...opts.alerting, config: opts.config, registry: this.metrics.registry, log: this.log });
   }
 
   async start(): Promise<void> {
@@ -152,6 +159,7 @@ class CoordinatorImpl implements Coordinator {
       log: this.log,
       metrics: this.metrics,
       onStale: (fed) => this.queue(() => this.restartFederation(fed)),
+      onEvaluation: (tick) => this.alerting.observe(tick),
       ...(this.opts.now ? { now: this.opts.now } : {}),
     });
   }
@@ -186,6 +194,7 @@ class CoordinatorImpl implements Coordinator {
     this.log.warn(`coordinator ${this.id} steps down: ${why}`);
     await Promise.all([...this.runtimes.values()].map((r) => r.stop()));
     this.runtimes.clear();
+    await this.alerting.stepDown();
   }
 
   async waitLeader(timeoutMs: number): Promise<void> {
@@ -204,6 +213,7 @@ class CoordinatorImpl implements Coordinator {
     const t0 = this.now();
     await Promise.race([Promise.all([...this.runtimes.values()].map((r) => r.stop())), sleep(5_000)]);
     this.runtimes.clear();
+    await this.alerting.close();
     this.leading = false;
     this.metrics.leader.set({ coordinator: this.id }, 0);
     await Promise.race([this.keeper?.stop({ release: !opts.crash }), sleep(3_000)]);

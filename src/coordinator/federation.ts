@@ -55,6 +55,7 @@ import type { CoordinatorMetrics } from "./metrics.js";
 import { MAX_KEPT_OPERATIONS, type FederationRecord, type OperationRecord } from "./record.js";
 import type { AuditEntry, ExposureView, FederationView, MemberView, OperationView } from "./service.js";
 import { MemberSamples, memberObservation, type SeenObservation } from "./signals.js";
+import type { FederationTick } from "./alerting.js";
 
 type CommandSpec =
   | { kind: "demote"; to: string }
@@ -79,6 +80,8 @@ export interface FederationRuntimeOptions {
   now?: () => number;
   /** How long a freshly started runtime waits for observations before deciding the primary of a new federation. */
   discoverMs?: number;
+  /** Called after every evaluation pass (alerting, exposure metrics); must not block. */
+  onEvaluation?: (tick: FederationTick) => void;
 }
 
 interface PendingTransition {
@@ -742,8 +745,17 @@ export class FederationRuntime {
       const writable = this.cfg.members.filter((m) => {
         const o = this.observations.get(m.name)?.obs;
         return o?.reachable === true && o.role === "primary" && !o.fenced;
-      }).length;
-      this.opts.metrics.primariesWritable.set({ federation: this.name }, writable);
+      });
+      this.opts.metrics.primariesWritable.set({ federation: this.name }, writable.length);
+      this.opts.onEvaluation?.({
+        cfg: this.cfg,
+        ctx,
+        evaluation: this.lastEvaluation,
+        writable: writable.map((m) => m.name),
+        kubeUnreachable: this.cfg.members.filter((m) => this.observations.get(m.name)?.obs.reachable === false).map((m) => m.name),
+        sampleFailures: new Map(this.cfg.members.map((m) => [m.name, this.samples.get(m.name)?.failures ?? 0])),
+        nowMs,
+      });
       await this.detect(ctx, nowMs);
       const op = ctx.operation;
       if (op?.kind === "failover" && op.step === "awaitApproval" && nowMs - this.lastEstimatesSentAtMs > 10_000) this.refreshEstimates();

@@ -7,6 +7,7 @@ import { connectBus, openLeases, type Bus } from "../bus/index.js";
 import { agentMembersFromConfig, startAgent, type Agent } from "../agent/agent.js";
 import type { Config } from "../config.js";
 import { startCoordinator, type Coordinator } from "../coordinator/index.js";
+import type { AlertingOptions } from "../coordinator/alerting.js";
 import { errorMessage } from "../errors.js";
 import { RegionClient } from "../kube/region.js";
 import { silentLogger, type Logger } from "../log.js";
@@ -18,6 +19,8 @@ export interface ControlPlaneOptions {
   config?: Config;
   coordinatorLeaseTtlMs?: number;
   agentHeartbeatMs?: number;
+  /** The coordinator's alerting settings (e.g. short hysteresis in tests); targets come from config.alerts. */
+  alerting?: AlertingOptions;
 }
 
 interface AgentSlot {
@@ -82,7 +85,7 @@ export async function startControlPlane(lab: Lab, opts: ControlPlaneOptions = {}
     coordinatorCount++;
     const bus = await connect(`pgfed-coordinator-lab${coordinatorCount}`);
     try {
-      const c = await startCoordinator({ config, bus, log, id: `lab${coordinatorCount}`, leaseTtlMs: opts.coordinatorLeaseTtlMs ?? 3_000 });
+      const c = await startCoordinator({ config, bus, log, id: `lab${coordinatorCount}`, leaseTtlMs: opts.coordinatorLeaseTtlMs ?? 3_000, ...(opts.alerting ? { alerting: opts.alerting } : {}) });
       coordinator = { c, bus };
       return c;
     } catch (e) {

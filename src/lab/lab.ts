@@ -42,6 +42,8 @@ export interface LabOptions {
   archiveTimeout?: string;
   /** Operator reconcile interval (real CNPG: on events + requeue ~10 s; lab: 100 ms). */
   operatorPollMs?: number;
+  /** false: replica clusters restore from the archive only (no connectionParameters, no streaming). Default true. */
+  streaming?: boolean;
 }
 
 export interface LabMember {
@@ -256,7 +258,7 @@ export async function writePidFile(lab: Lab): Promise<void> {
   await writeFile(join(lab.dir, PID_FILE), `${JSON.stringify(rec)}\n`);
 }
 
-function clusterManifest(member: LabMember, primary: LabMember, all: LabMember[], archiveTimeout: string, source: LabMember): object {
+function clusterManifest(member: LabMember, primary: LabMember, all: LabMember[], archiveTimeout: string, source: LabMember, streaming: boolean): object {
   const isPrimary = member.name === primary.name;
   return {
     apiVersion: `${CNPG_GROUP}/${CNPG_VERSION}`,
@@ -269,7 +271,7 @@ function clusterManifest(member: LabMember, primary: LabMember, all: LabMember[]
       replica: { self: member.name, primary: primary.name, source: source.name },
       externalClusters: all.map((m) => ({
         name: m.name,
-        connectionParameters: { host: `${m.cluster}-rw.${m.namespace}.svc`, user: "streaming_replica", dbname: "postgres", sslmode: "disable" },
+        ...(streaming ? { connectionParameters: { host: `${m.cluster}-rw.${m.namespace}.svc`, user: "streaming_replica", dbname: "postgres", sslmode: "disable" } } : {}),
       })),
     },
   };
@@ -391,7 +393,7 @@ export async function startLab(opts: LabOptions): Promise<Lab> {
         plural: CNPG_PLURAL,
         namespace: m.namespace,
         // CNPG.md: the primary's source is whom it follows after a demotion, never itself.
-        body: clusterManifest(m, primary, members, archiveTimeout, m === primary ? (members.find((x) => x !== primary) ?? primary) : primary),
+        body: clusterManifest(m, primary, members, archiveTimeout, m === primary ? (members.find((x) => x !== primary) ?? primary) : primary, opts.streaming ?? true),
       });
       await waitHealthy(api, m, 90_000);
     }

@@ -7,7 +7,7 @@
  *   `for:`, 10 s, so the committed rules are tested unchanged) and reaches the receiver through
  *   Alertmanager; an idle federation with an ancient archive raises nothing.
  */
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -18,7 +18,8 @@ import { z } from "zod";
 import { AlertEngine, type AlertTransition, type Observation } from "../../../src/alerts/engine.js";
 import { REPO_ROOT } from "../../../src/alerts/generate.js";
 import { AlertmanagerNotifier } from "../../../src/alerts/notifiers.js";
-import { freePort, spawnManaged, waitFor, type ManagedProcess } from "../../../src/lab/proc.js";
+import { waitFor } from "../../../src/lab/proc.js";
+import { startAlertmanager, startPrometheus, type MonitoringServer } from "../../../src/lab/prometheus.js";
 import { createMetrics } from "../../../src/metrics.js";
 
 const amWebhook = z.object({
@@ -58,7 +59,7 @@ interface Delivery {
 }
 
 const dir = mkdtempSync(join(tmpdir(), "pgfed-alerts-it-"));
-const processes: ManagedProcess[] = [];
+const processes: MonitoringServer[] = [];
 const servers: Server[] = [];
 const deliveries: Delivery[] = [];
 let amUrl = "";
@@ -97,46 +98,16 @@ beforeAll(async () => {
       });
     }),
   );
-  const amPort = await freePort();
-  amUrl = `http://127.0.0.1:${amPort}`;
-  writeFileSync(
-    join(dir, "alertmanager.yml"),
-    [
-      "route:",
-      "  receiver: hook",
-      "  group_by: [alertname, federation]",
-      "  group_wait: 1s",
-      "  group_interval: 1s",
-      "  repeat_interval: 1h",
-      "receivers:",
-      "  - name: hook",
-      "    webhook_configs:",
-      `      - url: http://127.0.0.1:${hookPort}/alertmanager`,
-      "        send_resolved: true",
-      "",
-    ].join("\n"),
-  );
-  processes.push(
-    spawnManaged(
-      "/usr/bin/prometheus-alertmanager",
-      [
-        `--config.file=${join(dir, "alertmanager.yml")}`,
-        `--storage.path=${join(dir, "am-data")}`,
-        `--web.listen-address=127.0.0.1:${amPort}`,
-        "--cluster.listen-address=",
-        "--log.level=warn",
-      ],
-      { name: "alertmanager", logFile: join(dir, "alertmanager.log") },
-    ),
-  );
-  await waitFor("alertmanager ready", async () => (await fetch(`${amUrl}/-/ready`)).ok, 20_000, 100);
+  const am = await startAlertmanager({ dir, webhookUrl: `http://127.0.0.1:${hookPort}/alertmanager` });
+  processes.push(am);
+  amUrl = am.url;
   notifier = new AlertmanagerNotifier({ url: amUrl, registry: new Registry(), resendIntervalMs: 60_000 });
 });
 
 afterAll(async () => {
   await notifier?.close(1_000);
-  for (const p of processes.reverse()) await p.stop("SIGTERM", 5_000);
-  for (const p of processes) expect(p.running, `${p.name} (pid ${p.pid}) stopped`).toBe(false);
+  for (const p of processes.reverse()) await p.stop(5_000);
+  for (const p of processes) expect(p.process.running, `${p.process.name} (pid ${p.process.pid}) stopped`).toBe(false);
   await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
   rmSync(dir, { recursive: true, force: true });
 });
@@ -271,31 +242,15 @@ describe("real Prometheus 2.42 with deploy/prometheus/pgfed-rules.yml", () => {
           .catch(() => res.writeHead(500).end());
       }),
     );
-    const promPort = await freePort();
-    promUrl = `http://127.0.0.1:${promPort}`;
-    writeFileSync(
-      join(dir, "prometheus.yml"),
-      [
-        "global: { scrape_interval: 1s, evaluation_interval: 1s }",
-        `rule_files: [${JSON.stringify(join(REPO_ROOT, "deploy/prometheus/pgfed-rules.yml"))}]`,
-        "alerting:",
-        "  alertmanagers:",
-        `    - static_configs: [{ targets: ["127.0.0.1:${new URL(amUrl).port}"] }]`,
-        "scrape_configs:",
-        "  - job_name: pgfed",
-        `    static_configs: [{ targets: ["127.0.0.1:${metricsPort}"] }]`,
-        "",
-      ].join("\n"),
-    );
     startedAt = Date.now();
-    processes.push(
-      spawnManaged(
-        "/usr/bin/prometheus",
-        [`--config.file=${join(dir, "prometheus.yml")}`, `--storage.tsdb.path=${join(dir, "prom-data")}`, `--web.listen-address=127.0.0.1:${promPort}`, "--log.level=warn"],
-        { name: "prometheus", logFile: join(dir, "prometheus.log") },
-      ),
-    );
-    await waitFor("prometheus ready", async () => (await fetch(`${promUrl}/-/ready`)).ok, 30_000, 100);
+    const prom = await startPrometheus({
+      dir,
+      ruleFiles: [join(REPO_ROOT, "deploy/prometheus/pgfed-rules.yml")],
+      targets: [`127.0.0.1:${metricsPort}`],
+      alertmanagerUrl: amUrl,
+    });
+    processes.push(prom);
+    promUrl = prom.url;
   });
 
   it("PgfedRPOBudgetExceeded fires for the federation over its budget, reaches the receiver, and the idle one raises nothing", async () => {

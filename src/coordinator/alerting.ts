@@ -1,0 +1,270 @@
+/**
+ * The leader's own alerting (DESIGN.md "Lag alerting"): after every evaluation pass of a
+ * federation (4 per second; the machine's state changes are read in the same pass) it turns what
+ * the coordinator knows into one observation per catalog alert instance, feeds the AlertEngine
+ * (hysteresis from the catalog, overridable per alert) and routes the transitions through the
+ * notifiers of `config.alerts`. It also keeps the exposure metrics the Prometheus rules read.
+ *
+ * - Never blocking: `observe` is synchronous; notifiers only queue (their workers deliver and
+ *   re-send firing alerts on their own timers, with the engine's latest numbers).
+ * - Only the leader raises alerts: the runtimes that call `observe` run on the leader only; on
+ *   stepping down the engine is dropped, the notifiers are closed (no more re-sends of alerts a
+ *   follower cannot judge) and the exposure gauges are cleared, so a follower's /metrics shows
+ *   no stale exposure either.
+ * - PgfedCoordinatorLeaderless is raised by Prometheus only (deploy/prometheus/pgfed-rules.yml):
+ *   a coordinator without the lease is exactly the one that must not judge.
+ */
+import type { Registry } from "prom-client";
+import type { FederationContext } from "../../machines/index.js";
+import type { AlertName, AlertValues } from "../alerts/catalog.js";
+import { AlertEngine, type Alert, type AlertEngineOptions, type AlertTransition, type Observation } from "../alerts/engine.js";
+import { createAlertRouter, type AlertRouter, type NotifierOptions } from "../alerts/notifiers.js";
+import type { Config, FederationConfig } from "../config.js";
+import { errorMessage } from "../errors.js";
+import type { Logger } from "../log.js";
+import { createMetrics, type PgfedMetrics } from "../metrics.js";
+import type { Evaluation } from "../wal/monitor.js";
+import { OPERATION_KINDS } from "./metrics.js";
+
+/** What one evaluation pass of a federation hands to alerting. */
+export interface FederationTick {
+  cfg: FederationConfig;
+  ctx: FederationContext;
+  evaluation: Evaluation;
+  /** Members observed as reachable, unfenced primary clusters. */
+  writable: readonly string[];
+  /** Members whose Cluster the agent of their region cannot read. */
+  kubeUnreachable: readonly string[];
+  /** Consecutive failed lag samples per member. */
+  sampleFailures: ReadonlyMap<string, number>;
+  nowMs: number;
+}
+
+export interface AlertingOptions {
+  /** Per-alert `for`/`clearFor`/`minSamples`; the catalog's by default (tests shorten them). */
+  hysteresis?: AlertEngineOptions["hysteresis"];
+  runbookBaseUrl?: string;
+  /** Notifier settings (re-send interval, retries, timeouts). */
+  notifier?: Omit<NotifierOptions, "registry" | "logger" | "activeAlerts" | "name">;
+}
+
+/** An operation that failed (aborted, or stopped needing an operator) counts for this long. */
+export const OPERATION_FAILED_WINDOW_MS = 15 * 60_000;
+
+/** Per federation memory across passes: failed operations and sample-failure counters. */
+export interface FederationMemo {
+  failedOps: Map<string, { kind: string; atMs: number }>;
+  sampleFailures: Map<string, number>;
+}
+
+export function newMemo(): FederationMemo {
+  return { failedOps: new Map(), sampleFailures: new Map() };
+}
+
+const seconds = (ms: number): number => Math.round(ms) / 1000;
+
+/**
+ * One observation per alert instance of the federation, active or not (pure but for `memo`).
+ * Healthy instances cost nothing in the engine; firing ones need the inactive observation to resolve.
+ */
+export function observationsOf(t: FederationTick, memo: FederationMemo): Observation[] {
+  const { cfg, ctx, evaluation: ev, nowMs } = t;
+  const federation = cfg.name;
+  const fed = { federation };
+  const out: Observation[] = [];
+  const add = (alert: AlertName, labels: Record<string, string>, active: boolean, values: AlertValues = {}): void => {
+    out.push({ alert, labels, active, values, atMs: nowMs });
+  };
+  const budgetS = cfg.rpo.budget / 1000;
+
+  // RPO: the budget verdict is on the worst case (equal to the estimate while the primary answers).
+  const wc = ev.worstCase;
+  const rpoValues = {
+    exposure_s: seconds(wc?.exposureMs ?? 0),
+    budget_s: budgetS,
+    warn_pct: Math.round(cfg.rpo.warnAt * 100),
+    exposure_bytes: Number(wc?.exposureBytes ?? 0n),
+  };
+  add("PgfedRPOBudgetWarning", fed, ev.budget.level !== "ok", rpoValues);
+  add("PgfedRPOBudgetExceeded", fed, ev.budget.level === "exceeded", rpoValues);
+
+  // Per member: archiver, replica progress, reachability.
+  for (const m of cfg.members) {
+    const labels = { federation, member: m.name, region: m.region };
+    const st = ev.members.find((x) => x.name === m.name);
+    const archiveFailing = st?.status === "up" && st.archive?.failing === true;
+    add("PgfedWALArchivingFailing", labels, archiveFailing, st?.archive?.lastArchivedAtMs !== undefined ? { archive_age_s: seconds(nowMs - st.archive.lastArchivedAtMs) } : {});
+    const stalled = m.name !== ev.primary && st?.replica?.stalled === true;
+    add("PgfedReplicaStalled", labels, stalled, st?.lag ? { lag_s: seconds(st.lag.ms), lag_bytes: Number(st.lag.bytes) } : {});
+    const failures = t.sampleFailures.get(m.name) ?? 0;
+    memo.sampleFailures.set(m.name, failures);
+    const unreachable = st?.status === "unreachable" || t.kubeUnreachable.includes(m.name);
+    add("PgfedMemberUnreachable", labels, unreachable, { errors: failures });
+  }
+
+  // The federation machine: approval, failed operations.
+  const op = ctx.operation;
+  const awaiting = op?.kind === "failover" && op.step === "awaitApproval";
+  const worstLossMs = ctx.lossEstimates.length > 0 ? Math.min(...ctx.lossEstimates.map((c) => c.worstCaseLossMs)) : wc?.exposureMs;
+  add("PgfedFailoverAwaitingApproval", fed, awaiting, {
+    ...(awaiting ? { operation: op.id } : {}),
+    ...(worstLossMs !== undefined ? { worst_case_s: seconds(worstLossMs) } : {}),
+    budget_s: budgetS,
+  });
+  if (op?.step === "operatorRequired" && !memo.failedOps.has(op.id)) memo.failedOps.set(op.id, { kind: op.kind, atMs: nowMs });
+  const last = ctx.lastOperation;
+  if (last?.outcome === "aborted" && !memo.failedOps.has(last.id)) memo.failedOps.set(last.id, { kind: last.kind, atMs: nowMs });
+  for (const [id, f] of memo.failedOps) if (nowMs - f.atMs > OPERATION_FAILED_WINDOW_MS) memo.failedOps.delete(id);
+  for (const kind of OPERATION_KINDS) {
+    const failures = [...memo.failedOps.values()].filter((f) => f.kind === kind).length;
+    add("PgfedOperationFailed", { federation, kind }, failures > 0, { failures });
+  }
+
+  // Writers: none, or more than one.
+  const worstCase: AlertValues = wc ? { worst_case_s: seconds(wc.exposureMs) } : {};
+  add("PgfedNoPrimary", fed, t.writable.length === 0, { ...worstCase, ...(ev.bestTarget ? { target: ev.bestTarget.name } : {}) });
+  const intruder = cfg.members.find((m) => t.writable.includes(m.name) && m.name !== ctx.designatedPrimary);
+  add("PgfedSplitBrainSuspected", fed, t.writable.length > 1, {
+    primaries: t.writable.length,
+    ...(intruder ? { member: intruder.name, region: intruder.region, cluster: intruder.cluster, namespace: intruder.namespace } : {}),
+  });
+  return out;
+}
+
+interface Active {
+  engine: AlertEngine;
+  router: AlertRouter;
+}
+
+export interface CoordinatorAlertingOptions extends AlertingOptions {
+  config: Config;
+  registry: Registry;
+  log: Logger;
+}
+
+export class CoordinatorAlerting {
+  readonly metrics: PgfedMetrics;
+  private readonly log: Logger;
+  private readonly memos = new Map<string, FederationMemo>();
+  private current: Active | undefined;
+  private closed = false;
+
+  constructor(private readonly opts: CoordinatorAlertingOptions) {
+    this.log = opts.log.child({ component: "alerting" });
+    this.metrics = createMetrics(opts.registry);
+  }
+
+  /** The firing alerts (empty on a follower). */
+  active(): Alert[] {
+    return this.current?.engine.active() ?? [];
+  }
+
+  /** Notifier names alerts go to. */
+  notifiers(): string[] {
+    return this.current?.router.names() ?? [];
+  }
+
+  /** One evaluation pass of a federation on the leader: metrics, observations, transitions out. Never throws. */
+  observe(t: FederationTick): void {
+    if (this.closed) return;
+    try {
+      this.updateMetrics(t);
+      let memo = this.memos.get(t.cfg.name);
+      if (!memo) {
+        memo = newMemo();
+        this.memos.set(t.cfg.name, memo);
+      }
+      const cur = this.ensure();
+      const transitions = cur.engine.observeAll(observationsOf(t, memo));
+      if (transitions.length === 0) return;
+      for (const tr of transitions) this.logTransition(tr);
+      cur.router.dispatch(transitions);
+    } catch (e) {
+      this.log.error({ federation: t.cfg.name, err: errorMessage(e) }, `alerting pass of ${t.cfg.name} failed: ${errorMessage(e)}`);
+    }
+  }
+
+  /** This coordinator no longer leads: forget every alert and exposure figure, stop re-sending. */
+  async stepDown(timeoutMs = 2_000): Promise<void> {
+    const cur = this.current;
+    this.current = undefined;
+    this.memos.clear();
+    for (const g of [this.metrics.exposureSeconds, this.metrics.exposureBytes, this.metrics.worstCaseExposureSeconds, this.metrics.worstCaseExposureBytes, this.metrics.rpoBudgetSeconds]) g.reset();
+    for (const g of [this.metrics.replicaLagSeconds, this.metrics.replicaLagBytes, this.metrics.replicaStalled, this.metrics.archiveFailing, this.metrics.archiveReadySegments, this.metrics.memberUp, this.metrics.archiveLastSuccessTimestampSeconds]) g.reset();
+    if (cur) await cur.router.close(timeoutMs).catch(() => false);
+  }
+
+  /** Stops for good: delivers what is queued within `timeoutMs`. */
+  async close(timeoutMs = 2_000): Promise<void> {
+    this.closed = true;
+    await this.stepDown(timeoutMs);
+  }
+
+  private ensure(): Active {
+    if (this.current) return this.current;
+    const engine = new AlertEngine({
+      ...(this.opts.hysteresis ? { hysteresis: this.opts.hysteresis } : {}),
+      ...(this.opts.runbookBaseUrl !== undefined ? { runbookBaseUrl: this.opts.runbookBaseUrl } : {}),
+    });
+    const router = createAlertRouter(this.opts.config.alerts, {
+      ...this.opts.notifier,
+      registry: this.opts.registry,
+      logger: this.log,
+      activeAlerts: () => engine.active(),
+    });
+    this.current = { engine, router };
+    this.log.info(`alerting: this coordinator leads; alerts go to ${router.names().join(", ") || "no notifier (none configured)"}`);
+    return this.current;
+  }
+
+  private logTransition(tr: AlertTransition): void {
+    const a = tr.alert;
+    const fields = { alert: a.name, severity: a.severity, ...a.labels };
+    if (tr.kind === "firing") this.log.warn(fields, `alert ${a.name} firing: ${a.annotations.summary} (run: ${a.annotations.command})`);
+    else this.log.info(fields, `alert ${a.name} resolved: ${a.annotations.summary}`);
+  }
+
+  private updateMetrics(t: FederationTick): void {
+    const m = this.metrics;
+    const ev = t.evaluation;
+    const fed = { federation: t.cfg.name };
+    m.rpoBudgetSeconds.set(fed, t.cfg.rpo.budget / 1000);
+    const shown = ev.estimate ?? ev.worstCase?.basedOn;
+    if (shown) {
+      m.exposureSeconds.set(fed, shown.exposureMs / 1000);
+      m.exposureBytes.set(fed, Number(shown.exposureBytes));
+    }
+    if (ev.worstCase) {
+      m.worstCaseExposureSeconds.set(fed, ev.worstCase.exposureMs / 1000);
+      m.worstCaseExposureBytes.set(fed, Number(ev.worstCase.exposureBytes));
+    }
+    const memo = this.memos.get(t.cfg.name);
+    for (const member of t.cfg.members) {
+      const labels = { federation: t.cfg.name, member: member.name, region: member.region };
+      const s = ev.members.find((x) => x.name === member.name);
+      if (!s) continue;
+      if (s.status !== "unknown") m.memberUp.set(labels, s.status === "up" ? 1 : 0);
+      const failures = t.sampleFailures.get(member.name) ?? 0;
+      const before = memo?.sampleFailures.get(member.name) ?? 0;
+      if (failures > before) m.sampleErrorsTotal.inc(labels, failures - before);
+      else m.sampleErrorsTotal.inc(labels, 0);
+      if (s.archive) {
+        m.archiveFailing.set(labels, s.archive.failing ? 1 : 0);
+        m.archiveReadySegments.set(labels, s.archive.readySegments);
+        if (s.archive.newFailures > 0) m.archiveFailuresTotal.inc(labels, s.archive.newFailures);
+        if (s.archive.lastArchivedAtMs !== undefined) m.archiveLastSuccessTimestampSeconds.set(labels, s.archive.lastArchivedAtMs / 1000);
+      }
+      if (s.name !== ev.primary && s.role === "replica") {
+        m.replicaStalled.set(labels, s.replica?.stalled ? 1 : 0);
+        if (s.lag) {
+          m.replicaLagBytes.set(labels, Number(s.lag.bytes));
+          m.replicaLagSeconds.set(labels, s.lag.ms / 1000);
+        }
+      } else {
+        m.replicaStalled.remove(labels);
+        m.replicaLagBytes.remove(labels);
+        m.replicaLagSeconds.remove(labels);
+      }
+    }
+  }
+}
