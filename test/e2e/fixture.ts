@@ -10,7 +10,7 @@ import pg from "pg";
 import type { Config } from "../../src/config.js";
 import type { AuditEntry, FederationView, OperationView } from "../../src/coordinator/index.js";
 import type { PgConnectionInfo } from "../../src/lab/cnpg/instance.js";
-import { startControlPlane, type ControlPlane } from "../../src/lab/control-plane.js";
+import { startControlPlane, type ControlPlane, type ControlPlaneOptions } from "../../src/lab/control-plane.js";
 import { LAB_FEDERATION, LAB_NAMESPACE, startLab, type Lab } from "../../src/lab/lab.js";
 import { createLogger, silentLogger, type Logger } from "../../src/log.js";
 
@@ -29,14 +29,14 @@ export function testLogger(): Logger {
 }
 
 /** Starts a 2-region lab and its control plane; waits until the coordinator leads and has lag figures. */
-export async function startE2E(name: string, opts: { config?: (c: Config) => Config } = {}): Promise<E2E> {
+export async function startE2E(name: string, opts: { config?: (c: Config) => Config; plane?: Pick<ControlPlaneOptions, "coordinatorLeaseTtlMs" | "agentHeartbeatMs"> } = {}): Promise<E2E> {
   const dir = await mkdtemp(join(tmpdir(), `pgfed-e2e-${name}-`));
   await chmod(dir, 0o755); // Postgres runs as the postgres user
   const log = testLogger();
   const lab = await startLab({ dir, regions: 2, log });
   let plane: ControlPlane | undefined;
   try {
-    plane = await startControlPlane(lab, { log, ...(opts.config ? { config: opts.config(lab.config) } : {}) });
+    plane = await startControlPlane(lab, { log, ...opts.plane, ...(opts.config ? { config: opts.config(lab.config) } : {}) });
     await plane.coordinator.waitLeader(30_000);
     await waitUntil("the coordinator to see pg-eu as primary and a lag figure for pg-us", 30_000, () => {
       const f = plane?.coordinator.getFederation(FED);
