@@ -8,8 +8,8 @@
 import { CustomObjectsApi, KubeConfig } from "@kubernetes/client-node";
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
-import { mkdir, rm, writeFile } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { chmod, mkdir, rm, stat, writeFile } from "node:fs/promises";
+import { dirname, join, resolve } from "node:path";
 import { CNPG_GROUP, CNPG_PLURAL, CNPG_VERSION, PHASES, safeParseCluster, type Cluster } from "../cnpg/index.js";
 import type { Config } from "../config.js";
 import { parseConfig } from "../config.js";
@@ -19,7 +19,7 @@ import { startCnpgOperator, type CnpgOperator } from "./cnpg/operator.js";
 import { ExternalClusterRegistry } from "./cnpg/registry.js";
 import { startKubeApi, writeKubeconfig, type KubeApiServer } from "./kube-api/index.js";
 import { startNats, type NatsServer } from "./nats.js";
-import { descendants, isAlive, signalTree, waitFor } from "./proc.js";
+import { descendants, isAlive, postgresUser, signalTree, waitFor } from "./proc.js";
 
 export const LAB_NAMESPACE = "db";
 export const LAB_FEDERATION = "demo";
@@ -323,6 +323,24 @@ async function waitHealthy(api: CustomObjectsApi, m: LabMember, timeoutMs: numbe
   });
 }
 
+/**
+ * When we are root, Postgres runs as the `postgres` user and must reach the lab directory: open
+ * the lab dir itself (a mkdtemp dir is 0700) and name the first ancestor it cannot traverse.
+ */
+async function ensurePostgresCanReach(dir: string): Promise<void> {
+  if (!postgresUser()) return;
+  await chmod(dir, 0o755);
+  for (let p = dirname(dir); ; p = dirname(p)) {
+    const mode = (await stat(p)).mode;
+    if ((mode & 0o001) === 0)
+      throw new PgfedError(
+        "lab.dir_unreachable",
+        `the lab runs Postgres as the postgres user, which cannot enter ${p} (mode ${(mode & 0o777).toString(8)}); use --dir under a directory it can reach (e.g. /tmp/pgfed-lab) or chmod o+x ${p}`,
+      );
+    if (p === dirname(p)) return;
+  }
+}
+
 /** Starts the lab; on any failure everything already started is stopped before the error is thrown. */
 export async function startLab(opts: LabOptions): Promise<Lab> {
   const dir = resolve(opts.dir);
@@ -330,6 +348,7 @@ export async function startLab(opts: LabOptions): Promise<Lab> {
   const progress = opts.onProgress ?? (() => undefined);
   const count = opts.regions ?? 2;
   await mkdir(dir, { recursive: true, mode: 0o755 });
+  await ensurePostgresCanReach(dir);
   await cleanupStaleLab(dir, log);
   await writeFile(join(dir, PID_FILE), `${JSON.stringify({ labPid: process.pid, dir, pids: [] } satisfies PidRecord)}\n`);
 
