@@ -21,6 +21,7 @@ import { PgfedError, errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
 import { failoverRefusal, rejoinRefusal, switchoverRefusal, formatMs, type FederationContext } from "../../machines/index.js";
 import { CoordinatorAlerting, type AlertingOptions } from "./alerting.js";
+import { LeaderDirectory } from "./leader.js";
 import { createCoordinatorMetrics, type CoordinatorMetrics } from "./metrics.js";
 import { federationRecordSchema, type FederationRecord, type OperationRecord } from "./record.js";
 import { FederationRuntime, auditEntryOf, toOperationView } from "./federation.js";
@@ -46,6 +47,7 @@ export interface CoordinatorOptions {
   registry?: Registry;
   /** Coordinator lease TTL (default 10 s). */
   leaseTtlMs?: number;
+  /** This coordinator's API address as other coordinators reach it (their 307 redirects); settable later with setApiUrl. */
   apiUrl?: string | null;
   now?: () => number;
   /** Alert engine and notifier settings (hysteresis overrides, re-send interval); targets come from config.alerts. */
@@ -59,6 +61,8 @@ export interface Coordinator extends CoordinatorService {
   readonly alerting: CoordinatorAlerting;
   /** Resolves once this coordinator leads and has loaded every federation (or throws at the timeout). */
   waitLeader(timeoutMs: number): Promise<void>;
+  /** Sets and advertises this coordinator's API address (once the API listens). */
+  setApiUrl(url: string | null): Promise<void>;
   /** Stops; releases the lease unless `crash` (then the next leader waits for it to lapse). Bounded. */
   stop(opts?: { crash?: boolean }): Promise<void>;
 }
@@ -93,6 +97,8 @@ class CoordinatorImpl implements Coordinator {
   private readonly runtimes = new Map<string, FederationRuntime>();
   private leases: LeaseStore | undefined;
   private keeper: LeaseKeeper | undefined;
+  private directory: LeaderDirectory | undefined;
+  private apiUrl: string | null;
   private leading = false;
   private transition: Promise<void> = Promise.resolve();
   private stopped = false;
@@ -103,6 +109,7 @@ class CoordinatorImpl implements Coordinator {
     this.log = opts.log.child({ component: "coordinator", coordinator: this.id });
     this.metrics = createCoordinatorMetrics(opts.registry);
     this.now = opts.now ?? Date.now;
+    this.apiUrl = opts.apiUrl ?? null;
     this.metrics.leader.set({ coordinator: this.id }, 0);
     this.alerting = new CoordinatorAlerting({ ...opts.alerting, config: opts.config, registry: this.metrics.registry, log: this.log });
   }
@@ -120,6 +127,8 @@ class CoordinatorImpl implements Coordinator {
       onLost: (info) => this.queue(() => this.follow(`lost the coordinator lease (${info.reason}${info.error ? `: ${info.error}` : ""})`)),
     });
     this.keeper.start();
+    this.directory = new LeaderDirectory({ bus: this.opts.bus, leases: this.leases, id: this.id, log: this.log, pollMs: Math.min(1_000, Math.floor((this.opts.leaseTtlMs ?? 10_000) / 3)), now: this.now });
+    await this.directory.start(this.apiUrl);
     this.log.info(`coordinator ${this.id} started; competing for the coordinator lease`);
   }
 
@@ -217,7 +226,13 @@ class CoordinatorImpl implements Coordinator {
     this.leading = false;
     this.metrics.leader.set({ coordinator: this.id }, 0);
     await Promise.race([this.keeper?.stop({ release: !opts.crash }), sleep(3_000)]);
+    await Promise.race([this.directory?.stop(), sleep(3_000)]);
     this.log.info(`coordinator ${this.id} stopped${opts.crash ? " (as a crash: lease not released)" : ""} in ${this.now() - t0} ms`);
+  }
+
+  async setApiUrl(url: string | null): Promise<void> {
+    this.apiUrl = url;
+    await this.directory?.advertise(url);
   }
 
   // ---- service ---------------------------------------------------------------------------------
@@ -228,8 +243,10 @@ class CoordinatorImpl implements Coordinator {
 
   leader(): { id: string; apiUrl: string | null } | null {
     const held = this.keeper?.held;
-    if (held && this.leading) return { id: this.id, apiUrl: this.opts.apiUrl ?? null };
-    return null;
+    if (held && this.leading) return { id: this.id, apiUrl: this.apiUrl };
+    if (this.stopped) return null;
+    const known = this.directory?.known();
+    return known ? { id: known.id, apiUrl: known.apiUrl } : null;
   }
 
   listFederations(): FederationView[] {
