@@ -1,0 +1,122 @@
+/** What the leader observes for the alert engine from one evaluation pass (pure; no bus, no Postgres). */
+import { createActor } from "xstate";
+import { describe, expect, it } from "vitest";
+import { federationMachine, type FederationContext, type Operation } from "../../../machines/index.js";
+import { renderAnnotations, ALERTS } from "../../../src/alerts/catalog.js";
+import { AlertEngine } from "../../../src/alerts/engine.js";
+import { parseConfig } from "../../../src/config.js";
+import { OPERATION_FAILED_WINDOW_MS, newMemo, observationsOf, type FederationTick } from "../../../src/coordinator/alerting.js";
+import type { Evaluation, MemberStatus } from "../../../src/wal/monitor.js";
+
+const config = parseConfig({
+  federations: [
+    {
+      name: "orders",
+      rpo: { budget: "30s" },
+      members: [
+        { name: "pg-eu", region: "eu-west", namespace: "db", cluster: "pg-eu-c", postgres: { host: "127.0.0.1" } },
+        { name: "pg-us", region: "us-east", namespace: "db", cluster: "pg-us-c", postgres: { host: "127.0.0.1" } },
+      ],
+    },
+  ],
+  regions: [{ name: "eu-west" }, { name: "us-east" }],
+  bus: { servers: ["nats://127.0.0.1:4222"] },
+});
+const cfg = config.federations[0] as (typeof config.federations)[number];
+const T0 = Date.parse("2025-01-01T00:00:00Z");
+
+function baseContext(): FederationContext {
+  const a = createActor(federationMachine, {
+    input: { federation: "orders", members: ["pg-eu", "pg-us"], designatedPrimary: "pg-eu", epoch: 3, rpo: { budgetMs: 30_000, warnAt: 0.5 }, failoverMode: "manual" },
+  });
+  a.start();
+  const ctx = a.getSnapshot().context;
+  a.stop();
+  return ctx;
+}
+
+function member(name: string, over: Partial<MemberStatus> = {}): MemberStatus {
+  return { name, region: name === "pg-eu" ? "eu-west" : "us-east", status: "up", role: name === "pg-eu" ? "primary" : "replica", error: undefined, archive: undefined, replica: undefined, lag: undefined, ...over };
+}
+
+function tick(nowMs: number, over: Partial<FederationTick> = {}, members: MemberStatus[] = [member("pg-eu"), member("pg-us")]): FederationTick {
+  const evaluation: Evaluation = {
+    federation: "orders",
+    atMs: nowMs,
+    primary: "pg-eu",
+    estimate: undefined,
+    worstCase: undefined,
+    budget: { level: "ok", fraction: 0, budgetMs: 30_000 },
+    bestTarget: undefined,
+    members,
+    signals: [],
+    nudge: undefined,
+    sentence: "",
+  };
+  return { cfg, ctx: baseContext(), evaluation, writable: ["pg-eu"], kubeUnreachable: [], sampleFailures: new Map(), nowMs, ...over };
+}
+
+const active = (t: FederationTick, memo = newMemo()) => observationsOf(t, memo).filter((o) => o.active);
+
+describe("observationsOf", () => {
+  it("a healthy, idle federation: every instance observed, none active; the engine raises nothing over ten minutes", () => {
+    const engine = new AlertEngine();
+    const memo = newMemo();
+    const obs = observationsOf(tick(T0), memo);
+    // 2 RPO + 3 per member × 2 + approval + 3 operation kinds + no primary + split brain
+    expect(obs).toHaveLength(2 + 6 + 1 + 3 + 2);
+    expect(obs.filter((o) => o.active)).toEqual([]);
+    for (let s = 0; s < 600; s++) expect(engine.observeAll(observationsOf(tick(T0 + s * 1_000), memo))).toEqual([]);
+    expect(engine.pending()).toEqual([]);
+  });
+
+  it("split brain names the member that is not the designated primary in CNPG's fencing command", () => {
+    const [o, ...rest] = active(tick(T0, { writable: ["pg-eu", "pg-us"] }));
+    expect(rest).toEqual([]);
+    expect(o?.alert).toBe("PgfedSplitBrainSuspected");
+    const a = renderAnnotations(ALERTS.PgfedSplitBrainSuspected, o?.labels ?? {}, o?.values ?? {});
+    expect(a.summary).toBe("orders: 2 members report themselves writable primaries");
+    expect(a.command).toBe(`kubectl --context us-east annotate clusters.postgresql.cnpg.io pg-us-c -n db cnpg.io/fencedInstances='["*"]' --overwrite`);
+  });
+
+  it("a failover waiting for approval carries the operation id, so the command is `pgfed approve <op>`", () => {
+    const ctx = baseContext();
+    const op: Operation = { id: "failover-orders-x1", kind: "failover", target: "pg-us", from: "pg-eu", reason: "region lost", requestedBy: "pgfed", startedAtMs: T0, automatic: true, promoteIssued: false, step: "awaitApproval" };
+    const obs = active(tick(T0, { ctx: { ...ctx, operation: op, lossEstimates: [{ target: "pg-us", worstCaseLossMs: 41_000, lossBytes: 1024 }] }, writable: [] }));
+    const approval = obs.find((o) => o.alert === "PgfedFailoverAwaitingApproval");
+    expect(renderAnnotations(ALERTS.PgfedFailoverAwaitingApproval, approval?.labels ?? {}, approval?.values ?? {})).toMatchObject({
+      summary: "orders: failover waits for an operator; worst-case loss 41 s (RPO budget 30 s)",
+      command: "pgfed approve failover-orders-x1",
+    });
+    expect(obs.map((o) => o.alert).sort()).toEqual(["PgfedFailoverAwaitingApproval", "PgfedNoPrimary"]);
+  });
+
+  it("archive failing, replica stalled and unreachable members are per member, with their region", () => {
+    const archive = { failing: true, reason: "x", newFailures: 1, failedCount: 3, lastArchivedAtMs: T0 - 42_000, readySegments: 2 };
+    const obs = active(
+      tick(T0, { kubeUnreachable: ["pg-us"], sampleFailures: new Map([["pg-us", 4]]) }, [
+        member("pg-eu", { archive }),
+        member("pg-us", { replica: { stalled: true, reason: "y", samplesWithoutProgress: 10 }, lag: { bytes: 2048n, ms: 12_000, via: "archive" } }),
+      ]),
+    );
+    expect(obs.map((o) => [o.alert, o.labels.member, o.labels.region, o.values])).toEqual([
+      ["PgfedWALArchivingFailing", "pg-eu", "eu-west", { archive_age_s: 42 }],
+      ["PgfedReplicaStalled", "pg-us", "us-east", { lag_s: 12, lag_bytes: 2048 }],
+      ["PgfedMemberUnreachable", "pg-us", "us-east", { errors: 4 }],
+    ]);
+  });
+
+  it("an aborted operation counts as failed for 15 minutes, by kind", () => {
+    const memo = newMemo();
+    const ctx = { ...baseContext(), lastOperation: { id: "switchover-1", kind: "switchover" as const, outcome: "aborted" as const, target: "pg-us", from: "pg-eu" } };
+    const now = active(tick(T0, { ctx }), memo);
+    expect(now.map((o) => [o.alert, o.labels.kind, o.values?.failures])).toEqual([["PgfedOperationFailed", "switchover", 1]]);
+    expect(active(tick(T0 + OPERATION_FAILED_WINDOW_MS + 1, { ctx }), memo)).toEqual([]);
+  });
+
+  it("RPO warning and exceeded follow the budget verdict, with the numbers", () => {
+    const t = tick(T0);
+    t.evaluation = { ...t.evaluation, budget: { level: "exceeded", fraction: 1.4, budgetMs: 30_000 } };
+    expect(active(t).map((o) => o.alert)).toEqual(["PgfedRPOBudgetWarning", "PgfedRPOBudgetExceeded"]);
+  });
+});
