@@ -248,7 +248,7 @@ export const ALERTS: Readonly<Record<AlertName, AlertDefinition>> = {
     description:
       "No coordinator holds the leadership: nothing evaluates the RPO, raises alerts from pgfed itself or fails over. Agents keep fencing primaries that lose their lease.",
     command: "pgfed status",
-    whenFires: "no coordinator instance has been leader for 30 s",
+    whenFires: "no coordinator instance has been leader for 30 s (raised by Prometheus only)",
     whatToDo:
       "Check the coordinator pods and their connection to NATS (leader election runs through the bus). A coordinator that cannot reach the bus cannot lead.",
   },
