@@ -10,6 +10,7 @@ import { registerLabCommand } from "./lab.js";
 import { registerMachinesCommand } from "./machines.js";
 import { registerOpsCommands } from "./ops.js";
 import { registerRunbookCommand } from "./runbook.js";
+import { registerRunCommand } from "./run.js";
 import { VERSION } from "./version.js";
 
 export interface CliIo {
@@ -59,6 +60,7 @@ export function buildProgram(io: CliIo = defaultIo): Command {
   registerLabCommand(program, io);
   registerOpsCommands(program, io);
   registerRunbookCommand(program, io);
+  registerRunCommand(program);
   return program;
 }
 

@@ -1,0 +1,282 @@
+/**
+ * `pgfed run`: the long-running process of a deployment (deploy/kubernetes runs it with
+ * `--roles agent --regions <region>` or `--roles coordinator`). It loads and checks the config,
+ * connects to NATS (retrying while NATS is down), starts an agent per listed region and/or the
+ * coordinator with its HTTP API and /metrics, and stops all of it on SIGINT/SIGTERM, bounded.
+ */
+import type { Command } from "commander";
+import { randomBytes } from "node:crypto";
+import { createServer, type Server } from "node:http";
+import { hostname, networkInterfaces } from "node:os";
+import { setTimeout as sleep } from "node:timers/promises";
+import { agentMembersFromConfig, startAgent, type Agent } from "../agent/agent.js";
+import { loadTokenFile, type TokenEntry } from "../api/auth.js";
+import { startApiServer, type ApiServer } from "../api/server.js";
+import { connectBus, openLeases, type Bus } from "../bus/index.js";
+import { loadConfig, type Config } from "../config.js";
+import { startCoordinator, type Coordinator } from "../coordinator/index.js";
+import { errorMessage, PgfedError } from "../errors.js";
+import { RegionClient } from "../kube/region.js";
+import { createLogger, type Logger } from "../log.js";
+import { createRegistry, type Registry } from "../metrics.js";
+import { CliExit, EXIT } from "./exit-codes.js";
+
+const ROLES = ["agent", "coordinator"] as const;
+type RunRole = (typeof ROLES)[number];
+
+/** Below the manifests' terminationGracePeriodSeconds (30 s). */
+const STOP_BUDGET_MS = 25_000;
+
+export interface RunOptions {
+  config: string;
+  roles: string;
+  regions?: string;
+  apiListen?: string;
+  advertiseUrl?: string;
+  metricsListen?: string;
+  id?: string;
+}
+
+export function registerRunCommand(program: Command): void {
+  program
+    .command("run")
+    .description("run pgfed's agents and/or coordinator (with the HTTP API and /metrics) until SIGINT/SIGTERM")
+    .requiredOption("--config <file>", "YAML config file")
+    .option("--roles <roles>", `comma-separated roles: ${ROLES.join(", ")}`, "agent,coordinator")
+    .option("--regions <regions>", "comma-separated regions to run agents for (default: every region in the config)")
+    .option("--api-listen <host:port>", "the API's listen address (overrides api.listen)")
+    .option("--advertise-url <url>", "the API address other coordinators redirect to (default: $PGFED_ADVERTISE_URL, else derived from the listen address)")
+    .option("--metrics-listen <host:port>", "without the coordinator role: serve /metrics and /healthz here")
+    .option("--id <id>", "coordinator id (default: host name and a random suffix)")
+    .addHelpText(
+      "after",
+      `
+Examples:
+  pgfed run --config pgfed.yaml                                   agents for every region and a coordinator
+  pgfed run --config pgfed.yaml --roles agent --regions eu-west   the agent of one region
+  pgfed run --config pgfed.yaml --roles coordinator --api-listen 0.0.0.0:8080`,
+    )
+    .action(async (opts: RunOptions) => runPgfed(opts));
+}
+
+function parseList(value: string, what: string): string[] {
+  const items = value
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s !== "");
+  if (items.length === 0) throw new CliExit(EXIT.usage, `${what} must name at least one entry`);
+  return [...new Set(items)];
+}
+
+function parseRoles(value: string): Set<RunRole> {
+  const roles = parseList(value, "--roles");
+  const bad = roles.filter((r) => !(ROLES as readonly string[]).includes(r));
+  if (bad.length > 0) throw new CliExit(EXIT.usage, `--roles: unknown role ${bad.map((r) => `"${r}"`).join(", ")} (roles: ${ROLES.join(", ")})`);
+  return new Set(roles as RunRole[]);
+}
+
+async function readConfig(file: string): Promise<Config> {
+  try {
+    return await loadConfig(file);
+  } catch (e) {
+    if (e instanceof PgfedError && e.code === "config.unreadable") throw new CliExit(EXIT.refused, e.message);
+    throw e;
+  }
+}
+
+function agentRegions(config: Config, value: string | undefined): string[] {
+  const known = config.regions.map((r) => r.name);
+  if (value === undefined) return known;
+  const regions = parseList(value, "--regions");
+  const bad = regions.filter((r) => !known.includes(r));
+  if (bad.length > 0) throw new CliExit(EXIT.refused, `--regions: unknown region ${bad.map((r) => `"${r}"`).join(", ")} (regions in the config: ${known.join(", ")})`);
+  return regions;
+}
+
+/** A subject-safe coordinator id; the random part keeps two processes on one host apart. */
+function coordinatorId(given: string | undefined): string {
+  if (given !== undefined) {
+    if (!/^[A-Za-z0-9_-]{1,64}$/.test(given)) throw new CliExit(EXIT.usage, `--id: letters, digits, "-" and "_" only, at most 64, not "${given}"`);
+    return given;
+  }
+  const host = hostname().replace(/[^A-Za-z0-9_-]/g, "-").slice(0, 55) || "pgfed";
+  return `${host}-${randomBytes(3).toString("hex")}`;
+}
+
+/** The API URL other coordinators can reach: a wildcard listen address becomes this host's first external IPv4 (the pod IP). */
+function advertisedUrl(apiUrl: string, listen: string, given: string | undefined): string {
+  if (given) return given.replace(/\/+$/, "");
+  const host = /^(.*):\d+$/.exec(listen)?.[1] ?? "";
+  if (host !== "0.0.0.0" && host !== "::" && host !== "[::]") return apiUrl;
+  const ip = Object.values(networkInterfaces())
+    .flat()
+    .find((i) => i !== undefined && i.family === "IPv4" && !i.internal)?.address;
+  return ip ? apiUrl.replace("://127.0.0.1:", `://${ip}:`) : apiUrl;
+}
+
+async function readTokens(path: string): Promise<TokenEntry[]> {
+  try {
+    return await loadTokenFile(path);
+  } catch (e) {
+    throw new CliExit(EXIT.refused, `api.tokensFrom: ${errorMessage(e)}`);
+  }
+}
+
+/** Connects to NATS, retrying with backoff while it is down (a pod may start before NATS). */
+async function connectWithRetry(config: Config, name: string, log: Logger, registry: Registry, signal: AbortSignal): Promise<Bus> {
+  const servers = config.bus.servers.join(", ");
+  let delayMs = 500;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await connectBus({ servers: config.bus.servers, name, log, metrics: registry });
+    } catch (e) {
+      if (signal.aborted) throw e;
+      log.warn({ attempt }, `NATS at ${servers} is not reachable (${errorMessage(e)}); retrying in ${(delayMs / 1000).toFixed(1)} s`);
+      await sleep(delayMs, undefined, { signal }).catch(() => undefined);
+      if (signal.aborted) throw new PgfedError("run.stopped", `stopped while waiting for NATS at ${servers}`);
+      delayMs = Math.min(delayMs * 2, 15_000);
+    }
+  }
+}
+
+async function startMetricsServer(listen: string, registry: Registry): Promise<{ url: string; server: Server }> {
+  const m = /^(.*):(\d+)$/.exec(listen);
+  if (!m) throw new CliExit(EXIT.usage, `--metrics-listen must be host:port, not "${listen}"`);
+  const server = createServer((req, res) => {
+    const path = (req.url ?? "/").split("?")[0];
+    if (req.method === "GET" && path === "/metrics") {
+      registry.metrics().then(
+        (text) => res.writeHead(200, { "content-type": registry.contentType }).end(text),
+        (e: unknown) => res.writeHead(500).end(errorMessage(e)),
+      );
+      return;
+    }
+    if (req.method === "GET" && path === "/healthz") return void res.writeHead(200, { "content-type": "application/json" }).end('{"ok":true}');
+    res.writeHead(404).end();
+  });
+  const host = (m[1] as string).replace(/^\[(.*)\]$/, "$1");
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(Number(m[2]), host, resolve);
+  });
+  const addr = server.address();
+  return { url: `http://${host}:${typeof addr === "object" && addr ? addr.port : 0}`, server };
+}
+
+/** Resolves at the first SIGINT/SIGTERM; a second one exits at once. */
+function waitForSignal(onFirst: () => void): { signalled: Promise<NodeJS.Signals>; dispose: () => void } {
+  let first: NodeJS.Signals | undefined;
+  let resolve: (sig: NodeJS.Signals) => void = () => undefined;
+  const signalled = new Promise<NodeJS.Signals>((r) => (resolve = r));
+  const handler = (sig: NodeJS.Signals) => {
+    if (first) process.exit(sig === "SIGINT" ? 130 : 143);
+    first = sig;
+    onFirst();
+    resolve(sig);
+  };
+  process.on("SIGINT", handler);
+  process.on("SIGTERM", handler);
+  return {
+    signalled,
+    dispose: () => {
+      process.off("SIGINT", handler);
+      process.off("SIGTERM", handler);
+    },
+  };
+}
+
+export async function runPgfed(opts: RunOptions): Promise<void> {
+  const roles = parseRoles(opts.roles);
+  const config = await readConfig(opts.config);
+  const regions = roles.has("agent") ? agentRegions(config, opts.regions) : [];
+  const id = coordinatorId(opts.id);
+  const listen = opts.apiListen ?? config.api.listen;
+  if (!/^[^:]+:\d+$|^\[[^\]]+\]:\d+$/.test(listen)) throw new CliExit(EXIT.usage, `--api-listen must be host:port, not "${listen}"`);
+  const tokens = roles.has("coordinator") && config.api.tokensFrom ? await readTokens(config.api.tokensFrom) : [];
+
+  const log = createLogger({ level: process.env.PGFED_LOG_LEVEL ?? "info" });
+  const t0 = Date.now();
+  const members = config.federations.reduce((n, f) => n + f.members.length, 0);
+  log.info(`loaded config ${opts.config}: ${config.federations.length} federation(s), ${members} member(s), ${config.regions.length} region(s); roles ${[...roles].join(", ")}`);
+  if (roles.has("coordinator") && !config.api.tokensFrom) log.warn("api.tokensFrom is not set: the API refuses every /v1 call (401); see docs/api.md for the token file");
+
+  const abort = new AbortController();
+  const { signalled, dispose } = waitForSignal(() => abort.abort());
+  const registry = createRegistry({ defaultMetrics: true });
+  const stops: { what: string; stop: () => Promise<void> }[] = [];
+  const stopAll = async (): Promise<void> => {
+    const s0 = Date.now();
+    const run = (async () => {
+      for (const s of stops.reverse()) await s.stop().catch((e: unknown) => log.warn(`while stopping ${s.what}: ${errorMessage(e)}`));
+    })();
+    const finished = await Promise.race([run.then(() => true), sleep(STOP_BUDGET_MS).then(() => false)]);
+    if (finished) log.info(`pgfed run stopped in ${Date.now() - s0} ms`);
+    else log.warn(`pgfed run did not stop within ${STOP_BUDGET_MS} ms; exiting anyway`);
+  };
+
+  try {
+    const busName = `pgfed-${roles.has("coordinator") ? `coordinator-${id}` : `agent-${regions.join("-")}`}`.slice(0, 100);
+    const bus = await connectWithRetry(config, busName, log, registry, abort.signal);
+    stops.push({ what: "the NATS connection", stop: () => bus.close() });
+    log.info(`connected to NATS at ${config.bus.servers.join(", ")} as ${busName}`);
+
+    if (regions.length > 0) {
+      const leases = await openLeases(bus);
+      for (const region of regions) {
+        if (abort.signal.aborted) break;
+        const cfg = config.regions.find((r) => r.name === region);
+        const kube = new RegionClient({
+          region,
+          ...(cfg?.kubeconfig.path ? { kubeconfigPath: cfg.kubeconfig.path } : {}),
+          ...(cfg?.kubeconfig.context ? { context: cfg.kubeconfig.context } : {}),
+          log,
+        });
+        const agentMembers = agentMembersFromConfig(config, region);
+        const agent: Agent = await startAgent({ agentId: region, region, kube, bus, leases, members: agentMembers, log, registry });
+        stops.push({ what: `the agent of ${region}`, stop: () => agent.stop() });
+        const creds = cfg?.kubeconfig.path || cfg?.kubeconfig.context ? `kubeconfig ${cfg.kubeconfig.path ?? "(default)"} context ${cfg.kubeconfig.context ?? "(current)"}` : "default credentials (in-cluster or $KUBECONFIG)";
+        log.info(`agent of region ${region} started: ${agentMembers.length} member(s), ${creds}`);
+      }
+    }
+
+    let coordinator: Coordinator | undefined;
+    let api: ApiServer | undefined;
+    if (roles.has("coordinator") && !abort.signal.aborted) {
+      const c = await startCoordinator({ config, bus, log, id, registry });
+      coordinator = c;
+      stops.push({ what: `coordinator ${id}`, stop: () => c.stop() });
+      log.info(`coordinator ${id} started; competing for the coordinator lease`);
+      const server = await startApiServer({ service: c, listen, tokens, ...(config.api.tls ? { tls: config.api.tls } : {}), log, metricsRegistry: registry });
+      api = server;
+      stops.push({ what: "the API", stop: () => server.close() });
+      const advertised = advertisedUrl(server.url, listen, opts.advertiseUrl ?? process.env.PGFED_ADVERTISE_URL);
+      await c.setApiUrl(advertised);
+      log.info(`API serving ${server.url} (advertised to other coordinators as ${advertised}) with ${tokens.length} token(s), /metrics included`);
+    } else if (opts.metricsListen && !abort.signal.aborted) {
+      const { url, server } = await startMetricsServer(opts.metricsListen, registry);
+      stops.push({
+        what: "the metrics endpoint",
+        stop: () => {
+          server.closeAllConnections();
+          return new Promise<void>((r) => server.close(() => r()));
+        },
+      });
+      log.info(`metrics at ${url}/metrics`);
+    }
+
+    if (!abort.signal.aborted) {
+      log.info(`pgfed run ready in ${Date.now() - t0} ms: ${[regions.length > 0 ? `agents for ${regions.join(", ")}` : "", coordinator ? `coordinator ${id}${api ? ` at ${api.url}` : ""}` : ""].filter((s) => s !== "").join("; ")}`);
+    }
+    const sig = await signalled;
+    log.info(`${sig} received: stopping`);
+  } catch (e) {
+    if (abort.signal.aborted) log.info(`stopped while starting (${errorMessage(e)})`);
+    else {
+      await stopAll();
+      dispose();
+      throw e;
+    }
+  }
+  await stopAll();
+  dispose();
+}
