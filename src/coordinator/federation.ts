@@ -418,7 +418,8 @@ export class FederationRuntime {
   private persist(ctx: FederationContext): void {
     if (this.stale || this.stopped || !this.actor) return;
     const snapshot = this.actor.getPersistedSnapshot();
-    const ops = [...this.operations.values()].slice(-MAX_KEPT_OPERATIONS);
+    // Copies: the write runs later, and the records keep changing; the stored operations must match the snapshot.
+    const ops = [...this.operations.values()].slice(-MAX_KEPT_OPERATIONS).map((o) => structuredClone(o));
     const value: Omit<FederationRecord, "updatedAt"> = {
       epoch: ctx.epoch,
       designatedPrimary: ctx.designatedPrimary,
@@ -585,7 +586,17 @@ export class FederationRuntime {
         confirmRetry: 1_000,
       },
       actors: {
-        preflight: fromPromise<PreflightOutput, PreflightInput>(async ({ input }) => this.preflight(input)),
+        preflight: fromPromise<PreflightOutput, PreflightInput>(async ({ input, signal }) => {
+          // A leader that just started (or resumed this step) has no observations or lag figures yet: wait for them, bounded, rather than refuse.
+          const until = this.now() + 10_000;
+          let out = this.preflight(input);
+          while (!out.ok && out.missingEvidence === true && this.now() < until && !signal.aborted && !this.stopped) {
+            await sleep(200);
+            out = this.preflight(input);
+          }
+          const { missingEvidence: _missing, ...verdict } = out;
+          return verdict;
+        }),
         demotePrimary: fromPromise<void, DemotePrimaryInput>(async ({ input, signal }) => {
           const op = this.operations.get(input.operationId);
           if (op && op.tokenBefore === undefined) {
@@ -618,7 +629,8 @@ export class FederationRuntime {
           );
         }),
         verifySwitchover: fromPromise<VerifySwitchoverOutput, VerifySwitchoverInput>(async ({ input, signal }) => {
-          const t = this.observations.get(input.target)?.obs;
+          // A leader resuming this step has not heard from the target yet: wait for it (bounded) before judging.
+          const t = await this.awaitObservation(input.target, "to run as an unfenced primary", (x) => x.role === "primary" && !x.fenced, 10_000, signal).catch(() => this.observations.get(input.target)?.obs);
           if (t?.role !== "primary" || t.fenced) return { ok: false, reason: `${input.target} is not an unfenced primary (role ${t?.role ?? "?"}, fenced ${String(t?.fenced)})` };
           // CNPG issue #9273: the token must leave the new primary's spec before it is demoted again.
           await this.command(input.target, { kind: "clearToken" }, { ...input, step: "verify", timeoutMs: 20_000, signal });
@@ -663,18 +675,18 @@ export class FederationRuntime {
     });
   }
 
-  private preflight(input: PreflightInput): PreflightOutput {
+  private preflight(input: PreflightInput): PreflightOutput & { missingEvidence?: boolean } {
     const t = this.observations.get(input.target)?.obs;
     const lag = this.targetLag(input.target);
-    const no = (reason: string): PreflightOutput => ({ ok: false, targetLagBytes: lag?.bytes ?? 0, targetLagMs: lag?.ms ?? 0, reason });
-    if (!t) return no(`no observation of ${input.target} yet`);
+    const no = (reason: string, missingEvidence = false): PreflightOutput & { missingEvidence?: boolean } => ({ ok: false, targetLagBytes: lag?.bytes ?? 0, targetLagMs: lag?.ms ?? 0, reason, missingEvidence });
+    if (!t || !this.observations.has(input.from)) return no(`no observation of ${t ? input.from : input.target} yet`, true);
     if (!t.reachable) return no(`${input.target} is unreachable: ${t.reason ?? "no reason"}`);
     if (t.role !== "replica") return no(`${input.target} is not a replica cluster (role ${t.role})`);
     if (t.fenced) return no(`${input.target} is fenced`);
     if (!t.ready) return no(`${input.target} is not ready (phase ${t.phase})`);
     const f = this.observations.get(input.from)?.obs;
     if (!f?.reachable || f.role !== "primary") return no(`${input.from} is not observed as a reachable primary`);
-    if (!lag) return no(`no lag figure for ${input.target} yet (waiting for samples of both members)`);
+    if (!lag) return no(`no lag figure for ${input.target} yet (waiting for samples of both members)`, true);
     return { ok: true, targetLagBytes: lag.bytes, targetLagMs: lag.ms };
   }
 
