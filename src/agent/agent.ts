@@ -789,7 +789,7 @@ export function lagFromSample(s: MemberSample): LagSample {
     ...(s.timeline > 0 ? { timeline: s.timeline } : {}),
     sampledAtMs: Math.max(0, Math.floor(s.atMs)),
   };
-  if (s.role === "primary") return { role: "primary", currentLsn: formatLsn(s.currentLsn), inRecovery: false, ...common };
+  if (s.role === "primary") return { role: "primary", currentLsn: formatLsn(s.currentLsn), inRecovery: false, nextXid: s.nextXid.toString(), runningXids: s.runningXids, ...common };
   return {
     role: "replica",
     ...(s.receiveLsn !== undefined ? { receivedLsn: formatLsn(s.receiveLsn) } : {}),

@@ -86,6 +86,9 @@ export const lagSampleSchema = z.object({
   archiveFailedCount: count.optional(),
   lastFailedAtMs: msTime.optional(),
   segmentsReady: count.optional(),
+  /** Primary only: pg_current_xact_id-based next xid (decimal) and transactions holding an xid, so a quiet primary's non-commit WAL is not counted as exposure. */
+  nextXid: z.string().regex(/^\d{1,20}$/).optional(),
+  runningXids: count.optional(),
   timeline: z.number().int().positive().optional(),
   inRecovery: z.boolean(),
   sampledAtMs: msTime,

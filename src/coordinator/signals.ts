@@ -32,8 +32,9 @@ export function memberObservation(o: Observation, atMs: number): MemberObservati
 }
 
 /**
- * A wire lag sample as the evaluator's MemberSample. The wire carries no xid counters, so the
- * "quiet primary" refinement is off (runningXids 1): exposure may count WAL that holds no commit.
+ * A wire lag sample as the evaluator's MemberSample. The xid counters drive the "quiet primary"
+ * refinement (WAL an idle primary writes without a commit, e.g. the bgwriter's running-xacts record,
+ * is no exposure); a sample without them (an older agent) turns it off (runningXids 1).
  */
 export function sampleFromLag(federation: string, member: string, region: string, s: LagSample): MemberSample | undefined {
   const archiver: ArchiverStats = {
@@ -48,7 +49,8 @@ export function sampleFromLag(federation: string, member: string, region: string
   };
   const common = { federation, member, region, atMs: s.sampledAtMs, durationMs: 0, serverNowMs: s.sampledAtMs, timeline: s.timeline ?? 1, archiver };
   if (s.role === "primary" && s.currentLsn !== undefined) {
-    return { ...common, role: "primary", currentLsn: parseLsn(s.currentLsn), nextXid: 0n, runningXids: 1, standbys: [] };
+    const xids = s.nextXid !== undefined && s.runningXids !== undefined ? { nextXid: BigInt(s.nextXid), runningXids: s.runningXids } : { nextXid: 0n, runningXids: 1 };
+    return { ...common, role: "primary", currentLsn: parseLsn(s.currentLsn), ...xids, standbys: [] };
   }
   if (s.role === "replica") {
     return {
