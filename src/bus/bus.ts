@@ -584,7 +584,9 @@ function isRetriable(e: unknown): boolean {
   return true; // timeouts, no responders, connection errors
 }
 
-type ConsumerLike = { consume(): Promise<ConsumerMessages> };
+type ConsumerLike = { consume(opts?: { expires?: number }): Promise<ConsumerMessages> };
+
+const CONSUME_EXPIRES_MS = 2_000;
 
 /** One consumer's delivery loop: parse, dead-letter or handle, ack/nak. Never throws. */
 class ConsumerLoop implements BusSubscription {
@@ -614,7 +616,9 @@ class ConsumerLoop implements BusSubscription {
 
   private async loop(): Promise<void> {
     try {
-      this.messages = await this.consumer.consume();
+      // Short pulls (idle heartbeat = expires/2): after a NATS restart the client keeps counting the lost pull as pending
+      // (a recreated ordered consumer then pulls a few messages and stalls) until two heartbeats are missed; 30 s by default.
+      this.messages = await this.consumer.consume({ expires: CONSUME_EXPIRES_MS });
       void this.watchNotifications(this.messages);
       for await (const m of this.messages) {
         if (this.stopped) break;
