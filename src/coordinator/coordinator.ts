@@ -304,7 +304,12 @@ class CoordinatorImpl implements Coordinator {
       rt.forgetOperation(record.id);
       throw new ServiceError("refused", ctx.lastDecision, undefined, { federation: rt.name });
     }
-    await rt.flushed().catch(() => undefined);
+    // An operation id is only handed out once its record is stored: a new leader must know it.
+    const stored = await rt.flushed().then(
+      () => !this.stopped,
+      () => false,
+    );
+    if (!stored) throw new ServiceError("not_leader", `operation ${record.id} on ${rt.name} was not stored (this coordinator stopped leading); ask again`, undefined, { federation: rt.name });
     return toOperationView(rt.operation(record.id) ?? record);
   }
 
