@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import { resolve } from "node:path";
 import { createLogger } from "../log.js";
-import { callLab, formatLabStatus, startLabControl } from "../lab/control.js";
+import { callLab, formatLabStatus, startLabControl, type RegionAction } from "../lab/control.js";
 import { startLab, type Lab, type LabMemberStatus } from "../lab/lab.js";
 import { stopOnSignals } from "../lab/proc.js";
 import { CliExit, EXIT } from "./exit-codes.js";
@@ -11,7 +11,10 @@ const ACTIONS = ["start", "status", "kill-region", "partition-region", "restore-
 type Action = (typeof ACTIONS)[number];
 
 /** Hook for the control plane (agents, coordinator, API) the lab runs on top of its regions. */
-export type ControlPlaneStarter = (lab: Lab, io: CliIo) => Promise<{ stop: () => Promise<void>; info: () => Record<string, string> }>;
+export type ControlPlaneStarter = (
+  lab: Lab,
+  io: CliIo,
+) => Promise<{ stop: () => Promise<void>; info: () => Record<string, string>; regionChanged?: (action: RegionAction, region: string) => Promise<void> }>;
 
 let controlPlane: ControlPlaneStarter | undefined;
 export function setLabControlPlane(starter: ControlPlaneStarter): void {
@@ -80,7 +83,12 @@ async function runLab(dir: string, regionsArg: string, io: CliIo): Promise<void>
       step("starting agents and the coordinator");
       plane = await controlPlane(lab, io);
     }
-    control = await startLabControl(lab, () => void stopAll(), () => plane?.info() ?? {});
+    control = await startLabControl(
+      lab,
+      () => void stopAll(),
+      () => plane?.info() ?? {},
+      async (action, region) => plane?.regionChanged?.(action, region),
+    );
   } catch (e) {
     await stopAll();
     throw e;

@@ -30,7 +30,15 @@ export interface LabControl {
 type Action = "status" | "kill-region" | "partition-region" | "restore-region" | "stop";
 const ACTIONS: readonly Action[] = ["status", "kill-region", "partition-region", "restore-region", "stop"];
 
-export async function startLabControl(lab: Lab, onStop: () => void, extra: () => Record<string, string> = () => ({})): Promise<LabControl> {
+/** What happened to a region, for the control plane to follow (a killed region loses its agent too). */
+export type RegionAction = "kill-region" | "partition-region" | "restore-region";
+
+export async function startLabControl(
+  lab: Lab,
+  onStop: () => void,
+  extra: () => Record<string, string> = () => ({}),
+  onRegion: (action: RegionAction, region: string) => Promise<void> = async () => undefined,
+): Promise<LabControl> {
   const server: Server = createServer((req, res) => {
     const url = new URL(req.url ?? "/", "http://127.0.0.1");
     const action = url.pathname.slice(1) as Action;
@@ -46,12 +54,15 @@ export async function startLabControl(lab: Lab, onStop: () => void, extra: () =>
           return { members: await lab.status(), extra: extra() };
         case "kill-region":
           await lab.killRegion(region);
+          await onRegion(action, region);
           return { done: `region ${region} killed` };
         case "partition-region":
           await lab.partitionRegion(region);
+          await onRegion(action, region);
           return { done: `region ${region} partitioned` };
         case "restore-region":
           await lab.restoreRegion(region);
+          await onRegion(action, region);
           return { done: `region ${region} restored` };
         case "stop":
           setImmediate(onStop);

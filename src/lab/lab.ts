@@ -350,6 +350,8 @@ export async function startLab(opts: LabOptions): Promise<Lab> {
   await mkdir(dir, { recursive: true, mode: 0o755 });
   await ensurePostgresCanReach(dir);
   await cleanupStaleLab(dir, log);
+  // Every start is a fresh lab: Postgres data or NATS state (KV epochs) left by an earlier run would not match the new clusters.
+  for (const sub of ["data", "nats"]) await rm(join(dir, sub), { recursive: true, force: true });
   await writeFile(join(dir, PID_FILE), `${JSON.stringify({ labPid: process.pid, dir, pids: [] } satisfies PidRecord)}\n`);
 
   const started: { stop: () => Promise<void> }[] = [];
