@@ -173,9 +173,13 @@ export class ClusterWatch {
     onError: ((err: PgfedError) => void) | undefined,
     private readonly log: Logger | undefined,
   ) {
-    informer.on("connect", () => {
+    // "connect" fires before the list is even tried, so only a delivered object proves the watch
+    // works again: resetting the backoff earlier turned an API outage into a retry every 250 ms.
+    const healthy = () => {
       this.backoffMs = 250;
-    });
+    };
+    informer.on("add", healthy);
+    informer.on("update", healthy);
     informer.on("error", (err: unknown) => {
       if (this.stopped) return;
       const e = kubeError(region, "watching Clusters", err);
