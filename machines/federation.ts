@@ -458,6 +458,58 @@ function notProvided(name: string): never {
 const STEADY = "#federation.operation.steady";
 const OPERATOR_REQUIRED = "#federation.operation.operatorRequired";
 
+// What an aborted operation does next (the `then` of abortOperation, part of its lastDecision).
+const NOTHING_CHANGED = "nothing was changed";
+const REDESIGNATING_OLD_PRIMARY = "re-designating the old primary";
+const TARGET_MAY_BE_PRIMARY = "not undoing: the target may already be primary; operator required";
+const TARGET_WAS_PROMOTED = "not undoing: the target was promoted; operator required";
+const PRIMARY_STAYS = "the primary stays designated";
+const PRIMARY_STAYS_MAYBE_FENCED = "the primary stays designated (it may have been fenced)";
+const OLD_PRIMARY_FENCED = "nothing promoted; the old primary stays designated but is fenced";
+const MEMBER_STAYS_DIVERGED = "the member stays diverged";
+
+const setStep = (step: OperationStep) => ({ type: "setStep", params: { step } }) as const;
+const finishAs = (outcome: OperationOutcome) => ({ type: "finishOperation", params: { outcome } }) as const;
+const abortOperation = (then: string) => ({ type: "abortOperation", params: { then } }) as const;
+
+// Ways out of an operation step, shared by its error, timeout and ABORT rows. Each row keeps its
+// own description: the coordinator logs and audits it verbatim.
+
+/** Stop before anything irreversible: alert, record the operation as aborted, back to steady. */
+function abortToSteady(then: string, description: string) {
+  return { target: STEADY, actions: [abortOperation(then), finishAs("aborted")], description };
+}
+
+/** Stop a switchover before its promote: alert, then re-designate the old primary. */
+function abortToUndo(description: string) {
+  return { target: "undoing", actions: abortOperation(REDESIGNATING_OLD_PRIMARY), description };
+}
+
+/** Stop after the promote was issued: alert and never undo; an operator must RESOLVE. */
+function abortToOperator(then: string, description: string) {
+  return { target: OPERATOR_REQUIRED, actions: [abortOperation(then), setStep("operatorRequired")], description };
+}
+
+/** Re-designating the old primary failed: nobody is designated; an operator must RESOLVE. */
+function dropToOperator(description: string) {
+  return { target: OPERATOR_REQUIRED, actions: ["dropDesignation" as const, setStep("operatorRequired")], description };
+}
+
+/** The failed primary is not confirmed down (yet): wait in `unconfirmed`, then try again. */
+function notConfirmed(description: string) {
+  return { target: "unconfirmed", actions: "recordUnconfirmed" as const, description };
+}
+
+/** The primary came back before it was confirmed down: the failover is cancelled. */
+function cancelOnRecovery(description: string) {
+  return { target: STEADY, actions: ["recordCancel" as const, finishAs("cancelled")], description };
+}
+
+/** An operator's ABORT of the operation in flight, leaving the way `row` does. */
+function onAbort<Row extends object>(row: Row) {
+  return { guard: "abortMatches" as const, ...row };
+}
+
 export const federationMachine = setup({
   types: {
     context: {} as FederationContext,
@@ -912,7 +964,7 @@ export const federationMachine = setup({
           states: {
             preflight: {
               description: "Read-only checks: is the target healthy and within the RPO budget?",
-              entry: { type: "setStep", params: { step: "preflight" } },
+              entry: setStep("preflight"),
               invoke: {
                 id: "preflight",
                 src: "preflight",
@@ -931,45 +983,23 @@ export const federationMachine = setup({
                   },
                   {
                     target: STEADY,
-                    actions: [{ type: "recordPreflight", params: ({ event }) => event.output }, { type: "finishOperation", params: { outcome: "refused" } }],
+                    actions: [{ type: "recordPreflight", params: ({ event }) => event.output }, finishAs("refused")],
                     description: "switchover refused at preflight: the target lags more than the budget or is not ready; nothing was changed",
                   },
                 ],
-                onError: {
-                  target: STEADY,
-                  actions: [
-                    { type: "abortOperation", params: { then: "nothing was changed" } },
-                    { type: "finishOperation", params: { outcome: "aborted" } },
-                  ],
-                  description: "switchover aborted: preflight failed before anything was changed; alert raised",
-                },
+                onError: abortToSteady(NOTHING_CHANGED, "switchover aborted: preflight failed before anything was changed; alert raised"),
               },
               after: {
-                stepTimeout: {
-                  target: STEADY,
-                  actions: [
-                    { type: "abortOperation", params: { then: "nothing was changed" } },
-                    { type: "finishOperation", params: { outcome: "aborted" } },
-                  ],
-                  description: "switchover aborted: preflight timed out before anything was changed; alert raised",
-                },
+                stepTimeout: abortToSteady(NOTHING_CHANGED, "switchover aborted: preflight timed out before anything was changed; alert raised"),
               },
               on: {
-                ABORT: {
-                  guard: "abortMatches",
-                  target: STEADY,
-                  actions: [
-                    { type: "abortOperation", params: { then: "nothing was changed" } },
-                    { type: "finishOperation", params: { outcome: "aborted" } },
-                  ],
-                  description: "switchover aborted by an operator during preflight; nothing was changed; alert raised",
-                },
+                ABORT: onAbort(abortToSteady(NOTHING_CHANGED, "switchover aborted by an operator during preflight; nothing was changed; alert raised")),
               },
             },
 
             demote: {
               description: "Ensure the old primary is patched to follow the target (CNPG then demotes it cleanly).",
-              entry: { type: "setStep", params: { step: "demote" } },
+              entry: setStep("demote"),
               invoke: {
                 id: "demotePrimary",
                 src: "demotePrimary",
@@ -982,32 +1012,19 @@ export const federationMachine = setup({
                   target: "awaitToken",
                   description: "old primary patched to follow the target; waiting for its demotion token",
                 },
-                onError: {
-                  target: "undoing",
-                  actions: { type: "abortOperation", params: { then: "re-designating the old primary" } },
-                  description: "switchover aborted: demoting the old primary failed; re-designating it; alert raised",
-                },
+                onError: abortToUndo("switchover aborted: demoting the old primary failed; re-designating it; alert raised"),
               },
               after: {
-                stepTimeout: {
-                  target: "undoing",
-                  actions: { type: "abortOperation", params: { then: "re-designating the old primary" } },
-                  description: "switchover aborted: demoting the old primary timed out; re-designating it; alert raised",
-                },
+                stepTimeout: abortToUndo("switchover aborted: demoting the old primary timed out; re-designating it; alert raised"),
               },
               on: {
-                ABORT: {
-                  guard: "abortMatches",
-                  target: "undoing",
-                  actions: { type: "abortOperation", params: { then: "re-designating the old primary" } },
-                  description: "switchover aborted by an operator while demoting; re-designating the old primary; alert raised",
-                },
+                ABORT: onAbort(abortToUndo("switchover aborted by an operator while demoting; re-designating the old primary; alert raised")),
               },
             },
 
             awaitToken: {
               description: "Wait for CNPG to write the old primary's demotion token (clean shutdown checkpoint archived).",
-              entry: { type: "setStep", params: { step: "awaitToken" } },
+              entry: setStep("awaitToken"),
               invoke: {
                 id: "awaitDemotionToken",
                 src: "awaitDemotionToken",
@@ -1020,32 +1037,19 @@ export const federationMachine = setup({
                   actions: { type: "storeToken", params: ({ event }) => event.output },
                   description: "primary demoted cleanly; demotion token available; promoting the target with it",
                 },
-                onError: {
-                  target: "undoing",
-                  actions: { type: "abortOperation", params: { then: "re-designating the old primary" } },
-                  description: "switchover aborted: reading the demotion token failed; re-designating the old primary; alert raised",
-                },
+                onError: abortToUndo("switchover aborted: reading the demotion token failed; re-designating the old primary; alert raised"),
               },
               after: {
-                tokenTimeout: {
-                  target: "undoing",
-                  actions: { type: "abortOperation", params: { then: "re-designating the old primary" } },
-                  description: "switchover aborted: the demotion token never came; re-designating the old primary; alert raised",
-                },
+                tokenTimeout: abortToUndo("switchover aborted: the demotion token never came; re-designating the old primary; alert raised"),
               },
               on: {
-                ABORT: {
-                  guard: "abortMatches",
-                  target: "undoing",
-                  actions: { type: "abortOperation", params: { then: "re-designating the old primary" } },
-                  description: "switchover aborted by an operator while waiting for the token; re-designating the old primary; alert raised",
-                },
+                ABORT: onAbort(abortToUndo("switchover aborted by an operator while waiting for the token; re-designating the old primary; alert raised")),
               },
             },
 
             undoing: {
               description: "Ensure the old primary is primary again (spec.replica.primary = itself). No promote was issued.",
-              entry: { type: "setStep", params: { step: "undo" } },
+              entry: setStep("undo"),
               invoke: {
                 id: "undoDemotion",
                 src: "undoDemotion",
@@ -1055,27 +1059,19 @@ export const federationMachine = setup({
                 }),
                 onDone: {
                   target: STEADY,
-                  actions: ["recordUndone", { type: "finishOperation", params: { outcome: "aborted" } }],
+                  actions: ["recordUndone", finishAs("aborted")],
                   description: "aborted switchover undone: the old primary is primary again; the epoch is unchanged",
                 },
-                onError: {
-                  target: OPERATOR_REQUIRED,
-                  actions: ["dropDesignation", { type: "setStep", params: { step: "operatorRequired" } }],
-                  description: "re-designating the old primary failed: no designated primary is left; operator required; alert raised",
-                },
+                onError: dropToOperator("re-designating the old primary failed: no designated primary is left; operator required; alert raised"),
               },
               after: {
-                stepTimeout: {
-                  target: OPERATOR_REQUIRED,
-                  actions: ["dropDesignation", { type: "setStep", params: { step: "operatorRequired" } }],
-                  description: "re-designating the old primary timed out: no designated primary is left; operator required; alert raised",
-                },
+                stepTimeout: dropToOperator("re-designating the old primary timed out: no designated primary is left; operator required; alert raised"),
               },
             },
 
             promote: {
               description: "The promote command is issued: the target is the designated primary at epoch+1 from this moment.",
-              entry: [{ type: "setStep", params: { step: "promote" } }, "designateTarget"],
+              entry: [setStep("promote"), "designateTarget"],
               invoke: {
                 id: "promoteWithToken",
                 src: "promoteWithToken",
@@ -1089,41 +1085,19 @@ export const federationMachine = setup({
                   target: "verify",
                   description: "target promoted with the demotion token; verifying the new topology",
                 },
-                onError: {
-                  target: OPERATOR_REQUIRED,
-                  actions: [
-                    { type: "abortOperation", params: { then: "not undoing: the target may already be primary; operator required" } },
-                    { type: "setStep", params: { step: "operatorRequired" } },
-                  ],
-                  description: "switchover stopped after the promote was issued: promotion failed; not undoing; operator required; alert raised",
-                },
+                onError: abortToOperator(TARGET_MAY_BE_PRIMARY, "switchover stopped after the promote was issued: promotion failed; not undoing; operator required; alert raised"),
               },
               after: {
-                promoteTimeout: {
-                  target: OPERATOR_REQUIRED,
-                  actions: [
-                    { type: "abortOperation", params: { then: "not undoing: the target may already be primary; operator required" } },
-                    { type: "setStep", params: { step: "operatorRequired" } },
-                  ],
-                  description: "switchover stopped after the promote was issued: promotion timed out; not undoing; operator required; alert raised",
-                },
+                promoteTimeout: abortToOperator(TARGET_MAY_BE_PRIMARY, "switchover stopped after the promote was issued: promotion timed out; not undoing; operator required; alert raised"),
               },
               on: {
-                ABORT: {
-                  guard: "abortMatches",
-                  target: OPERATOR_REQUIRED,
-                  actions: [
-                    { type: "abortOperation", params: { then: "not undoing: the target may already be primary; operator required" } },
-                    { type: "setStep", params: { step: "operatorRequired" } },
-                  ],
-                  description: "switchover aborted by an operator after the promote was issued; not undoing; operator required; alert raised",
-                },
+                ABORT: onAbort(abortToOperator(TARGET_MAY_BE_PRIMARY, "switchover aborted by an operator after the promote was issued; not undoing; operator required; alert raised")),
               },
             },
 
             verify: {
               description: "Check that the target is primary with the token as lastPromotionToken and the old primary follows it.",
-              entry: { type: "setStep", params: { step: "verify" } },
+              entry: setStep("verify"),
               invoke: {
                 id: "verifySwitchover",
                 src: "verifySwitchover",
@@ -1137,47 +1111,18 @@ export const federationMachine = setup({
                   {
                     guard: { type: "switchoverVerified", params: ({ event }) => event.output },
                     target: STEADY,
-                    actions: ["recordCompletion", { type: "finishOperation", params: { outcome: "completed" } }],
+                    actions: ["recordCompletion", finishAs("completed")],
                     description: "switchover completed: the target is primary and the old primary follows it",
                   },
-                  {
-                    target: OPERATOR_REQUIRED,
-                    actions: [
-                      { type: "abortOperation", params: { then: "not undoing: the target was promoted; operator required" } },
-                      { type: "setStep", params: { step: "operatorRequired" } },
-                    ],
-                    description: "switchover verification failed after the promote; not undoing; operator required; alert raised",
-                  },
+                  abortToOperator(TARGET_WAS_PROMOTED, "switchover verification failed after the promote; not undoing; operator required; alert raised"),
                 ],
-                onError: {
-                  target: OPERATOR_REQUIRED,
-                  actions: [
-                    { type: "abortOperation", params: { then: "not undoing: the target was promoted; operator required" } },
-                    { type: "setStep", params: { step: "operatorRequired" } },
-                  ],
-                  description: "switchover verification errored after the promote; not undoing; operator required; alert raised",
-                },
+                onError: abortToOperator(TARGET_WAS_PROMOTED, "switchover verification errored after the promote; not undoing; operator required; alert raised"),
               },
               after: {
-                stepTimeout: {
-                  target: OPERATOR_REQUIRED,
-                  actions: [
-                    { type: "abortOperation", params: { then: "not undoing: the target was promoted; operator required" } },
-                    { type: "setStep", params: { step: "operatorRequired" } },
-                  ],
-                  description: "switchover verification timed out after the promote; not undoing; operator required; alert raised",
-                },
+                stepTimeout: abortToOperator(TARGET_WAS_PROMOTED, "switchover verification timed out after the promote; not undoing; operator required; alert raised"),
               },
               on: {
-                ABORT: {
-                  guard: "abortMatches",
-                  target: OPERATOR_REQUIRED,
-                  actions: [
-                    { type: "abortOperation", params: { then: "not undoing: the target was promoted; operator required" } },
-                    { type: "setStep", params: { step: "operatorRequired" } },
-                  ],
-                  description: "switchover aborted by an operator during verification; not undoing; operator required; alert raised",
-                },
+                ABORT: onAbort(abortToOperator(TARGET_WAS_PROMOTED, "switchover aborted by an operator during verification; not undoing; operator required; alert raised")),
               },
             },
           },
@@ -1189,31 +1134,19 @@ export const federationMachine = setup({
           states: {
             suspect: {
               description: "The primary looks down; give it a grace period to come back.",
-              entry: { type: "setStep", params: { step: "suspect" } },
+              entry: setStep("suspect"),
               after: {
                 suspectGrace: { target: "confirming", description: "primary still down after the grace period; confirming it is down" },
               },
               on: {
-                PRIMARY_RECOVERED: {
-                  target: STEADY,
-                  actions: ["recordCancel", { type: "finishOperation", params: { outcome: "cancelled" } }],
-                  description: "primary recovered during the grace period; failover cancelled",
-                },
-                ABORT: {
-                  guard: "abortMatches",
-                  target: STEADY,
-                  actions: [
-                    { type: "abortOperation", params: { then: "the primary stays designated" } },
-                    { type: "finishOperation", params: { outcome: "aborted" } },
-                  ],
-                  description: "failover aborted by an operator before anything was done; alert raised",
-                },
+                PRIMARY_RECOVERED: cancelOnRecovery("primary recovered during the grace period; failover cancelled"),
+                ABORT: onAbort(abortToSteady(PRIMARY_STAYS, "failover aborted by an operator before anything was done; alert raised")),
               },
             },
 
             confirming: {
               description: "Ensure the old primary is fenced, or learn that its primary lease expired plus the clock-skew margin.",
-              entry: { type: "setStep", params: { step: "confirm" } },
+              entry: setStep("confirm"),
               invoke: {
                 id: "confirmPrimaryDown",
                 src: "confirmPrimaryDown",
@@ -1228,64 +1161,28 @@ export const federationMachine = setup({
                     actions: { type: "recordConfirmation", params: ({ event }) => event.output },
                     description: "old primary confirmed down (fenced, or its lease expired); applying the RPO gate",
                   },
-                  {
-                    target: "unconfirmed",
-                    actions: "recordUnconfirmed",
-                    description: "old primary neither fenced nor past its lease: not confirmed down; trying again later",
-                  },
+                  notConfirmed("old primary neither fenced nor past its lease: not confirmed down; trying again later"),
                 ],
-                onError: {
-                  target: "unconfirmed",
-                  actions: "recordUnconfirmed",
-                  description: "confirming the old primary is down failed; trying again later",
-                },
+                onError: notConfirmed("confirming the old primary is down failed; trying again later"),
               },
               after: {
-                stepTimeout: {
-                  target: "unconfirmed",
-                  actions: "recordUnconfirmed",
-                  description: "confirming the old primary is down timed out; trying again later",
-                },
+                stepTimeout: notConfirmed("confirming the old primary is down timed out; trying again later"),
               },
               on: {
-                PRIMARY_RECOVERED: {
-                  target: STEADY,
-                  actions: ["recordCancel", { type: "finishOperation", params: { outcome: "cancelled" } }],
-                  description: "primary recovered before it was confirmed down; failover cancelled",
-                },
-                ABORT: {
-                  guard: "abortMatches",
-                  target: STEADY,
-                  actions: [
-                    { type: "abortOperation", params: { then: "the primary stays designated (it may have been fenced)" } },
-                    { type: "finishOperation", params: { outcome: "aborted" } },
-                  ],
-                  description: "failover aborted by an operator while confirming; nothing promoted; alert raised",
-                },
+                PRIMARY_RECOVERED: cancelOnRecovery("primary recovered before it was confirmed down; failover cancelled"),
+                ABORT: onAbort(abortToSteady(PRIMARY_STAYS_MAYBE_FENCED, "failover aborted by an operator while confirming; nothing promoted; alert raised")),
               },
             },
 
             unconfirmed: {
               description: "The primary could not be confirmed down; wait, then try again.",
-              entry: { type: "setStep", params: { step: "unconfirmed" } },
+              entry: setStep("unconfirmed"),
               after: {
                 confirmRetry: { target: "confirming", description: "trying again to confirm the old primary is down" },
               },
               on: {
-                PRIMARY_RECOVERED: {
-                  target: STEADY,
-                  actions: ["recordCancel", { type: "finishOperation", params: { outcome: "cancelled" } }],
-                  description: "primary recovered before it was confirmed down; failover cancelled",
-                },
-                ABORT: {
-                  guard: "abortMatches",
-                  target: STEADY,
-                  actions: [
-                    { type: "abortOperation", params: { then: "the primary stays designated (it may have been fenced)" } },
-                    { type: "finishOperation", params: { outcome: "aborted" } },
-                  ],
-                  description: "failover aborted by an operator while the primary was unconfirmed; nothing promoted; alert raised",
-                },
+                PRIMARY_RECOVERED: cancelOnRecovery("primary recovered before it was confirmed down; failover cancelled"),
+                ABORT: onAbort(abortToSteady(PRIMARY_STAYS_MAYBE_FENCED, "failover aborted by an operator while the primary was unconfirmed; nothing promoted; alert raised")),
               },
             },
 
@@ -1308,7 +1205,7 @@ export const federationMachine = setup({
 
             awaitingApproval: {
               description: "Promotion waits for an operator to accept the worst-case loss (or for the loss to fall within the budget).",
-              entry: { type: "setStep", params: { step: "awaitApproval" } },
+              entry: setStep("awaitApproval"),
               exit: "clearAwaitingApproval",
               on: {
                 APPROVE: [
@@ -1338,21 +1235,13 @@ export const federationMachine = setup({
                   actions: "configure",
                   description: "configuration changed while waiting for approval; applying the RPO gate again",
                 },
-                ABORT: {
-                  guard: "abortMatches",
-                  target: STEADY,
-                  actions: [
-                    { type: "abortOperation", params: { then: "nothing promoted; the old primary stays designated but is fenced" } },
-                    { type: "finishOperation", params: { outcome: "aborted" } },
-                  ],
-                  description: "failover aborted by an operator instead of approving; nothing promoted; alert raised",
-                },
+                ABORT: onAbort(abortToSteady(OLD_PRIMARY_FENCED, "failover aborted by an operator instead of approving; nothing promoted; alert raised")),
               },
             },
 
             promoting: {
               description: "The promote command is issued: the target is the designated primary at epoch+1 from this moment.",
-              entry: [{ type: "setStep", params: { step: "promoteWithoutToken" } }, "designateTarget", "markFormerPendingFence"],
+              entry: [setStep("promoteWithoutToken"), "designateTarget", "markFormerPendingFence"],
               invoke: {
                 id: "promoteWithoutToken",
                 src: "promoteWithoutToken",
@@ -1368,38 +1257,16 @@ export const federationMachine = setup({
                 },
                 onDone: {
                   target: STEADY,
-                  actions: ["recordCompletion", { type: "finishOperation", params: { outcome: "completed" } }],
+                  actions: ["recordCompletion", finishAs("completed")],
                   description: "failover completed: the target is primary; the former primary will be fenced and marked diverged when seen",
                 },
-                onError: {
-                  target: OPERATOR_REQUIRED,
-                  actions: [
-                    { type: "abortOperation", params: { then: "not undoing: the target may already be primary; operator required" } },
-                    { type: "setStep", params: { step: "operatorRequired" } },
-                  ],
-                  description: "failover stopped after the promote was issued: promotion failed; not undoing; operator required; alert raised",
-                },
+                onError: abortToOperator(TARGET_MAY_BE_PRIMARY, "failover stopped after the promote was issued: promotion failed; not undoing; operator required; alert raised"),
               },
               after: {
-                promoteTimeout: {
-                  target: OPERATOR_REQUIRED,
-                  actions: [
-                    { type: "abortOperation", params: { then: "not undoing: the target may already be primary; operator required" } },
-                    { type: "setStep", params: { step: "operatorRequired" } },
-                  ],
-                  description: "failover stopped after the promote was issued: promotion timed out; not undoing; operator required; alert raised",
-                },
+                promoteTimeout: abortToOperator(TARGET_MAY_BE_PRIMARY, "failover stopped after the promote was issued: promotion timed out; not undoing; operator required; alert raised"),
               },
               on: {
-                ABORT: {
-                  guard: "abortMatches",
-                  target: OPERATOR_REQUIRED,
-                  actions: [
-                    { type: "abortOperation", params: { then: "not undoing: the target may already be primary; operator required" } },
-                    { type: "setStep", params: { step: "operatorRequired" } },
-                  ],
-                  description: "failover aborted by an operator after the promote was issued; not undoing; operator required; alert raised",
-                },
+                ABORT: onAbort(abortToOperator(TARGET_MAY_BE_PRIMARY, "failover aborted by an operator after the promote was issued; not undoing; operator required; alert raised")),
               },
             },
           },
@@ -1421,15 +1288,7 @@ export const federationMachine = setup({
                   },
                   { actions: "refuseRequest", description: "approval ignored: it names another operation" },
                 ],
-                ABORT: {
-                  guard: "abortMatches",
-                  target: STEADY,
-                  actions: [
-                    { type: "abortOperation", params: { then: "the member stays diverged" } },
-                    { type: "finishOperation", params: { outcome: "aborted" } },
-                  ],
-                  description: "rejoin aborted by an operator before approval; the member stays diverged; alert raised",
-                },
+                ABORT: onAbort(abortToSteady(MEMBER_STAYS_DIVERGED, "rejoin aborted by an operator before approval; the member stays diverged; alert raised")),
                 PRIMARY_SUSPECT: [
                   {
                     guard: "automationPaused",
@@ -1446,7 +1305,7 @@ export const federationMachine = setup({
             },
             rejoining: {
               description: "Ensure the diverged member is re-cloned as a replica of the designated primary.",
-              entry: { type: "setStep", params: { step: "rejoin" } },
+              entry: setStep("rejoin"),
               invoke: {
                 id: "rejoinMember",
                 src: "rejoinMember",
@@ -1457,38 +1316,16 @@ export const federationMachine = setup({
                 }),
                 onDone: {
                   target: STEADY,
-                  actions: ["removeFromDiverged", "recordCompletion", { type: "finishOperation", params: { outcome: "completed" } }],
+                  actions: ["removeFromDiverged", "recordCompletion", finishAs("completed")],
                   description: "rejoin completed: the member is a replica of the primary and no longer diverged",
                 },
-                onError: {
-                  target: STEADY,
-                  actions: [
-                    { type: "abortOperation", params: { then: "the member stays diverged" } },
-                    { type: "finishOperation", params: { outcome: "aborted" } },
-                  ],
-                  description: "rejoin failed; the member stays diverged; alert raised",
-                },
+                onError: abortToSteady(MEMBER_STAYS_DIVERGED, "rejoin failed; the member stays diverged; alert raised"),
               },
               after: {
-                stepTimeout: {
-                  target: STEADY,
-                  actions: [
-                    { type: "abortOperation", params: { then: "the member stays diverged" } },
-                    { type: "finishOperation", params: { outcome: "aborted" } },
-                  ],
-                  description: "rejoin timed out; the member stays diverged; alert raised",
-                },
+                stepTimeout: abortToSteady(MEMBER_STAYS_DIVERGED, "rejoin timed out; the member stays diverged; alert raised"),
               },
               on: {
-                ABORT: {
-                  guard: "abortMatches",
-                  target: STEADY,
-                  actions: [
-                    { type: "abortOperation", params: { then: "the member stays diverged" } },
-                    { type: "finishOperation", params: { outcome: "aborted" } },
-                  ],
-                  description: "rejoin aborted by an operator; the member stays diverged; alert raised",
-                },
+                ABORT: onAbort(abortToSteady(MEMBER_STAYS_DIVERGED, "rejoin aborted by an operator; the member stays diverged; alert raised")),
               },
             },
           },
@@ -1501,7 +1338,7 @@ export const federationMachine = setup({
               {
                 guard: "resolveNamesEligibleMember",
                 target: "steady",
-                actions: ["resolveDesignation", { type: "finishOperation", params: { outcome: "resolved" } }],
+                actions: ["resolveDesignation", finishAs("resolved")],
                 description: "operator resolved the federation and named its primary; automation continues",
               },
               { actions: "refuseRequest", description: "resolve refused: it does not name an eligible member" },
