@@ -85,6 +85,18 @@ function isStale(context: MemberContext, atMs: number): boolean {
 /** Guard reference: "the observation is fresh and says the member is `state`". */
 const observed = (state: ObservedState) => ({ type: "observedAs", params: { state } }) as const;
 
+/** Row: a fresh observation says the member is still `state`; record it. */
+const stays = (state: ObservedState, description: string) =>
+  ({ guard: observed(state), actions: "recordObservation", description }) as const;
+
+/** Row: a fresh observation says the member is now `state`; record it and go there. */
+const becomes = (state: ObservedState, description: string) =>
+  ({ guard: observed(state), target: state, actions: "recordObservation", description }) as const;
+
+/** Root-level row: the same, from whatever state the member is in. */
+const becomesFromAnyState = (state: ObservedState, description: string) =>
+  ({ guard: observed(state), target: `.${state}`, actions: "recordObservation", description }) as const;
+
 export const memberMachine = setup({
   types: {
     context: {} as MemberContext,
@@ -173,11 +185,7 @@ export const memberMachine = setup({
       description: "No valid observation yet, or CNPG reports the cluster unrecoverable, or the last CNPG object was unexpected.",
       on: {
         OBSERVED: [
-          {
-            guard: observed("unknown"),
-            actions: "recordObservation",
-            description: "CNPG still reports the cluster unrecoverable; member stays unknown",
-          },
+          stays("unknown", "CNPG still reports the cluster unrecoverable; member stays unknown"),
           // Every other observation is handled by the root-level rows ("member observed as …").
         ],
       },
@@ -187,31 +195,11 @@ export const memberMachine = setup({
       description: "The Cluster's spec names itself as primary and CNPG runs it as the primary cluster.",
       on: {
         OBSERVED: [
-          { guard: observed("primary"), actions: "recordObservation", description: "primary observed healthy; nothing changed" },
-          {
-            guard: observed("demoting"),
-            target: "demoting",
-            actions: "recordObservation",
-            description: "primary began demoting: its spec names another primary and CNPG is shutting it down cleanly",
-          },
-          {
-            guard: observed("demoted"),
-            target: "demoted",
-            actions: "recordObservation",
-            description: "primary demoted cleanly; demotion token available",
-          },
-          {
-            guard: observed("replica"),
-            target: "replica",
-            actions: "recordObservation",
-            description: "primary became a replica cluster without writing a demotion token (unplanned demotion)",
-          },
-          {
-            guard: observed("fenced"),
-            target: "fenced",
-            actions: "recordObservation",
-            description: "primary fenced: its Postgres no longer accepts writes",
-          },
+          stays("primary", "primary observed healthy; nothing changed"),
+          becomes("demoting", "primary began demoting: its spec names another primary and CNPG is shutting it down cleanly"),
+          becomes("demoted", "primary demoted cleanly; demotion token available"),
+          becomes("replica", "primary became a replica cluster without writing a demotion token (unplanned demotion)"),
+          becomes("fenced", "primary fenced: its Postgres no longer accepts writes"),
         ],
       },
     },
@@ -220,25 +208,10 @@ export const memberMachine = setup({
       description: "A former primary that CNPG is turning into a replica cluster (clean shutdown, then token).",
       on: {
         OBSERVED: [
-          { guard: observed("demoting"), actions: "recordObservation", description: "demotion still in progress" },
-          {
-            guard: observed("demoted"),
-            target: "demoted",
-            actions: "recordObservation",
-            description: "primary demoted cleanly; demotion token available",
-          },
-          {
-            guard: observed("replica"),
-            target: "replica",
-            actions: "recordObservation",
-            description: "demotion finished without a demotion token; member is a replica cluster",
-          },
-          {
-            guard: observed("primary"),
-            target: "primary",
-            actions: "recordObservation",
-            description: "demotion undone: the spec names this member primary again",
-          },
+          stays("demoting", "demotion still in progress"),
+          becomes("demoted", "primary demoted cleanly; demotion token available"),
+          becomes("replica", "demotion finished without a demotion token; member is a replica cluster"),
+          becomes("primary", "demotion undone: the spec names this member primary again"),
         ],
       },
     },
@@ -247,25 +220,10 @@ export const memberMachine = setup({
       description: "A replica cluster that was demoted cleanly and holds the demotion token its successor needs.",
       on: {
         OBSERVED: [
-          { guard: observed("demoted"), actions: "recordObservation", description: "demoted member still holds its demotion token" },
-          {
-            guard: observed("replica"),
-            target: "replica",
-            actions: "recordObservation",
-            description: "demotion token cleared; member is an ordinary replica cluster",
-          },
-          {
-            guard: observed("primary"),
-            target: "primary",
-            actions: "recordObservation",
-            description: "demoted member is primary again (the switchover was undone)",
-          },
-          {
-            guard: observed("promoting"),
-            target: "promoting",
-            actions: "recordObservation",
-            description: "demoted member is being promoted back to primary",
-          },
+          stays("demoted", "demoted member still holds its demotion token"),
+          becomes("replica", "demotion token cleared; member is an ordinary replica cluster"),
+          becomes("primary", "demoted member is primary again (the switchover was undone)"),
+          becomes("promoting", "demoted member is being promoted back to primary"),
         ],
       },
     },
@@ -274,19 +232,9 @@ export const memberMachine = setup({
       description: "A replica cluster following the designated primary through the archive and/or streaming.",
       on: {
         OBSERVED: [
-          { guard: observed("replica"), actions: "recordObservation", description: "replica cluster observed healthy; nothing changed" },
-          {
-            guard: observed("promoting"),
-            target: "promoting",
-            actions: "recordObservation",
-            description: "replica cluster began promoting to primary cluster",
-          },
-          {
-            guard: observed("primary"),
-            target: "primary",
-            actions: "recordObservation",
-            description: "replica cluster promoted: member is now primary",
-          },
+          stays("replica", "replica cluster observed healthy; nothing changed"),
+          becomes("promoting", "replica cluster began promoting to primary cluster"),
+          becomes("primary", "replica cluster promoted: member is now primary"),
         ],
       },
     },
@@ -295,19 +243,9 @@ export const memberMachine = setup({
       description: "The spec names this member primary; CNPG is promoting it (waiting for the token's position, or promoting now).",
       on: {
         OBSERVED: [
-          { guard: observed("promoting"), actions: "recordObservation", description: "promotion still in progress" },
-          {
-            guard: observed("primary"),
-            target: "primary",
-            actions: "recordObservation",
-            description: "promotion completed: member is now primary",
-          },
-          {
-            guard: observed("replica"),
-            target: "replica",
-            actions: "recordObservation",
-            description: "promotion abandoned: member is a replica cluster again",
-          },
+          stays("promoting", "promotion still in progress"),
+          becomes("primary", "promotion completed: member is now primary"),
+          becomes("replica", "promotion abandoned: member is a replica cluster again"),
         ],
       },
     },
@@ -316,19 +254,9 @@ export const memberMachine = setup({
       description: "Every instance is fenced (cnpg.io/fencedInstances); Postgres is stopped and accepts no writes.",
       on: {
         OBSERVED: [
-          { guard: observed("fenced"), actions: "recordObservation", description: "member still fenced" },
-          {
-            guard: observed("primary"),
-            target: "primary",
-            actions: "recordObservation",
-            description: "fence lifted: member is primary and accepts writes again",
-          },
-          {
-            guard: observed("replica"),
-            target: "replica",
-            actions: "recordObservation",
-            description: "fence lifted: member is a replica cluster",
-          },
+          stays("fenced", "member still fenced"),
+          becomes("primary", "fence lifted: member is primary and accepts writes again"),
+          becomes("replica", "fence lifted: member is a replica cluster"),
         ],
       },
     },
@@ -342,18 +270,8 @@ export const memberMachine = setup({
           description: "member still unreachable",
         },
         OBSERVED: [
-          {
-            guard: observed("primary"),
-            target: "primary",
-            actions: "recordObservation",
-            description: "member reachable again and still primary",
-          },
-          {
-            guard: observed("replica"),
-            target: "replica",
-            actions: "recordObservation",
-            description: "member reachable again as a replica cluster",
-          },
+          becomes("primary", "member reachable again and still primary"),
+          becomes("replica", "member reachable again as a replica cluster"),
         ],
       },
     },
@@ -393,48 +311,13 @@ export const memberMachine = setup({
   on: {
     OBSERVED: [
       { guard: "isStale", description: "stale observation ignored (older than the last one)" },
-      {
-        guard: observed("unknown"),
-        target: ".unknown",
-        actions: "recordObservation",
-        description: "CNPG reports the cluster unrecoverable and needing manual intervention; member state unknown",
-      },
-      {
-        guard: observed("fenced"),
-        target: ".fenced",
-        actions: "recordObservation",
-        description: "member observed fenced: its Postgres accepts no writes",
-      },
-      {
-        guard: observed("promoting"),
-        target: ".promoting",
-        actions: "recordObservation",
-        description: "member observed promoting to primary cluster",
-      },
-      {
-        guard: observed("primary"),
-        target: ".primary",
-        actions: "recordObservation",
-        description: "member observed as the primary cluster",
-      },
-      {
-        guard: observed("demoting"),
-        target: ".demoting",
-        actions: "recordObservation",
-        description: "member observed demoting: CNPG is switching it to a replica cluster",
-      },
-      {
-        guard: observed("demoted"),
-        target: ".demoted",
-        actions: "recordObservation",
-        description: "member observed demoted, holding a demotion token",
-      },
-      {
-        guard: observed("replica"),
-        target: ".replica",
-        actions: "recordObservation",
-        description: "member observed as a replica cluster",
-      },
+      becomesFromAnyState("unknown", "CNPG reports the cluster unrecoverable and needing manual intervention; member state unknown"),
+      becomesFromAnyState("fenced", "member observed fenced: its Postgres accepts no writes"),
+      becomesFromAnyState("promoting", "member observed promoting to primary cluster"),
+      becomesFromAnyState("primary", "member observed as the primary cluster"),
+      becomesFromAnyState("demoting", "member observed demoting: CNPG is switching it to a replica cluster"),
+      becomesFromAnyState("demoted", "member observed demoted, holding a demotion token"),
+      becomesFromAnyState("replica", "member observed as a replica cluster"),
     ],
     UNREACHABLE: [
       { guard: "isStale", description: "stale unreachability report ignored (older than the last observation)" },
