@@ -4,6 +4,7 @@
  */
 import { z } from "zod";
 import { parseDurationMs } from "../duration.js";
+import { operationViewSchema } from "../coordinator/operation-view.js";
 import type { AuditEntry, FederationView, OperationView, PlanView } from "../coordinator/service.js";
 
 const name = z.string().min(1).max(63).regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, "must be a DNS-label-like name (lower-case letters, digits and '-')");
@@ -125,27 +126,8 @@ const exposureView = z.object({
   safeSource: z.string(),
   sampledAt: z.string().nullable(),
 });
-export const operationView = z.object({
-    id: z.string(),
-    federation: z.string(),
-    kind: z.enum(["switchover", "failover", "rejoin"]),
-    state: z.enum(["running", "awaitingApproval", "operatorRequired", "completed", "aborted", "refused", "cancelled", "resolved"]),
-    step: z.string(),
-    target: z.string().nullable(),
-    from: z.string().nullable(),
-    reason: z.string(),
-    requestedBy: z.string(),
-    automatic: z.boolean(),
-    startedAt: z.string(),
-    finishedAt: z.string().nullable(),
-    epochBefore: z.number(),
-    epochAfter: numOrNull,
-    acceptedLossSeconds: numOrNull,
-    durationSeconds: numOrNull,
-    dataLossSeconds: numOrNull,
-    lastDecision: z.string().meta({ description: "The coordinator's latest one-sentence decision, with its numbers." }),
-    steps: z.array(z.object({ at: z.string(), step: z.string(), description: z.string() })),
-  });
+/** Owned by the coordinator: the same shape is stored in its KV record. */
+export const operationView = operationViewSchema;
 export const federationView = z
   .object({
     name: z.string(),

@@ -4,29 +4,10 @@
  * its `epoch` to refuse older commands (rule 1); a new leader restores the machine from `snapshot`.
  */
 import { z } from "zod";
+import { operationViewSchema } from "./operation-view.js";
 
-const stepSchema = z.object({ at: z.string(), step: z.string(), description: z.string() });
-
-export const operationRecordSchema = z.object({
-  id: z.string(),
-  federation: z.string(),
-  kind: z.enum(["switchover", "failover", "rejoin"]),
-  state: z.enum(["running", "awaitingApproval", "operatorRequired", "completed", "aborted", "refused", "cancelled", "resolved"]),
-  step: z.string(),
-  target: z.string().nullable(),
-  from: z.string().nullable(),
-  reason: z.string(),
-  requestedBy: z.string(),
-  automatic: z.boolean(),
-  startedAt: z.string(),
-  finishedAt: z.string().nullable(),
-  epochBefore: z.number(),
-  epochAfter: z.number().nullable(),
-  acceptedLossSeconds: z.number().nullable(),
-  durationSeconds: z.number().nullable(),
-  dataLossSeconds: z.number().nullable(),
-  lastDecision: z.string(),
-  steps: z.array(stepSchema),
+/** An operation as the API shows it, plus what only the coordinator needs to carry on after a restart. */
+export const operationRecordSchema = operationViewSchema.extend({
   /** Demotion token of the old primary seen before the demote command (a stale one stays in CNPG's status). */
   tokenBefore: z.string().nullable().optional(),
   idempotencyKey: z.string().optional(),
