@@ -23,17 +23,11 @@ import {
   type FederationInput,
   type LossEstimate,
 } from "../../../machines/index.js";
+import { ordersFederation } from "./support.js";
 
 type Snapshot = SnapshotFrom<typeof federationMachine>;
 
-const input: FederationInput = {
-  federation: "orders",
-  members: ["pg-eu", "pg-us", "pg-ap"],
-  designatedPrimary: "pg-eu",
-  epoch: 1,
-  rpo: { budgetMs: 30_000, warnAt: 0.5 },
-  failoverMode: "automatic",
-};
+const input: FederationInput = { ...ordersFederation, epoch: 1 };
 const MAX_EPOCH = 3;
 
 const within: LossEstimate[] = [

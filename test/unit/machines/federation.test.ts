@@ -20,15 +20,7 @@ import {
   type VerifySwitchoverInput,
   type VerifySwitchoverOutput,
 } from "../../../machines/index.js";
-
-const input: FederationInput = {
-  federation: "orders",
-  members: ["pg-eu", "pg-us", "pg-ap"],
-  designatedPrimary: "pg-eu",
-  epoch: 7,
-  rpo: { budgetMs: 30_000, warnAt: 0.5 },
-  failoverMode: "automatic",
-};
+import { never, ordersFederation as input } from "./support.js";
 
 const TOKEN = "eyJsYXRlc3RDaGVja3BvaW50VGltZWxpbmVJRCI6IjEifQ==";
 const withinBudget: LossEstimate[] = [
@@ -40,7 +32,6 @@ const overBudget: LossEstimate[] = [
   { target: "pg-ap", worstCaseLossMs: 50_000, lossBytes: 33_554_432 },
 ];
 
-const never = <T>(): Promise<T> => new Promise<T>(() => undefined);
 const fail = (message: string) => (): Promise<never> => Promise.reject(new Error(message));
 
 type Behaviour = {

@@ -7,7 +7,6 @@ import {
   type AwaitDemotionTokenOutput,
   type ConfirmPrimaryDownOutput,
   type DemotePrimaryInput,
-  type FederationInput,
   type PreflightInput,
   type PreflightOutput,
   type PromoteWithTokenInput,
@@ -15,20 +14,10 @@ import {
   type VerifySwitchoverInput,
   type VerifySwitchoverOutput,
 } from "../../../machines/index.js";
-
-const input: FederationInput = {
-  federation: "orders",
-  members: ["pg-eu", "pg-us", "pg-ap"],
-  designatedPrimary: "pg-eu",
-  epoch: 7,
-  rpo: { budgetMs: 30_000, warnAt: 0.5 },
-  failoverMode: "automatic",
-};
+import { never, ordersFederation as input } from "./support.js";
 
 /** What the coordinator does: persist to NATS KV as JSON, read it back after a crash. */
 const throughJson = (snapshot: Snapshot<unknown>): Snapshot<unknown> => JSON.parse(JSON.stringify(snapshot)) as Snapshot<unknown>;
-
-const never = <T>(): Promise<T> => new Promise<T>(() => undefined);
 
 describe("persisted snapshots", () => {
   it("resumes a switchover at the step it was on and re-runs that step's effect, without bumping the epoch twice", async () => {
