@@ -4,6 +4,7 @@ import { defineConfig } from "vitest/config";
 // Postgres and NATS processes, so they run one file at a time on the 2-core CI machine.
 export default defineConfig({
   test: {
+    globalSetup: ["test/global-setup.ts"],
     projects: [
       {
         test: { name: "unit", include: ["test/unit/**/*.test.ts"], testTimeout: 30_000 },

@@ -4,7 +4,7 @@
  * descendants' PIDs), also on failure and Ctrl-C. Nothing is ever killed by name.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { createWriteStream, readFileSync, readdirSync, statSync, type WriteStream } from "node:fs";
+import { appendFileSync, createWriteStream, readFileSync, readdirSync, statSync, type WriteStream } from "node:fs";
 import { createServer } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { PgfedError } from "../errors.js";
@@ -149,6 +149,7 @@ export class ManagedProcess {
       });
     });
     tracked.add(this);
+    recordPid(this.pid);
   }
 
   get running(): boolean {
@@ -184,6 +185,55 @@ export class ManagedProcess {
 }
 
 const tracked = new Set<ManagedProcess>();
+
+/**
+ * When PGFED_PID_REGISTRY names a file, every started server's PID and command line is appended
+ * to it, so that the test run's global teardown can stop what a worker killed on a timeout (whose
+ * exit handlers never ran) left behind — by PID, and only if the command line still matches.
+ */
+export const PID_REGISTRY_ENV = "PGFED_PID_REGISTRY";
+
+function recordPid(pid: number): void {
+  const file = process.env[PID_REGISTRY_ENV];
+  if (!file) return;
+  try {
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+    appendFileSync(file, `${JSON.stringify({ pid, cmdline })}\n`);
+  } catch {
+    // the process is already gone: nothing to clean up later
+  }
+}
+
+/** Stops every process in a PID registry that is still alive with the same command line; returns how many. */
+export function sweepPidRegistry(file: string): number {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch {
+    return 0;
+  }
+  let swept = 0;
+  for (const line of text.split("\n")) {
+    if (!line.trim()) continue;
+    let rec: { pid: number; cmdline: string };
+    try {
+      rec = JSON.parse(line) as { pid: number; cmdline: string };
+    } catch {
+      continue;
+    }
+    let current: string;
+    try {
+      current = readFileSync(`/proc/${rec.pid}/cmdline`, "utf8");
+    } catch {
+      continue;
+    }
+    if (current === rec.cmdline && isAlive(rec.pid)) {
+      signalTree(rec.pid, "SIGKILL");
+      swept++;
+    }
+  }
+  return swept;
+}
 
 /** Starts a tracked child process; it is SIGKILLed with its descendants if this process exits. */
 export function spawnManaged(cmd: string, args: string[], opts: SpawnOptions): ManagedProcess {
