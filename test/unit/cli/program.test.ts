@@ -1,7 +1,7 @@
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { runCli, type CliIo } from "../../../src/cli/program.js";
 import { VERSION } from "../../../src/cli/version.js";
 
@@ -12,6 +12,15 @@ function capture(): CliIo & { stdout: () => string; stderr: () => string } {
 }
 
 const example = readFileSync(new URL("../../../deploy/examples/pgfed.yaml", import.meta.url), "utf8");
+const tmp: string[] = [];
+function tempDir(prefix: string): string {
+  const d = mkdtempSync(join(tmpdir(), prefix));
+  tmp.push(d);
+  return d;
+}
+afterAll(() => {
+  for (const d of tmp) rmSync(d, { recursive: true, force: true });
+});
 
 describe("pgfed CLI basics", () => {
   it("prints its version", async () => {
@@ -22,7 +31,7 @@ describe("pgfed CLI basics", () => {
 
   it("accepts a valid config and summarises it", async () => {
     const io = capture();
-    const file = join(mkdtempSync(join(tmpdir(), "pgfed-cli-")), "ok.yaml");
+    const file = join(tempDir("pgfed-cli-"), "ok.yaml");
     writeFileSync(file, example);
     expect(await runCli(["config", "check", file], io)).toBe(0);
     expect(io.stdout()).toContain("ok (1 federation(s), 2 member(s), 2 region(s))");
@@ -30,7 +39,7 @@ describe("pgfed CLI basics", () => {
 
   it("refuses a broken config with exit code 2 and the path of each problem", async () => {
     const io = capture();
-    const file = join(mkdtempSync(join(tmpdir(), "pgfed-cli-")), "bad.yaml");
+    const file = join(tempDir("pgfed-cli-"), "bad.yaml");
     writeFileSync(file, example.replace("region: us-east, namespace", "region: eu-wst, namespace"));
     expect(await runCli(["config", "check", file], io)).toBe(2);
     expect(io.stderr()).toContain('federations[0].members[1].region: unknown region "eu-wst"');
@@ -54,7 +63,7 @@ describe("pgfed CLI basics", () => {
 
   it("says clearly when no lab is running", async () => {
     const io = capture();
-    const dir = mkdtempSync(join(tmpdir(), "pgfed-nolab-"));
+    const dir = tempDir("pgfed-nolab-");
     expect(await runCli(["lab", "status", "--dir", dir], io)).toBe(1);
     expect(io.stderr()).toContain(`no lab is running in ${dir}`);
   });
