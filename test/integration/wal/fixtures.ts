@@ -103,7 +103,12 @@ export function startWriter(inst: PgInstance, pauseMs = 10): Writer {
     try {
       await client.connect();
       for (let id = 1; !stopping; id++) {
-        const res = await client.query<{ at_ms: number }>("INSERT INTO rows (id, at_ms, payload) VALUES ($1, extract(epoch FROM clock_timestamp()) * 1000, repeat('x', 200)) RETURNING at_ms", [id]);
+        // The time is read in RETURNING, after the row's WAL record, so it is as close to the commit
+        // as SQL can get (a VALUES expression ran before the insert and overstated the loss).
+        const res = await client.query<{ at_ms: number }>(
+          "INSERT INTO rows (id, at_ms, payload) VALUES ($1, 0, repeat('x', 200)) RETURNING extract(epoch FROM clock_timestamp()) * 1000 AS at_ms",
+          [id],
+        );
         const at = res.rows[0]?.at_ms;
         if (at !== undefined) commits.push({ id, atMs: at });
         if (pauseMs > 0) await sleep(pauseMs);
