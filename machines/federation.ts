@@ -255,6 +255,8 @@ export const defaultDelays = {
   suspectGrace: 10_000,
   /** Pause before trying again to confirm a suspected primary down. */
   confirmRetry: 5_000,
+  /** Longest wait for a rejoin: a re-clone copies the whole database (pg_basebackup), hours for a large one. */
+  rejoinTimeout: 6 * 60 * 60_000,
 } as const;
 
 // ---------------------------------------------------------------------------------------------
@@ -402,6 +404,9 @@ function withAlert(alerts: Alert[], alert: Alert): Alert[] {
 }
 
 /** What made an operation stop, from the event that stopped it. */
+/** "requested by alice: kernel upgrade", or "requested by alice" when no reason was given. */
+const requestedByWhy = (who: string, reason: string): string => `requested by ${who}${reason ? `: ${reason}` : ""}`;
+
 function abortCause(event: EventObject): string {
   if (event.type.startsWith("xstate.after.")) return "timed out";
   if (event.type.startsWith("xstate.error.actor.") && "error" in event) return `error: ${errorText(event.error)}`;
@@ -409,7 +414,7 @@ function abortCause(event: EventObject): string {
     const output = event.output as VerifySwitchoverOutput;
     return `verification failed: ${output.reason ?? "no reason given"}`;
   }
-  if (event.type === "ABORT" && "by" in event && "reason" in event) return `aborted by ${String(event.by)}: ${String(event.reason)}`;
+  if (event.type === "ABORT" && "by" in event && "reason" in event) return `aborted by ${String(event.by)}${String(event.reason) ? `: ${String(event.reason)}` : ""}`;
   return event.type;
 }
 
@@ -569,7 +574,7 @@ export const federationMachine = setup({
       return {
         operation,
         demotionToken: null,
-        lastDecision: `switchover ${event.operationId} of ${context.federation} from ${context.designatedPrimary ?? "?"} to ${event.target} accepted (requested by ${event.requestedBy}: ${event.reason})`,
+        lastDecision: `switchover ${event.operationId} of ${context.federation} from ${context.designatedPrimary ?? "?"} to ${event.target} accepted (${requestedByWhy(event.requestedBy, event.reason)})`,
       };
     }),
     startAutomaticFailover: assign(({ context, event }) => {
@@ -608,7 +613,7 @@ export const federationMachine = setup({
       };
       return {
         operation,
-        lastDecision: `failover ${event.operationId} of ${context.federation} requested by ${event.requestedBy} (${event.reason}); confirming that ${context.designatedPrimary ?? "?"} is down first`,
+        lastDecision: `failover ${event.operationId} of ${context.federation} ${requestedByWhy(event.requestedBy, event.reason)}; confirming that ${context.designatedPrimary ?? "?"} is down first`,
       };
     }),
     startRejoin: assign(({ context, event }) => {
@@ -1322,7 +1327,7 @@ export const federationMachine = setup({
                 onError: abortToSteady(MEMBER_STAYS_DIVERGED, "rejoin failed; the member stays diverged; alert raised"),
               },
               after: {
-                stepTimeout: abortToSteady(MEMBER_STAYS_DIVERGED, "rejoin timed out; the member stays diverged; alert raised"),
+                rejoinTimeout: abortToSteady(MEMBER_STAYS_DIVERGED, "rejoin timed out; the member stays diverged; alert raised"),
               },
               on: {
                 ABORT: onAbort(abortToSteady(MEMBER_STAYS_DIVERGED, "rejoin aborted by an operator; the member stays diverged; alert raised")),

@@ -9,7 +9,11 @@
  *      refusing commands from an older epoch or past their deadline, and answers with a result;
  *   4. holds the federation's primary lease for a member that is the unfenced primary and fences
  *      that primary itself when it can no longer vouch for it (primary-guard.ts);
- *   5. counts what it does (metrics.ts).
+ *   5. fences a member that is an unfenced primary by its spec while the coordinator's federation
+ *      record designates another member (a former primary whose region came back), before it
+ *      publishes anything or guards a lease at start, and again after a reconnect, on every record
+ *      change and every observation (startup-fence.ts);
+ *   6. counts what it does (metrics.ts).
  * Nothing here may crash the process: every async path ends in a catch that logs; stop() is bounded.
  */
 import { createHash } from "node:crypto";
@@ -31,9 +35,11 @@ import {
   type LeaseStore,
   type MessageOf,
   type Observation,
+  type StateStore,
   type StateWatch,
+  InvalidStateError,
 } from "../bus/index.js";
-import { clusterRole, isFullyFenced, fencePatch, type Cluster } from "../cnpg/index.js";
+import { clusterRole, isFencedForSure, isFullyFenced, fencePatch, type Cluster } from "../cnpg/index.js";
 import type { FederationConfig, MemberConfig, Config } from "../config.js";
 import { PgfedError, errorMessage } from "../errors.js";
 import type { ClusterWatch, ObjectRef, RegionClient } from "../kube/region.js";
@@ -47,7 +53,10 @@ import { EpochTracker, type EpochMark } from "./epochs.js";
 import { LatestPublisher } from "./latest-publisher.js";
 import { createAgentMetrics, type AgentMetrics, type CommandOutcome } from "./metrics.js";
 import { observeCluster, sameObservation, unknownObservation, unreachableObservation } from "./observation.js";
-import { PrimaryGuard, type FenceOutcome, type FenceReason, type GuardStatus, type SelfFenceReport } from "./primary-guard.js";
+import { recloneRecordSchema, runReclone, type RecloneOutcome, type RecloneRecord } from "./reclone.js";
+import { PrimaryGuard, type FenceOutcome, type FenceReason, type GuardStatus } from "./primary-guard.js";
+import { recordKnowledge, specStateOf, sweepVerdict, type RecordKnowledge } from "./startup-fence.js";
+import { withTimeout } from "../timeout.js";
 
 // ---- options and status ------------------------------------------------------------------------
 
@@ -86,7 +95,11 @@ export interface AgentOptions {
   heartbeatIntervalMs?: number;
   /** Clock for deadlines, message times and samples; leases use the LeaseStore's clock. */
   now?: () => number;
-  /** Follow the coordinator's federation record (`pgfed_state`, key `<federation>`, field `epoch`). Default true. */
+  /**
+   * Follow the coordinator's federation record (`pgfed_state`, key `<federation>`): its `epoch`, and
+   * its designated primary for the fence sweep (startup-fence.ts). Default true; false also turns
+   * the sweep off.
+   */
   watchStateEpochs?: boolean;
   /** Bound on one Kubernetes API call (reads, patches). Default max(2 s, heartbeat interval). */
   kubeTimeoutMs?: number;
@@ -106,10 +119,27 @@ export interface MemberStatus {
   lastCommand: { id: string; kind: string; ok: boolean; sentence: string; atMs: number } | undefined;
 }
 
+/** How the fence sweep at start went (startup-fence.ts). */
+export interface StartupSweepStatus {
+  /** pending: running; waiting: the records could not be read, retrying; done: every member was judged once. */
+  state: "pending" | "waiting" | "done";
+  /** Agent start → the last fence patch accepted (or → every member judged when nothing was fenced). */
+  durationMs?: number;
+  /** Time of the KV read of the federation records. */
+  kvReadMs?: number;
+  /** Wall-clock time the sweep at start completed (its last fence accepted). */
+  completedAtMs?: number;
+  /** Members fenced by the sweep at start (`<federation>/<member>`). */
+  fenced: string[];
+  /** Why it is waiting (state "waiting"). */
+  reason?: string;
+}
+
 export interface AgentStatus {
   agentId: string;
   region: string;
   startedAtMs: number;
+  startupSweep: StartupSweepStatus;
   busConnected: boolean;
   members: MemberStatus[];
   epochs: Record<string, EpochMark>;
@@ -178,7 +208,27 @@ interface MemberRuntime {
   results: Map<string, MessageOf<"result">>;
   lastCommand: MemberStatus["lastCommand"];
   subscription: BusSubscription | undefined;
+  /** A fence sweep of this member in flight (one at a time; it re-reads the Cluster). */
+  sweeping: Promise<SweepOutcome> | undefined;
 }
+
+/** What the agent reports on the audit stream after fencing a member itself (self-fence or sweep). */
+interface FenceReport {
+  federation: string;
+  member: string;
+  /** Audit action: `primary.self_fenced` (lease guard) or `primary.superseded_fenced` (sweep). */
+  action: string;
+  /** Part of the deterministic audit id. */
+  idKind: string;
+  from: string;
+  reason: string;
+  sentence: string;
+  numbers: Record<string, number | string | boolean | null>;
+  fencedAtMs: number;
+}
+
+type SweepTrigger = "start" | "retry" | "reconnect" | "record" | "observation";
+type SweepOutcome = { fenced: true; atMs: number; sentence: string } | { fenced: false; why: string; failed?: boolean };
 
 export async function startAgent(opts: AgentOptions): Promise<Agent> {
   const agent = new RegionAgent(opts);
@@ -210,11 +260,18 @@ class RegionAgent implements Agent {
   private readonly stateWatches: StateWatch[] = [];
   private readonly loops: Promise<void>[] = [];
   private readonly stopSignal = new AbortController();
-  private readonly reports: SelfFenceReport[] = [];
+  private readonly reports: FenceReport[] = [];
+  /** The coordinator's federation record per federation, as the sweep understands it (absent key: not read yet). */
+  private readonly records = new Map<string, RecordKnowledge>();
+  private recordStore: StateStore<z.infer<typeof federationRecordSchema>> | undefined;
+  private recordWatching = false;
+  private sweepRetrying = false;
+  private startupSweep: StartupSweepStatus = { state: "pending", fenced: [] };
   private reporting: Promise<void> | undefined;
   private heartbeatRunning = false;
   private unhookReconnect: (() => void) | undefined;
   private stopping: Promise<void> | undefined;
+  private recloneStore: Promise<StateStore<RecloneRecord>> | undefined;
   readonly startedAtMs: number;
 
   constructor(private readonly opts: AgentOptions) {
@@ -275,7 +332,7 @@ class RegionAgent implements Agent {
       log,
       fence: (reason) => this.selfFence(rt, reason),
       onFenced: (report) => {
-        this.reports.push(report);
+        this.reports.push({ ...report, from: report.holder, action: "primary.self_fenced", idKind: "self-fence" });
         this.flushReports();
       },
       onHeld: (held) => this.metrics.leaseHeld.set(labels, held ? 1 : 0),
@@ -306,6 +363,7 @@ class RegionAgent implements Agent {
       results: new Map(),
       lastCommand: undefined,
       subscription: undefined,
+      sweeping: undefined,
     };
     return rt;
   }
@@ -314,6 +372,9 @@ class RegionAgent implements Agent {
 
   async start(): Promise<void> {
     this.unhookReconnect = this.opts.bus.onReconnect(() => this.afterReconnect());
+    // Before any observation is published or any lease guarded: a former primary whose region came
+    // back must be fenced before CNPG (which cannot fence it, CNPG.md) lets it take writes.
+    await this.sweepAtStart();
     if (this.opts.watchStateEpochs !== false) await this.watchEpochs();
     for (const rt of this.members) rt.subscription = await this.subscribeCommands(rt);
     for (const ns of new Set(this.members.map((m) => m.ref.namespace))) this.watchNamespace(ns);
@@ -373,6 +434,7 @@ class RegionAgent implements Agent {
         lease: rt.guard.status(),
         lastCommand: rt.lastCommand,
       })),
+      startupSweep: { ...this.startupSweep, fenced: [...this.startupSweep.fenced] },
       epochs: this.epochs.snapshot(),
       pendingReports: this.reports.length,
     };
@@ -380,6 +442,12 @@ class RegionAgent implements Agent {
 
   private async afterReconnect(): Promise<void> {
     if (this.stopped) return;
+    // The record may have moved on while we were cut off (a failover): judge the members again
+    // before re-publishing what we see.
+    if (this.opts.watchStateEpochs !== false && (await this.readRecords()).ok) {
+      if (!this.recordWatching) await this.watchEpochs();
+      await this.sweepMembers("reconnect");
+    }
     // Whatever was lost while disconnected is re-derived: current observations, then reports.
     for (const rt of this.members) if (rt.observation) this.offerObservation(rt, rt.observation, "heartbeat");
     this.flushReports();
@@ -388,28 +456,179 @@ class RegionAgent implements Agent {
   // ---- epochs from the coordinator's federation record -------------------------------------------
 
   private async watchEpochs(): Promise<void> {
+    const watches: StateWatch[] = [];
     try {
-      const store = await openStateStore(this.opts.bus, federationRecordSchema, { scope: "*" });
+      const store = await this.stateStore();
       for (const fed of this.federations) {
-        let invalidLogged = false;
         const w = await store.watch(
           (change) => {
-            if (change.kind === "put") {
-              if (this.epochs.note(fed, change.value.epoch, "state", `revision ${change.revision}`)) {
-                this.log.info({ federation: fed, epoch: change.value.epoch }, `${fed} is at epoch ${change.value.epoch} per the coordinator's record (revision ${change.revision})`);
-              }
-            } else if (change.kind === "invalid" && !invalidLogged) {
-              invalidLogged = true;
-              this.log.warn({ federation: fed }, `ignoring the federation record of ${fed} for epochs: ${change.error.message}`);
+            if (change.kind === "put") this.noteRecord(fed, recordKnowledge(change.value, change.revision), change.value.epoch);
+            else if (change.kind === "delete") this.noteRecord(fed, { kind: "absent" });
+            else this.noteRecord(fed, { kind: "invalid", revision: change.revision, problem: change.error.message });
+            // A record naming another primary may have just arrived: judge again the members seen
+            // as unfenced primaries it supersedes, and those not observed yet (no I/O for the others).
+            for (const rt of this.members) {
+              if (rt.fed.name === fed && (!rt.observation || this.looksSuperseded(rt, rt.observation))) void this.ensureNotSuperseded(rt, "record");
             }
           },
           { key: fed },
         );
-        this.stateWatches.push(w);
+        watches.push(w);
       }
+      this.stateWatches.push(...watches);
+      this.recordWatching = true;
     } catch (e) {
-      this.log.warn({ err: errorMessage(e) }, `not following federation epochs in the KV state (commands still raise them): ${errorMessage(e)}`);
+      await Promise.all(watches.map((w) => w.stop().catch(() => undefined)));
+      this.log.warn({ err: errorMessage(e) }, `not following the federation records in the KV state yet (commands still raise epochs; retried with the fence sweep): ${errorMessage(e)}`);
     }
+  }
+
+  private async stateStore(): Promise<StateStore<z.infer<typeof federationRecordSchema>>> {
+    this.recordStore ??= await this.bounded(openStateStore(this.opts.bus, federationRecordSchema, { scope: "*" }), "opening the KV state bucket", "bus.kv_failed");
+    return this.recordStore;
+  }
+
+  /** Raises the epoch from a record and keeps what the sweep needs of it; says when it becomes unusable. */
+  private noteRecord(fed: string, k: RecordKnowledge, epoch?: number): void {
+    if (epoch !== undefined && k.kind !== "absent" && this.epochs.note(fed, epoch, "state", `revision ${k.revision}`)) {
+      this.log.info({ federation: fed, epoch }, `${fed} is at epoch ${epoch} per the coordinator's record (revision ${k.revision})`);
+    }
+    const before = this.records.get(fed);
+    // A read that raced with a newer watch delivery must not put an older record back.
+    if (k.kind !== "absent" && before !== undefined && before.kind !== "absent" && k.revision < before.revision) return;
+    this.records.set(fed, k);
+    if (k.kind === "invalid" && before?.kind !== "invalid") {
+      this.log.warn({ federation: fed }, `the federation record of ${fed} is not usable (revision ${k.revision}): ${k.problem}; no member is fenced on its account`);
+    }
+  }
+
+  /** One read of every federation record; ok when KV answered for all (an invalid value is an answer). */
+  private async readRecords(): Promise<{ ok: true } | { ok: false; error: string }> {
+    try {
+      const store = await this.stateStore();
+      for (const fed of this.federations) {
+        try {
+          const entry = await this.bounded(store.get(fed), `reading the federation record of ${fed}`, "bus.kv_failed");
+          if (entry) this.noteRecord(fed, recordKnowledge(entry.value, entry.revision), entry.value.epoch);
+          else this.noteRecord(fed, { kind: "absent" });
+        } catch (e) {
+          if (!(e instanceof InvalidStateError)) throw e;
+          this.noteRecord(fed, { kind: "invalid", revision: e.revision, problem: e.message });
+        }
+      }
+      return { ok: true };
+    } catch (e) {
+      return { ok: false, error: errorMessage(e) };
+    }
+  }
+
+  // ---- the fence sweep (startup-fence.ts) --------------------------------------------------------
+
+  /** Reads the records and judges every member once; when KV does not answer, retries in the background. */
+  private async sweepAtStart(): Promise<void> {
+    if (this.opts.watchStateEpochs === false || this.members.length === 0) {
+      this.startupSweep = { state: "done", durationMs: 0, fenced: [] };
+      return;
+    }
+    const t0 = performance.now();
+    const read = await this.readRecords();
+    const kvReadMs = round1(performance.now() - t0);
+    if (!read.ok) {
+      this.startupSweep = { state: "waiting", kvReadMs, fenced: [], reason: read.error };
+      this.log.warn(
+        { kvReadMs },
+        `fence sweep at start: cannot read the federation records (${read.error}); fencing nothing on a guess, retrying with backoff; the primary-lease guards keep their rules meanwhile`,
+      );
+      this.retrySweep();
+      return;
+    }
+    await this.finishStartSweep(t0, kvReadMs, "start");
+  }
+
+  private async finishStartSweep(t0: number, kvReadMs: number, trigger: SweepTrigger): Promise<void> {
+    const outcomes = await this.sweepMembers(trigger);
+    const fenced = outcomes.filter((o) => o.outcome.fenced).map((o) => o.rt.who);
+    const durationMs = round1(performance.now() - t0);
+    this.startupSweep = { state: "done", durationMs, kvReadMs, fenced, completedAtMs: this.now() };
+    const judged = outcomes.map(({ rt, outcome }) => (outcome.fenced ? `${rt.who} fenced` : `${rt.who} left alone (${outcome.why})`)).join("; ");
+    this.log.info({ durationMs, kvReadMs, fenced }, `fence sweep at ${trigger} done in ${durationMs} ms (KV read ${kvReadMs} ms): ${judged || "no members"}`);
+  }
+
+  /** Retries the record read with a bounded backoff until KV answers, then sweeps once. */
+  private retrySweep(): void {
+    if (this.sweepRetrying || this.stopped) return;
+    this.sweepRetrying = true;
+    const t0 = performance.now();
+    this.loops.push(
+      (async () => {
+        let delayMs = 250;
+        for (let attempt = 1; !this.stopped; attempt++) {
+          await sleep(delayMs, undefined, { signal: this.stopSignal.signal }).catch(() => undefined);
+          if (this.stopped) return;
+          const kv0 = performance.now();
+          const read = await this.readRecords();
+          if (read.ok) {
+            if (!this.recordWatching) await this.watchEpochs();
+            await this.finishStartSweep(t0, round1(performance.now() - kv0), "retry");
+            return;
+          }
+          this.startupSweep = { ...this.startupSweep, reason: read.error };
+          this.log.warn({ attempt }, `fence sweep: still cannot read the federation records (${read.error}); retrying in ${Math.min(delayMs * 2, 5_000)} ms`);
+          delayMs = Math.min(delayMs * 2, 5_000);
+        }
+      })()
+        .catch((e: unknown) => this.log.error({ err: errorMessage(e) }, `the fence sweep retry failed: ${errorMessage(e)}`))
+        .finally(() => {
+          this.sweepRetrying = false;
+        }),
+    );
+  }
+
+  /** Judges every member (of one federation, or all) against its record; fences the superseded ones. */
+  private async sweepMembers(trigger: SweepTrigger, federation?: string): Promise<{ rt: MemberRuntime; outcome: SweepOutcome }[]> {
+    const members = this.members.filter((rt) => federation === undefined || rt.fed.name === federation);
+    return Promise.all(members.map(async (rt) => ({ rt, outcome: await this.ensureNotSuperseded(rt, trigger) })));
+  }
+
+  /** True when the observation shows an unfenced primary that the known record says is superseded (no I/O). */
+  private looksSuperseded(rt: MemberRuntime, obs: Observation): boolean {
+    if (this.opts.watchStateEpochs === false || !obs.reachable || obs.role !== "primary" || obs.fenced) return false;
+    return sweepVerdict({ federation: rt.fed.name, member: rt.cfg.name, spec: { primary: true, fullyFenced: false }, knowledge: this.records.get(rt.fed.name), newestEpochSeen: this.epochs.get(rt.fed.name)?.epoch }).fence;
+  }
+
+  /**
+   * Ensures a member the record says is superseded is fenced: reads the Cluster, judges it
+   * (startup-fence.ts), patches the fence once. Serialized with the member's other writes.
+   */
+  private ensureNotSuperseded(rt: MemberRuntime, trigger: SweepTrigger): Promise<SweepOutcome> {
+    if (rt.sweeping) return rt.sweeping;
+    const t0 = performance.now();
+    const run = this.serialized(rt, async (): Promise<SweepOutcome> => {
+      const c = await this.withKubeTimeout(this.opts.kube.getCluster(rt.ref), `reading Cluster ${rt.ref.namespace}/${rt.ref.name} for the fence sweep`);
+      const fed = rt.fed.name;
+      const verdict = sweepVerdict({ federation: fed, member: rt.cfg.name, spec: specStateOf(c), knowledge: this.records.get(fed), newestEpochSeen: this.epochs.get(fed)?.epoch });
+      if (!verdict.fence) return { fenced: false, why: verdict.why };
+      // Never guard the lease of a member being fenced as a former primary.
+      rt.guard.setWanted(false);
+      const atMs = await this.patchFence(rt, `fence sweep (${trigger}) of ${rt.who}:`, "superseded");
+      const sweepMs = round1(performance.now() - t0);
+      const sentence = `fenced ${rt.who} through the local Kubernetes API (${trigger} sweep, ${sweepMs} ms from reading it to the fence accepted): ${verdict.sentence}`;
+      const numbers = { ...verdict.numbers, sweepMs, fencedAtMs: atMs, agentStartedAtMs: this.startedAtMs, sinceAgentStartMs: atMs - this.startedAtMs, trigger };
+      rt.log.warn(numbers, sentence);
+      this.reports.push({ federation: fed, member: rt.cfg.name, action: "primary.superseded_fenced", idKind: "superseded-fence", from: this.source, reason: verdict.sentence, sentence, numbers, fencedAtMs: atMs });
+      this.flushReports();
+      return { fenced: true, atMs, sentence };
+    })
+      .catch((e: unknown): SweepOutcome => {
+        const why = `could not judge or fence ${rt.who} (${trigger} sweep): ${errorMessage(e)}`;
+        rt.log.warn({ err: errorMessage(e) }, `${why}; judged again on the next observation`);
+        return { fenced: false, why, failed: true };
+      })
+      .finally(() => {
+        rt.sweeping = undefined;
+      });
+    rt.sweeping = run;
+    return run;
   }
 
   // ---- observations ----------------------------------------------------------------------------
@@ -442,9 +661,12 @@ class RegionAgent implements Agent {
   private observe(rt: MemberRuntime, obs: Observation, trigger: "change" | "heartbeat", opts: { gone?: boolean } = {}): void {
     rt.observation = obs;
     rt.observedAtMs = this.now();
+    // A primary the coordinator's record says is superseded is fenced, not guarded (startup-fence.ts).
+    const superseded = this.looksSuperseded(rt, obs);
     // Only a definite answer steers the lease: unreachable or unreadable keeps what was decided.
     if (opts.gone) rt.guard.setWanted(false);
-    else if (obs.reachable && obs.role !== "unknown") rt.guard.setWanted(obs.role === "primary" && !obs.fenced);
+    else if (obs.reachable && obs.role !== "unknown") rt.guard.setWanted(obs.role === "primary" && !obs.fenced && !superseded);
+    if (superseded) void this.ensureNotSuperseded(rt, "observation");
     this.offerObservation(rt, obs, trigger);
   }
 
@@ -640,6 +862,7 @@ class RegionAgent implements Agent {
         return { ok: false, refused: false, code: e instanceof PgfedError ? e.code : "wal.switch_failed", message: `${doing}: ${errorMessage(e)}` };
       }
     }
+    if (cmd.kind === "reclone") return this.reclone(rt, msg.epoch, cmd.primary, Date.parse(cmd.deadlineAt));
     const ccmd: ClusterCommand = cmd;
     const ctx = { who: rt.who, topologyName: (member: string) => rt.fed.topologyNames?.[member] ?? member };
     let cluster: Cluster;
@@ -665,6 +888,29 @@ class RegionAgent implements Agent {
     return { ok: true, sentence: plan.sentence, data: resultData(after, true) };
   }
 
+  /** Rejoin of a diverged member: as many re-clone steps as fit before the command's deadline (reclone.ts). */
+  private reclone(rt: MemberRuntime, epoch: number, primaryMember: string, deadlineMs: number): Promise<RecloneOutcome> {
+    return runReclone({
+      who: rt.who,
+      federation: rt.fed.name,
+      member: rt.cfg.name,
+      ref: rt.ref,
+      epoch,
+      primary: rt.fed.topologyNames?.[primaryMember] ?? primaryMember,
+      primaryMember,
+      // Answer before the coordinator stops waiting for this attempt (it then repeats the command).
+      answerByMs: deadlineMs - Math.min(1_000, Math.max(0, (deadlineMs - this.now()) / 5)),
+      kube: this.opts.kube,
+      kubeCall: (p, doing) => this.withKubeTimeout(p, doing),
+      store: () => (this.recloneStore ??= openStateStore(this.opts.bus, recloneRecordSchema, { scope: "*.reclone.*" }).catch((e: unknown) => {
+        this.recloneStore = undefined;
+        throw e;
+      })),
+      lastSample: () => rt.sampler.lastSample,
+      log: rt.log,
+    });
+  }
+
   private kubeFailure(e: unknown, doing: string, operation: "read" | "patch"): { ok: false; refused: boolean; code: string; message: string } {
     const code = e instanceof PgfedError ? e.code : "kube.unreachable";
     if (code !== "cnpg.invalid_cluster") this.metrics.kubeErrors.inc({ region: this.region, operation });
@@ -684,26 +930,26 @@ class RegionAgent implements Agent {
   private selfFence(rt: MemberRuntime, reason: FenceReason): Promise<FenceOutcome> {
     return this.serialized(rt, async () => {
       const c = await this.withKubeTimeout(this.opts.kube.getCluster(rt.ref), `reading Cluster ${rt.ref.namespace}/${rt.ref.name} to fence it`);
-      let fenced: boolean;
-      try {
-        fenced = isFullyFenced(c);
-      } catch {
-        fenced = false;
-      }
-      if (fenced) return { patched: false, atMs: this.now() };
+      if (isFencedForSure(c)) return { patched: false, atMs: this.now() };
       if (clusterRole(c) !== "primary") return { patched: false, atMs: this.now(), note: `${rt.who} is no longer the primary cluster (spec.replica.primary is ${c.spec.replica?.primary ?? "unset"})` };
-      let after: Cluster;
-      try {
-        after = await this.withKubeTimeout(this.opts.kube.patchCluster(rt.ref, fencePatch(["*"]), `fencing ${rt.who} after losing its primary lease (${reason}):`), `patching Cluster ${rt.ref.namespace}/${rt.ref.name}`);
-      } catch (e) {
-        this.metrics.kubeErrors.inc({ region: this.region, operation: "patch" });
-        throw e;
-      }
-      const atMs = this.now();
-      this.metrics.fences.inc({ ...rt.labels, reason });
-      if (!isFullyFenced(after)) throw new PgfedError("agent.patch_not_effective", `fencing ${rt.who}: the patch was accepted but the Cluster is still not fenced`);
+      const atMs = await this.patchFence(rt, `fencing ${rt.who} after losing its primary lease (${reason}):`, reason);
       return { patched: true, atMs };
     });
+  }
+
+  /** Patches the fence of all instances through the local Kubernetes API, counts it, and checks it took; the time it was accepted. */
+  private async patchFence(rt: MemberRuntime, doing: string, reason: string): Promise<number> {
+    let after: Cluster;
+    try {
+      after = await this.withKubeTimeout(this.opts.kube.patchCluster(rt.ref, fencePatch(["*"]), doing), `patching Cluster ${rt.ref.namespace}/${rt.ref.name}`);
+    } catch (e) {
+      this.metrics.kubeErrors.inc({ region: this.region, operation: "patch" });
+      throw e;
+    }
+    const atMs = this.now();
+    this.metrics.fences.inc({ ...rt.labels, reason });
+    if (!isFullyFenced(after)) throw new PgfedError("agent.patch_not_effective", `fencing ${rt.who}: the patch was accepted but the Cluster is still not fenced`);
+    return atMs;
   }
 
   /** Publishes self-fence reports as audit records once the bus takes them (deterministic ids). */
@@ -719,22 +965,22 @@ class RegionAgent implements Agent {
             member: r.member,
             epoch: this.epochs.current(r.federation),
             source: this.source,
-            id: `agent.${this.region}.self-fence.${r.member}.${r.fencedAtMs}`,
+            id: `agent.${this.region}.${r.idKind}.${r.member}.${r.fencedAtMs}`,
             at: new Date(this.now()),
             data: {
               actor: this.source,
-              action: "primary.self_fenced",
+              action: r.action,
               reason: r.reason,
               numbers: r.numbers,
-              from: r.holder,
+              from: r.from,
               description: r.sentence,
             },
           });
           await this.opts.bus.publish(msg);
           this.reports.shift();
-          this.log.info({ federation: r.federation, member: r.member }, `reported the self-fence of ${r.federation}/${r.member} on the audit stream`);
+          this.log.info({ federation: r.federation, member: r.member, action: r.action }, `reported ${r.action} of ${r.federation}/${r.member} on the audit stream`);
         } catch (e) {
-          this.publishFailed("audit", `self-fence report of ${r.federation}/${r.member}`, e);
+          this.publishFailed("audit", `${r.action} report of ${r.federation}/${r.member}`, e);
           break; // the next heartbeat or reconnect tries again
         }
       }
@@ -750,13 +996,18 @@ class RegionAgent implements Agent {
     this.log.warn({ err: errorMessage(e) }, `could not publish the ${what}; it is sent again on the next pass: ${errorMessage(e)}`);
   }
 
-  private async withKubeTimeout<T>(p: Promise<T>, doing: string): Promise<T> {
+  private withKubeTimeout<T>(p: Promise<T>, doing: string): Promise<T> {
+    return this.bounded(p, doing, "kube.unreachable");
+  }
+
+  /** Bounds one call (Kubernetes API, KV) by the kube timeout; `code` names what did not answer. */
+  private async bounded<T>(p: Promise<T>, doing: string, code: string): Promise<T> {
     const ac = new AbortController();
     try {
       return await Promise.race([
         p,
         sleep(this.kubeTimeoutMs, undefined, { signal: ac.signal }).then(() => {
-          throw new PgfedError("kube.unreachable", `${doing} in region ${this.region}: no answer within ${this.kubeTimeoutMs} ms`, { region: this.region });
+          throw new PgfedError(code, `${doing} in region ${this.region}: no answer within ${this.kubeTimeoutMs} ms`, { region: this.region });
         }),
       ]);
     } finally {
@@ -813,16 +1064,12 @@ export function resultId(commandId: string): string {
   return plain.length <= 128 ? plain : `res.${createHash("sha256").update(commandId).digest("hex")}`;
 }
 
+function round1(ms: number): number {
+  return Math.round(ms * 10) / 10;
+}
+
 function clip(s: string, max: number): string {
   return s.length > max ? `${s.slice(0, max - 1)}…` : s;
 }
 
 /** Resolves with the promise's value, or undefined when it takes longer than `ms`. */
-async function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
-  const ac = new AbortController();
-  try {
-    return await Promise.race([p, sleep(ms, undefined, { signal: ac.signal }).catch(() => undefined)]);
-  } finally {
-    ac.abort();
-  }
-}

@@ -6,19 +6,23 @@
  * second time and answers the same way.
  *
  * `walSwitch` needs Postgres rather than the Cluster; the agent runs it through the sampler.
+ * `reclone` is several steps with a deletion between them (planReclone; the agent runs it in reclone.ts).
  */
 import type { Command } from "../bus/index.js";
 import {
   FENCED_INSTANCES_ANNOTATION,
+  PHASES,
   clearTokenPatch,
   clusterRole,
   demotePatch,
   designatedPrimary,
   fencePatch,
-  isFullyFenced,
+  isFencedForSure,
+  isReady,
   lastPromotionToken,
   promoteWithTokenPatch,
   promoteWithoutTokenPatch,
+  reclonedForEpoch,
   selfName,
   specPromotionToken,
   switchInProgress,
@@ -27,8 +31,8 @@ import {
   type MergePatch,
 } from "../cnpg/index.js";
 
-/** The command kinds that are carried out on the Cluster object. */
-export type ClusterCommand = Exclude<Command, { kind: "walSwitch" }>;
+/** The command kinds that are carried out with one patch of the Cluster object. */
+export type ClusterCommand = Exclude<Command, { kind: "walSwitch" } | { kind: "reclone" }>;
 
 export interface PlanContext {
   /** "orders/pg-eu": federation/member, used in every sentence. */
@@ -122,12 +126,7 @@ function planClearToken(c: Cluster, ctx: PlanContext): CommandPlan {
 }
 
 function planFence(c: Cluster, ctx: PlanContext): CommandPlan {
-  let fenced: boolean;
-  try {
-    fenced = isFullyFenced(c);
-  } catch {
-    fenced = false; // an unreadable annotation is replaced by one CNPG understands
-  }
+  const fenced = isFencedForSure(c);
   if (fenced) return none(`${ctx.who} is already fenced (all instances); nothing to patch`);
   return { action: "patch", patch: fencePatch(["*"]), sentence: `fenced ${ctx.who} (annotated ${FENCED_INSTANCES_ANNOTATION} ["*"]); CNPG stops its Postgres` };
 }
@@ -151,6 +150,51 @@ function planEnsurePrimary(c: Cluster, ctx: PlanContext): CommandPlan {
   );
 }
 
+/**
+ * The next step of a re-clone (rejoin of a diverged member), level-triggered like the others: the
+ * Cluster as it is now says which step comes next, so a command repeated after a crash resumes.
+ *   absent                                   → create it again (from the manifest saved before the delete)
+ *   annotated recloned-for-epoch >= epoch    → ours: wait until it is a healthy replica cluster of the primary
+ *   not fenced                               → fence (Postgres stops: nothing more diverges while we look)
+ *   fenced                                   → delete it with its volumes (the archive stays)
+ */
+export type RecloneStep =
+  | { action: "refuse"; code: string; message: string }
+  | { action: "fence"; patch: MergePatch; sentence: string }
+  | { action: "delete"; sentence: string }
+  | { action: "create"; sentence: string }
+  | { action: "wait"; sentence: string }
+  | { action: "done"; sentence: string };
+
+export function planReclone(c: Cluster | undefined, opts: { epoch: number; primary: string; primaryMember: string; who: string }): RecloneStep {
+  const from = `${opts.primaryMember} (topology name ${opts.primary})`;
+  if (c === undefined) return { action: "create", sentence: `${opts.who} is deleted; creating it again as a replica cluster of ${from}` };
+  const self = selfName(c);
+  if (self === opts.primary) {
+    return { action: "refuse", code: "agent.invalid_command", message: `refusing to re-clone ${opts.who}: it is the primary ${opts.primary} it would be cloned from` };
+  }
+  const recloned = reclonedForEpoch(c);
+  if (recloned !== undefined && recloned >= opts.epoch) {
+    if (designatedPrimary(c) !== opts.primary) {
+      return {
+        action: "refuse",
+        code: "agent.reclone_conflict",
+        message: `refusing to go on re-cloning ${opts.who}: it was recreated for epoch ${recloned} but now names ${designatedPrimary(c) ?? "no primary"} as primary, not ${opts.primary}; someone changed it since`,
+      };
+    }
+    const healthy = clusterRole(c) === "replica" && c.status?.phase === PHASES.healthy && isReady(c) && c.metadata.annotations?.[FENCED_INSTANCES_ANNOTATION] === undefined;
+    if (healthy) return { action: "done", sentence: `${opts.who} is a healthy replica cluster of ${from}, re-cloned for epoch ${recloned}` };
+    return { action: "wait", sentence: `${opts.who} was recreated for epoch ${recloned}; waiting for it to run as a replica cluster of ${from} (phase ${c.status?.phase ?? "none yet"})` };
+  }
+  if (!(c.spec.externalClusters ?? []).some((e) => e.name === opts.primary)) {
+    return { action: "refuse", code: "agent.unknown_member", message: `refusing to re-clone ${opts.who}: spec.externalClusters has no entry named ${opts.primary} to clone from` };
+  }
+  if (!c.spec.replica) return { action: "refuse", code: "agent.invalid_command", message: `refusing to re-clone ${opts.who}: spec.replica is not set, so it is not part of a distributed topology` };
+  const fenced = isFencedForSure(c);
+  if (!fenced) return { action: "fence", patch: fencePatch(["*"]), sentence: `fenced ${opts.who} before re-cloning it (annotated ${FENCED_INSTANCES_ANNOTATION} ["*"])` };
+  return { action: "delete", sentence: `deleting the Cluster of ${opts.who} with its volumes to re-clone it from ${from}` };
+}
+
 function none(sentence: string): CommandPlan {
   return { action: "none", sentence };
 }
@@ -166,6 +210,8 @@ export function describeCommand(cmd: Command): string {
       return `demote (to ${cmd.to})`;
     case "promoteWithToken":
       return "promoteWithToken";
+    case "reclone":
+      return `reclone (from ${cmd.primary})`;
     default:
       return cmd.kind;
   }

@@ -1,7 +1,7 @@
 /** The region agent: observations, lag samples, commands, the primary lease and self-fencing. */
 export { startAgent, agentMembersFromConfig, federationSettings, lagFromSample, consumerName, resultId } from "./agent.js";
 export type { Agent, AgentOptions, AgentMember, AgentFederation, AgentStatus, MemberStatus } from "./agent.js";
-export { planCommand, describeCommand, type CommandPlan, type ClusterCommand, type PlanContext } from "./commands.js";
+export { planCommand, planReclone, describeCommand, type CommandPlan, type ClusterCommand, type PlanContext, type RecloneStep } from "./commands.js";
 export { EpochTracker, type EpochMark, type EpochSource, type EpochVerdict } from "./epochs.js";
 export { observeCluster, unknownObservation, unreachableObservation, sameObservation } from "./observation.js";
 export { PrimaryGuard, type FenceReason, type FenceOutcome, type GuardState, type GuardStatus, type SelfFenceReport, type PrimaryGuardOptions, type LeaseOps } from "./primary-guard.js";

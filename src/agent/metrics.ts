@@ -47,7 +47,7 @@ export function createAgentMetrics(registry: Registry): AgentMetrics {
     observationsSkipped: counter(registry, "pgfed_agent_observations_skipped_total", "Watch events that changed nothing the coordinator sees, so no observation was published.", member),
     lagSamples: counter(registry, "pgfed_agent_lag_samples_total", "WAL samples published (outcome ok, or error when Postgres could not be sampled).", [...member, "outcome"]),
     heartbeats: counter(registry, "pgfed_agent_heartbeats_total", "Heartbeats published.", ["region", "federation"]),
-    fences: counter(registry, "pgfed_agent_fences_total", "Primaries the agent fenced itself (reason: lease_expiring, lease_taken, lease_held_elsewhere, lease_unreachable).", [...member, "reason"]),
+    fences: counter(registry, "pgfed_agent_fences_total", "Primaries the agent fenced itself (reason: lease_expiring, lease_taken, lease_held_elsewhere, lease_unreachable; superseded: the federation record designates another member).", [...member, "reason"]),
     kubeErrors: counter(registry, "pgfed_agent_kube_errors_total", "Failed Kubernetes API calls (operation: read, watch, patch, secret).", ["region", "operation"]),
     publishFailures: counter(registry, "pgfed_agent_publish_failures_total", "Bus publishes that failed (the agent re-derives and sends again).", ["region", "type"]),
     leaseHeld: gauge(registry, "pgfed_agent_primary_lease_held", "1 while the agent holds the federation's primary lease for this member.", member),

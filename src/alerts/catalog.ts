@@ -16,6 +16,7 @@ export const ALERT_NAMES = [
   "PgfedWALArchivingFailing",
   "PgfedReplicaStalled",
   "PgfedMemberUnreachable",
+  "PgfedAgentDown",
   "PgfedFailoverAwaitingApproval",
   "PgfedSplitBrainSuspected",
   "PgfedOperationFailed",
@@ -168,6 +169,23 @@ export const ALERTS: Readonly<Record<AlertName, AlertDefinition>> = {
     whenFires: "the member's samples have failed for 30 s (`pgfed_member_up` = 0)",
     whatToDo:
       "Check the region: its Kubernetes API, the pgfed agent there, the member's Postgres. If the primary's region is lost, `pgfed status` shows the worst-case loss; failover follows the federation's mode (automatic within the budget, otherwise approval).",
+  },
+  PgfedAgentDown: {
+    name: "PgfedAgentDown",
+    severity: "critical",
+    keyLabels: ["federation", "member", "region"],
+    // The condition already includes a lease TTL of silence; an agent restart shorter than that raises nothing.
+    forMs: 0,
+    clearForMs: 0,
+    expr: "pgfed_agent_silent_seconds > 0",
+    values: { silent_s: { promql: "$value", format: "seconds" } },
+    summary: "{federation}/{member}: the pgfed agent of {region} has been silent for {silent_s} s while {member} still serves as primary; no failover",
+    description:
+      "No heartbeat or observation comes from the agent of {region}, and the primary lease of {member} has lapsed, but {region}'s Kubernetes API shows {member} as the healthy, unfenced primary. pgfed does not fail over (that would make two writable primaries). Until the agent is back nothing renews the lease, nobody fences {member} if {region} is cut off, and its lag and exposure are not measured.",
+    command: "pgfed status {federation}",
+    whenFires: "the agent of the primary's region has been silent for longer than the lease TTL while that region's Kubernetes API, read by the coordinator, shows the primary healthy and unfenced (failover held back)",
+    whatToDo:
+      "Bring the agent of that region back (its pod, its NATS connection, its logs). The alert resolves as soon as the agent is heard again. If the primary's Postgres fails meanwhile, the coordinator fences it through the region's Kubernetes API and fails over; if that API stops answering too, the region counts as lost and the lease decides.",
   },
   PgfedFailoverAwaitingApproval: {
     name: "PgfedFailoverAwaitingApproval",

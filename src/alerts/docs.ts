@@ -62,7 +62,7 @@ export function renderAlertsDoc(): string {
     "## How pgfed delivers alerts",
     "",
     "- **Who raises them.** The leading coordinator only: after every evaluation pass of a federation",
-    "  (4 per second) it observes every alert instance and feeds its alert engine; a coordinator that",
+    "  (4 per second; once a second for a healthy federation with no new input) it observes every alert instance and feeds its alert engine; a coordinator that",
     "  steps down forgets its alerts, stops re-sending them and clears its exposure gauges. Hysteresis is",
     "  the catalog's below, overridable per alert. `PgfedCoordinatorLeaderless` is raised by Prometheus",
     "  only (a coordinator without the lease is the one that must not judge). pgfed's own alerts carry no",

@@ -153,6 +153,15 @@ export const RULE_TEST_CASES: RuleTestCase[] = [
     ],
   },
   {
+    name: "a silent agent beside a healthy primary fires at once and resolves when the agent is back",
+    series: [s("pgfed_agent_silent_seconds", EU, "_ _ 12 13 14 stale _x20")],
+    expect: [
+      none("PgfedAgentDown", "5s"),
+      { alert: "PgfedAgentDown", evalAt: "10s", firing: [{ labels: EU, values: { silent_s: 12 } }] },
+      none("PgfedAgentDown", "1m"),
+    ],
+  },
+  {
     name: "a failover waiting for approval pages at once",
     series: [
       s("pgfed_failover_awaiting_approval", ORDERS, "0 0 1x20"),

@@ -115,7 +115,11 @@ const memberView = z.object({
   lagSeconds: numOrNull,
   lossIfPromotedSeconds: numOrNull,
   timeline: numOrNull,
-  lastSeenAt: z.string().nullable(),
+  lastSeenAt: z
+    .string()
+    .nullable()
+    .meta({ description: "When the member's observed fields (role, phase, fenced, reachable) were last known current: its agent's last heartbeat while it could read the Cluster, else when it stopped being able to." }),
+  observedAgoSeconds: numOrNull.meta({ description: "Age of lastSeenAt when this view was made; older than failover.leaseTtlSeconds means the member may be gone and its fields are a last report." }),
   reason: z.string().nullable(),
 });
 const exposureView = z.object({
@@ -136,6 +140,9 @@ export const federationView = z
     mode: z.enum(["automatic", "manual"]),
     paused: z.boolean(),
     rpo: z.object({ budgetSeconds: z.number(), warnAt: z.number() }),
+    failover: z
+      .object({ leaseTtlSeconds: z.number(), clockSkewMarginSeconds: z.number() })
+      .meta({ description: "Configured failover timing: a silent primary is presumed gone after leaseTtlSeconds + clockSkewMarginSeconds, unless confirmed fenced earlier." }),
     exposure: exposureView.nullable(),
     members: z.array(memberView),
     operation: operationView.nullable(),

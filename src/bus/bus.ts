@@ -21,6 +21,7 @@ import type { Logger } from "../log.js";
 import { deadLetterSchema, envelopeSchema, describeIssues, parseEnvelope, subjectOf, InvalidMessageError, type BusMessage, type DeadLetter } from "./messages.js";
 import { BusMetrics } from "./metrics.js";
 import { DEFAULT_STREAM, checkFilter, checkName, parseSubject, subjects, type DeadLetterReason, type StreamSettings } from "./subjects.js";
+import { withTimeout } from "../timeout.js";
 
 export interface ConnectBusOptions {
   /** `nats://host:port` URLs; more than one for a cluster. */
@@ -567,14 +568,6 @@ class NatsBus implements Bus {
 }
 
 /** Resolves with the promise's value, or undefined when it takes longer than `ms`. */
-async function withTimeout<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
-  const ac = new AbortController();
-  try {
-    return await Promise.race([p, sleep(ms, undefined, { signal: ac.signal }).catch(() => undefined)]);
-  } finally {
-    ac.abort();
-  }
-}
 
 function isRetriable(e: unknown): boolean {
   if (e instanceof ClosedConnectionError || e instanceof DrainingConnectionError) return false;

@@ -118,6 +118,12 @@ export const commandSchema = z.discriminatedUnion("kind", [
   z.object({ kind: z.literal("walSwitch"), ...commandBase }),
   /** Make sure the member is (still) the primary cluster, e.g. after a coordinator restart. */
   z.object({ kind: z.literal("ensurePrimary"), ...commandBase }),
+  /**
+   * Rejoin of a diverged member: ensure it is re-cloned (fence, record what it holds, delete its
+   * Cluster, create it again as a replica cluster of `primary` with a fresh archive path). Each
+   * delivery takes the steps that fit before its deadline and reports `data.done`; repeat until done.
+   */
+  z.object({ kind: z.literal("reclone"), primary: nameSchema, ...commandBase }),
 ]);
 export type Command = z.infer<typeof commandSchema>;
 export type CommandKind = Command["kind"];

@@ -81,6 +81,8 @@ export const filters = {
   /** One channel of one federation, all members (`member` narrows it to one). */
   channel: (federation: string, channel: MemberChannel | "hb", member?: string): string =>
     `${SUBJECT_ROOT}.${checkName("federation", federation)}.${channel}.${member === undefined ? "*" : checkName(channel === "hb" ? "region" : "member", member)}`,
+  /** Everything of every federation (and `pgfed.dlq.*`, which consumers skip): one shared coordinator intake. */
+  allFederations: (): string => `${SUBJECT_ROOT}.*.>`,
   /** The audit trail of every federation. */
   allAudit: (): string => `${SUBJECT_ROOT}.*.audit`,
   deadLetters: (): string => `${SUBJECT_ROOT}.dlq.>`,

@@ -2,25 +2,40 @@
  * The CLI's API client. Where it finds the server and token, first match wins (like kubectl):
  * `--server`/`--token`, then PGFED_SERVER/PGFED_TOKEN, then ~/.config/pgfed/config.yaml
  * (`{server, token}`; $XDG_CONFIG_HOME respected), then a running lab's `./.lab/lab.json`
- * (`extra.api`, `extra.token`), so the README tour needs no flags.
+ * (`extra.api`, `extra.token`), so the README tour needs no flags. For an HTTPS API with a private
+ * CA or mutual TLS: `--ca`/`--cert`/`--key` (PEM files), else PGFED_CA/PGFED_CERT/PGFED_KEY, else
+ * `ca`/`cert`/`key` in the same config.yaml.
  */
 import { readFileSync } from "node:fs";
+import { request as httpsRequest } from "node:https";
+import { Readable } from "node:stream";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { parse as parseYaml } from "yaml";
 import type { AuditEntry, FederationView, OperationView, PlanView } from "../coordinator/service.js";
 import { errorMessage, PgfedError } from "../errors.js";
 
+/** PEM file paths for an HTTPS API: the CA to trust, and a client certificate for mutual TLS. */
+export interface TlsFiles {
+  ca?: string;
+  cert?: string;
+  key?: string;
+}
+
 export interface ApiTarget {
   server: string;
   token: string | undefined;
   /** Where the server came from (for error messages). */
   source: string;
+  tls?: TlsFiles;
 }
 
 export interface TargetInputs {
   server?: string | undefined;
   token?: string | undefined;
+  ca?: string | undefined;
+  cert?: string | undefined;
+  key?: string | undefined;
   env?: NodeJS.ProcessEnv;
   home?: string;
   cwd?: string;
@@ -57,7 +72,16 @@ export function resolveTarget(inputs: TargetInputs = {}): ApiTarget {
   ];
   const server = sources.find((s) => s.server !== undefined);
   const token = sources.find((s) => s.token !== undefined)?.token;
-  if (server?.server) return { server: server.server.replace(/\/+$/, ""), token, source: server.name };
+  const tls: TlsFiles = {};
+  for (const k of ["ca", "cert", "key"] as const) {
+    const v = str(inputs[k]) ?? str(env[`PGFED_${k.toUpperCase()}`]) ?? str(config?.[k]);
+    if (v !== undefined) tls[k] = v;
+  }
+  if ((tls.cert === undefined) !== (tls.key === undefined)) {
+    throw new PgfedError("cli.tls_incomplete", `a client certificate needs both --cert and --key (or PGFED_CERT and PGFED_KEY); only ${tls.cert ? "cert" : "key"} was given`);
+  }
+  const withTls = Object.keys(tls).length > 0 ? { tls } : {};
+  if (server?.server) return { server: server.server.replace(/\/+$/, ""), token, source: server.name, ...withTls };
   // A running lab: both from its file, never its token for another server.
   const lab = readJsonOrYaml(labPath);
   const extra = lab?.extra as Record<string, unknown> | undefined;
@@ -96,8 +120,43 @@ function isStatus(v: unknown): v is StatusBody {
 
 export type ActionAnswer = { kind: "plan"; plan: PlanView } | { kind: "operation"; operation: OperationView } | { kind: "federation"; federation: FederationView };
 
+/** fetch() over node:https with a private CA and/or a client certificate (global fetch takes no TLS options). */
+function fetchWithTls(url: string, init: { method: string; headers: Record<string, string>; body?: string; signal?: AbortSignal }, pem: { ca?: string; cert?: string; key?: string }): Promise<Response> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(url, { method: init.method, headers: init.headers, ...pem, ...(init.signal ? { signal: init.signal } : {}) }, (res) => {
+      const headers = new Headers();
+      for (const [k, v] of Object.entries(res.headers)) for (const x of Array.isArray(v) ? v : v === undefined ? [] : [v]) headers.append(k, x);
+      const status = res.statusCode ?? 502;
+      const body = status === 204 || status === 304 ? null : (Readable.toWeb(res) as unknown as ReadableStream<Uint8Array>);
+      resolve(new Response(body, { status, headers }));
+    });
+    req.on("error", reject);
+    req.end(init.body);
+  });
+}
+
+function readPem(path: string, what: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch (e) {
+    throw new PgfedError("cli.tls_unreadable", `cannot read the ${what} ${path}: ${errorMessage(e)}`);
+  }
+}
+
 export class ApiClient {
-  constructor(readonly target: ApiTarget) {}
+  /** PEM contents of target.tls, read once. */
+  private readonly pem: { ca?: string; cert?: string; key?: string } | undefined;
+
+  constructor(readonly target: ApiTarget) {
+    const t = target.tls;
+    this.pem = t
+      ? {
+          ...(t.ca ? { ca: readPem(t.ca, "CA certificate (--ca)") } : {}),
+          ...(t.cert ? { cert: readPem(t.cert, "client certificate (--cert)") } : {}),
+          ...(t.key ? { key: readPem(t.key, "client key (--key)") } : {}),
+        }
+      : undefined;
+  }
 
   private headers(extra: Record<string, string> = {}): Record<string, string> {
     return { accept: "application/json", ...(this.target.token ? { authorization: `Bearer ${this.target.token}` } : {}), ...extra };
@@ -111,7 +170,10 @@ export class ApiClient {
     for (let hop = 0; hop < 4; hop++) {
       let res: Response;
       try {
-        res = await fetch(url, { method, headers, redirect: "manual", ...(body !== undefined ? { body } : {}), ...(init.signal ? { signal: init.signal } : {}) });
+        res =
+          this.pem && url.startsWith("https:")
+            ? await fetchWithTls(url, { method, headers, ...(body !== undefined ? { body } : {}), ...(init.signal ? { signal: init.signal } : {}) }, this.pem)
+            : await fetch(url, { method, headers, redirect: "manual", ...(body !== undefined ? { body } : {}), ...(init.signal ? { signal: init.signal } : {}) });
       } catch (e) {
         if (init.signal?.aborted) throw e;
         const cause = (e as { cause?: unknown }).cause;

@@ -36,7 +36,8 @@ export const labControlPlane: ControlPlaneStarter = async (lab) => {
     return {
       info: () => ({ ...plane.info(), api: api.url, token }),
       // A killed region takes its agent with it, without releasing the primary lease (so pgfed can
-      // fail over once it expires); a partitioned one keeps its agent; a restored one gets it back.
+      // fail over once it expires); a partitioned one keeps its agent; a restored one gets it back
+      // before its Postgres restarts (lab.restoreRegion): startAgent resolves after the agent's fence sweep.
       regionChanged: async (action, region) => {
         if (action === "kill-region") {
           await plane.partitionAgentFromBus(region);

@@ -42,10 +42,13 @@ function ttyOf(io: CliIo): TtyIo {
 interface ConnOpts {
   server?: string;
   token?: string;
+  ca?: string;
+  cert?: string;
+  key?: string;
 }
 
 export function clientFor(opts: ConnOpts, tty: TtyIo): ApiClient {
-  return new ApiClient(resolveTarget({ server: opts.server, token: opts.token, env: tty.env, cwd: tty.cwd }));
+  return new ApiClient(resolveTarget({ server: opts.server, token: opts.token, ca: opts.ca, cert: opts.cert, key: opts.key, env: tty.env, cwd: tty.cwd }));
 }
 
 /** API refusals and rejections end with exit 2 and the API's message (naming the field). */
@@ -64,8 +67,14 @@ export async function withApiErrors<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
-const connOptions = (cmd: Command): Command =>
-  cmd.option("--server <url>", "pgfed API URL (env PGFED_SERVER; ~/.config/pgfed/config.yaml; ./.lab/lab.json)").option("--token <token>", "API bearer token (env PGFED_TOKEN)");
+/** How to reach the API: server, token, and for HTTPS a private CA and a client certificate. */
+export const connOptions = (cmd: Command): Command =>
+  cmd
+    .option("--server <url>", "pgfed API URL (env PGFED_SERVER; ~/.config/pgfed/config.yaml; ./.lab/lab.json)")
+    .option("--token <token>", "API bearer token (env PGFED_TOKEN)")
+    .option("--ca <file>", "PEM CA certificate to trust for an https:// API (env PGFED_CA)")
+    .option("--cert <file>", "PEM client certificate for an API with mutual TLS (env PGFED_CERT)")
+    .option("--key <file>", "PEM key of --cert (env PGFED_KEY)");
 
 // ---------- formatting (80 columns) ----------
 
@@ -81,6 +90,8 @@ function fmtBytes(b: number | null | undefined): string {
   }
   return `${i === 0 ? v : v.toFixed(1)} ${units[i] ?? "B"}`;
 }
+/** Age in whole seconds ("12 s"): how long ago a report arrived. */
+const fmtAgo = (s: number | null): string => (s === null ? "-" : `${Math.round(s)} s`);
 const cut = (s: string, n: number): string => (s.length <= n ? s : `${s.slice(0, n - 1)}…`);
 
 export function table(rows: string[][]): string {
@@ -112,11 +123,15 @@ export function formatFederation(f: FederationView): string {
       : `exposure unknown / budget ${fmtSec(f.rpo.budgetSeconds)}`,
   ];
   const rows = [["MEMBER", "REGION", "ROLE", "STATE", "PHASE", "LAG", "LOSS"]];
+  const stale: string[] = [];
   for (const m of f.members) {
     const state = m.fenced ? `${m.state},fenced` : m.diverged && m.state !== "diverged" ? `${m.state},diverged` : m.state;
-    rows.push([m.name, m.region, m.role, state, cut(m.phase, 24), m.role === "primary" ? "-" : fmtSec(m.lagSeconds), m.role === "primary" ? "-" : fmtSec(m.lossIfPromotedSeconds)]);
+    // A report older than the lease TTL may describe a member that is gone: say so instead of showing it as current.
+    const old = m.observedAgoSeconds !== null && m.observedAgoSeconds > f.failover.leaseTtlSeconds;
+    if (old) stale.push(wrap(`${m.name}: unreachable? last report ${fmtAgo(m.observedAgoSeconds)} ago (lease TTL ${fmtSec(f.failover.leaseTtlSeconds)}); its role, state and phase are from that report`, 80, "  "));
+    rows.push([m.name, m.region, old ? `${m.role}?` : m.role, old ? `${state}?` : state, cut(m.phase, 24), m.role === "primary" ? "-" : fmtSec(m.lagSeconds), m.role === "primary" ? "-" : fmtSec(m.lossIfPromotedSeconds)]);
   }
-  const tail: string[] = [];
+  const tail: string[] = [...stale];
   if (f.operation && !isFinishedState(f.operation.state)) tail.push(wrap(`operation ${f.operation.id}: ${f.operation.kind} → ${f.operation.target ?? "?"} (${f.operation.state}, step ${f.operation.step})`, 80, "  "));
   for (const a of f.alerts) tail.push(wrap(`alert ${a.name}: ${a.reason}`, 80, "  "));
   if (f.diverged.length > 0) tail.push(`diverged: ${f.diverged.join(", ")} (pgfed rejoin ${f.name} <member>)`);
@@ -140,12 +155,18 @@ export function formatPlan(p: PlanView): string {
   return lines.join("\n");
 }
 
+/** "switchover orders pg-eu → pg-us"; a rejoin moves no role, so it names its member and the primary it clones from. */
+function operationTitle(op: Pick<OperationView, "kind" | "federation" | "from" | "target">, withFrom: boolean): string {
+  if (op.kind === "rejoin") return `rejoin ${op.federation} ${op.target ?? "?"}${op.from ? ` (from ${op.from})` : ""}`;
+  return `${op.kind} ${op.federation}${withFrom && op.from ? ` ${op.from}` : ""} → ${op.target ?? "?"}`;
+}
+
 export function formatSummary(op: OperationView): string {
   const epoch = op.epochAfter !== null && op.epochAfter !== op.epochBefore ? `epoch ${op.epochBefore} → ${op.epochAfter}` : `epoch ${op.epochBefore}`;
   const head =
     op.state === "completed"
-      ? `${op.kind} ${op.federation} → ${op.target ?? "?"} completed`
-      : `${op.kind} ${op.federation} → ${op.target ?? "?"} ${op.state.toUpperCase()} at step ${op.step}`;
+      ? `${operationTitle(op, false)} completed`
+      : `${operationTitle(op, false)} ${op.state.toUpperCase()} at step ${op.step}`;
   return [
     head,
     `  duration ${fmtSec(op.durationSeconds)}, data loss ${fmtSec(op.dataLossSeconds)}${op.acceptedLossSeconds !== null ? ` (accepted ${fmtSec(op.acceptedLossSeconds)})` : ""}, ${epoch}`,
@@ -279,10 +300,11 @@ async function runAction(
     return;
   }
   const op = answer.operation;
-  io.out(`operation ${op.id}: ${op.kind} ${op.federation}${op.from ? ` ${op.from}` : ""} → ${op.target ?? "?"} (${op.state}), requested by ${op.requestedBy}\n`);
+  io.out(`operation ${op.id}: ${operationTitle(op, true)} (${op.state}), requested by ${op.requestedBy}\n`);
   const wait = opts.wait ?? tty.isTTY;
   if (!wait) {
-    io.out(`${wrap(op.lastDecision, 80, "  ")}\n${wrap(`follow it: pgfed status ${op.federation} (or GET /v1/operations/${op.id})`, 80, "  ")}\n`);
+    const approve = op.state === "awaitingApproval" ? `approve it: pgfed approve ${op.id}${op.kind === "failover" ? " --accept-data-loss <duration>" : ""}; ` : "";
+    io.out(`${wrap(op.lastDecision, 80, "  ")}\n${wrap(`${approve}follow it: pgfed status ${op.federation} (or GET /v1/operations/${op.id})`, 80, "  ")}\n`);
     return;
   }
   rc.code = await withApiErrors(() => waitForOperation(client, op, io, tty.isTTY, timeoutMs));

@@ -14,7 +14,7 @@ import { loadTokenFile, type TokenEntry } from "../api/auth.js";
 import { startApiServer, type ApiServer } from "../api/server.js";
 import { connectBus, openLeases, type Bus } from "../bus/index.js";
 import { loadConfig, type Config } from "../config.js";
-import { startCoordinator, type Coordinator } from "../coordinator/index.js";
+import { startCoordinator, type Coordinator, type RegionClusterAccess } from "../coordinator/index.js";
 import { errorMessage, PgfedError } from "../errors.js";
 import { RegionClient } from "../kube/region.js";
 import { createLogger, type Logger } from "../log.js";
@@ -35,6 +35,7 @@ export interface RunOptions {
   advertiseUrl?: string;
   metricsListen?: string;
   id?: string;
+  regionsKubeconfig?: string;
 }
 
 export function registerRunCommand(program: Command): void {
@@ -48,6 +49,7 @@ export function registerRunCommand(program: Command): void {
     .option("--advertise-url <url>", "the API address other coordinators redirect to (default: $PGFED_ADVERTISE_URL, else derived from the listen address)")
     .option("--metrics-listen <host:port>", "without the coordinator role: serve /metrics and /healthz here")
     .option("--id <id>", "coordinator id (default: host name and a random suffix)")
+    .option("--regions-kubeconfig <file>", "coordinator: a kubeconfig with one context per region (named as the region unless regions[].kubeconfig.context says otherwise), to corroborate a silent primary (default: $PGFED_REGIONS_KUBECONFIG, else regions[].kubeconfig)")
     .addHelpText(
       "after",
       `
@@ -120,6 +122,27 @@ async function readTokens(path: string): Promise<TokenEntry[]> {
   } catch (e) {
     throw new CliExit(EXIT.refused, `api.tokensFrom: ${errorMessage(e)}`);
   }
+}
+
+/**
+ * The coordinator's own client per region: it reads (and if need be fences) a silent primary's
+ * Cluster there before failing over. A region whose kubeconfig cannot be loaded is left out with a
+ * warning; the coordinator then names it at start as one it cannot corroborate through.
+ */
+function coordinatorRegionClients(config: Config, log: Logger, regionsKubeconfig: string | undefined): Map<string, RegionClusterAccess> {
+  const out = new Map<string, RegionClusterAccess>();
+  for (const r of config.regions) {
+    // The agents of the kustomize layout use their pod's service account (no kubeconfig in the
+    // shared config); the coordinator reaches every region, so it gets its own file, one context per region.
+    const path = regionsKubeconfig ?? r.kubeconfig.path;
+    const context = r.kubeconfig.context ?? (regionsKubeconfig ? r.name : undefined);
+    try {
+      out.set(r.name, new RegionClient({ region: r.name, ...(path ? { kubeconfigPath: path } : {}), ...(context ? { context } : {}), log }));
+    } catch (e) {
+      log.warn({ region: r.name }, `coordinator: cannot load the kubeconfig of region ${r.name} (${errorMessage(e)}); a silent primary there is judged by its lease alone`);
+    }
+  }
+  return out;
 }
 
 /** Connects to NATS, retrying with backoff while it is down (a pod may start before NATS). */
@@ -242,7 +265,7 @@ export async function runPgfed(opts: RunOptions): Promise<void> {
     let coordinator: Coordinator | undefined;
     let api: ApiServer | undefined;
     if (roles.has("coordinator") && !abort.signal.aborted) {
-      const c = await startCoordinator({ config, bus, log, id, registry });
+      const c = await startCoordinator({ config, bus, log, id, registry, regionKube: coordinatorRegionClients(config, log, opts.regionsKubeconfig ?? (process.env.PGFED_REGIONS_KUBECONFIG || undefined)) });
       coordinator = c;
       stops.push({ what: `coordinator ${id}`, stop: () => c.stop() });
       log.info(`coordinator ${id} started; competing for the coordinator lease`);

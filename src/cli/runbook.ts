@@ -11,7 +11,7 @@ import { ALERTS, ALERT_NAMES } from "../alerts/catalog.js";
 import { loadConfig, type FederationConfig } from "../config.js";
 import type { FederationView, MemberView } from "../coordinator/service.js";
 import { formatDurationMs } from "../duration.js";
-import { clientFor, withApiErrors } from "./ops.js";
+import { clientFor, connOptions, withApiErrors } from "./ops.js";
 import { CliExit, EXIT } from "./exit-codes.js";
 import type { CliIo } from "./program.js";
 
@@ -33,7 +33,7 @@ export interface RunbookRules {
   mode: "automatic" | "manual";
   leaseTtlMs: number;
   clockSkewMarginMs: number;
-  /** Where leaseTtl/clockSkewMargin came from. */
+  /** Where leaseTtl/clockSkewMargin came from: the API's federation view, or a --config file. */
   source: string;
 }
 
@@ -53,9 +53,9 @@ export function rulesFrom(f: FederationView, cfg: FederationConfig | undefined, 
     budgetMs: f.rpo.budgetSeconds * 1000,
     warnAt: f.rpo.warnAt,
     mode: f.mode,
-    leaseTtlMs: cfg?.failover.leaseTtl ?? 10_000,
-    clockSkewMarginMs: cfg?.failover.clockSkewMargin ?? 2_000,
-    source: cfg ? source : "pgfed defaults (pass --config to read the configured values)",
+    leaseTtlMs: cfg?.failover.leaseTtl ?? f.failover.leaseTtlSeconds * 1000,
+    clockSkewMarginMs: cfg?.failover.clockSkewMargin ?? f.failover.clockSkewMarginSeconds * 1000,
+    source: cfg ? source : "the coordinator's configuration, as its API reports it",
   };
 }
 
@@ -285,27 +285,25 @@ ${body.join("\n")}
 }
 
 export function registerRunbookCommand(program: Command, io: CliIo): void {
-  program
+  const cmd = program
     .command("runbook")
     .description("render a federation's DR runbook from live state: topology, today's numbers, the exact commands, how to verify")
     .argument("<federation>")
     .option("--format <format>", "markdown or html", "markdown")
     .option("-o, --output <file>", "write to this file instead of stdout")
-    .option("--config <file>", "pgfed config, for the lease TTL and clock-skew margin (the API does not serve them)")
-    .option("--server <url>", "pgfed API URL (env PGFED_SERVER; ~/.config/pgfed/config.yaml; ./.lab/lab.json)")
-    .option("--token <token>", "API bearer token (env PGFED_TOKEN)")
-    .action(async (fedName: string, opts: { format: string; output?: string; config?: string; server?: string; token?: string }) => {
-      if (opts.format !== "markdown" && opts.format !== "html" && opts.format !== "md") throw new CliExit(EXIT.usage, `--format must be markdown or html, not "${opts.format}"`);
-      const tty = io as CliIo & { env?: NodeJS.ProcessEnv; cwd?: string; isTTY?: boolean };
-      const client = clientFor(opts, { isTTY: false, confirm: async () => false, env: tty.env ?? process.env, cwd: tty.cwd ?? process.cwd() });
-      const fed = await withApiErrors(() => client.federation(fedName));
-      const cfg = opts.config ? (await loadConfig(opts.config)).federations.find((f) => f.name === fedName) : undefined;
-      if (opts.config && !cfg) throw new CliExit(EXIT.refused, `${opts.config} has no federation "${fedName}"`);
-      const doc = runbookDocument({ federation: fed, rules: rulesFrom(fed, cfg, opts.config ?? ""), server: client.target.server, generatedAt: new Date() });
-      const text = opts.format === "html" ? renderHtml(doc) : renderMarkdown(doc);
-      if (opts.output) {
-        await writeFile(opts.output, text);
-        io.err(`wrote ${opts.output}\n`);
-      } else io.out(text);
-    });
+    .option("--config <file>", "read the lease TTL and clock-skew margin from this pgfed config instead of the coordinator's (e.g. a change not yet deployed)");
+  connOptions(cmd).action(async (fedName: string, opts: { format: string; output?: string; config?: string; server?: string; token?: string; ca?: string; cert?: string; key?: string }) => {
+    if (opts.format !== "markdown" && opts.format !== "html" && opts.format !== "md") throw new CliExit(EXIT.usage, `--format must be markdown or html, not "${opts.format}"`);
+    const tty = io as CliIo & { env?: NodeJS.ProcessEnv; cwd?: string; isTTY?: boolean };
+    const client = clientFor(opts, { isTTY: false, confirm: async () => false, env: tty.env ?? process.env, cwd: tty.cwd ?? process.cwd() });
+    const fed = await withApiErrors(() => client.federation(fedName));
+    const cfg = opts.config ? (await loadConfig(opts.config)).federations.find((f) => f.name === fedName) : undefined;
+    if (opts.config && !cfg) throw new CliExit(EXIT.refused, `${opts.config} has no federation "${fedName}"`);
+    const doc = runbookDocument({ federation: fed, rules: rulesFrom(fed, cfg, opts.config ?? ""), server: client.target.server, generatedAt: new Date() });
+    const text = opts.format === "html" ? renderHtml(doc) : renderMarkdown(doc);
+    if (opts.output) {
+      await writeFile(opts.output, text);
+      io.err(`wrote ${opts.output}\n`);
+    } else io.out(text);
+  });
 }

@@ -3,3 +3,4 @@ export * from "./cluster.js";
 export * from "./readers.js";
 export * from "./token.js";
 export * from "./patches.js";
+export * from "./reclone.js";

@@ -110,6 +110,18 @@ export function isFullyFenced(c: Cluster): boolean {
   return fencedInstances(c).includes("*");
 }
 
+/**
+ * All instances fenced by a readable annotation, for deciding whether to fence: one that cannot be parsed
+ * counts as not fenced (fencing again replaces it with one CNPG understands).
+ */
+export function isFencedForSure(c: Cluster): boolean {
+  try {
+    return isFullyFenced(c);
+  } catch {
+    return false;
+  }
+}
+
 /** At least one instance is fenced. */
 export function isFenced(c: Cluster): boolean {
   return fencedInstances(c).length > 0;

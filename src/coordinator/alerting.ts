@@ -1,7 +1,8 @@
 /**
  * The leader's own alerting (DESIGN.md "Lag alerting"): after every evaluation pass of a
- * federation (4 per second; the machine's state changes are read in the same pass) it turns what
- * the coordinator knows into one observation per catalog alert instance, feeds the AlertEngine
+ * federation (4 per second, once a second when healthy and quiet; the machine's state changes
+ * are read in the same pass) it turns what the coordinator knows into one observation per
+ * catalog alert instance, feeds the AlertEngine
  * (hysteresis from the catalog, overridable per alert) and routes the transitions through the
  * notifiers of `config.alerts`. It also keeps the exposure metrics the Prometheus rules read.
  *
@@ -22,7 +23,7 @@ import { createAlertRouter, type AlertRouter, type NotifierOptions } from "../al
 import type { Config, FederationConfig } from "../config.js";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
-import { createMetrics, type PgfedMetrics } from "../metrics.js";
+import { createMetrics, recordExposureMetrics, recordMemberMetrics, type PgfedMetrics } from "../metrics.js";
 import type { Evaluation } from "../wal/monitor.js";
 import { OPERATION_KINDS } from "./metrics.js";
 
@@ -37,6 +38,8 @@ export interface FederationTick {
   kubeUnreachable: readonly string[];
   /** Consecutive failed lag samples per member. */
   sampleFailures: ReadonlyMap<string, number>;
+  /** Primaries whose agent is silent while their region's Kubernetes API shows them healthy (failover held back). */
+  agentsDown?: readonly { member: string; region: string; silentMs: number }[];
   nowMs: number;
 }
 
@@ -51,14 +54,18 @@ export interface AlertingOptions {
 /** An operation that failed (aborted, or stopped needing an operator) counts for this long. */
 export const OPERATION_FAILED_WINDOW_MS = 15 * 60_000;
 
-/** Per federation memory across passes: failed operations and sample-failure counters. */
+/** Per federation memory across passes: failed operations, sample-failure counters, what the engine holds. */
 export interface FederationMemo {
   failedOps: Map<string, { kind: string; atMs: number }>;
   sampleFailures: Map<string, number>;
+  /** Fingerprints of this federation's alerts firing in the engine (from its transitions). */
+  firing: Set<string>;
+  /** The engine may hold state for an instance of this federation: its next pass must reach the engine. */
+  engaged: boolean;
 }
 
 export function newMemo(): FederationMemo {
-  return { failedOps: new Map(), sampleFailures: new Map() };
+  return { failedOps: new Map(), sampleFailures: new Map(), firing: new Set(), engaged: false };
 }
 
 const seconds = (ms: number): number => Math.round(ms) / 1000;
@@ -100,6 +107,8 @@ export function observationsOf(t: FederationTick, memo: FederationMemo): Observa
     memo.sampleFailures.set(m.name, failures);
     const unreachable = st?.status === "unreachable" || t.kubeUnreachable.includes(m.name);
     add("PgfedMemberUnreachable", labels, unreachable, { errors: failures });
+    const agentDown = t.agentsDown?.find((a) => a.member === m.name);
+    add("PgfedAgentDown", labels, agentDown !== undefined, agentDown ? { silent_s: seconds(agentDown.silentMs) } : {});
   }
 
   // The federation machine: approval, failed operations.
@@ -175,7 +184,18 @@ export class CoordinatorAlerting {
         this.memos.set(t.cfg.name, memo);
       }
       const cur = this.ensure();
-      const transitions = cur.engine.observeAll(observationsOf(t, memo));
+      const observations = observationsOf(t, memo);
+      const anyActive = observations.some((o) => o.active);
+      // All healthy, and the previous pass already cleared what was pending: the engine holds no
+      // state for these instances and would only fingerprint each one to find that out.
+      if (!anyActive && !memo.engaged) return;
+      const transitions = cur.engine.observeAll(observations);
+      for (const tr of transitions) {
+        if (tr.kind === "firing") memo.firing.add(tr.alert.fingerprint);
+        else memo.firing.delete(tr.alert.fingerprint);
+      }
+      // Inactive instances that were only pending were dropped by this pass; firing ones stay until resolved.
+      memo.engaged = anyActive || memo.firing.size > 0;
       if (transitions.length === 0) return;
       for (const tr of transitions) this.logTransition(tr);
       cur.router.dispatch(transitions);
@@ -227,17 +247,8 @@ export class CoordinatorAlerting {
   private updateMetrics(t: FederationTick): void {
     const m = this.metrics;
     const ev = t.evaluation;
-    const fed = { federation: t.cfg.name };
-    m.rpoBudgetSeconds.set(fed, t.cfg.rpo.budget / 1000);
-    const shown = ev.estimate ?? ev.worstCase?.basedOn;
-    if (shown) {
-      m.exposureSeconds.set(fed, shown.exposureMs / 1000);
-      m.exposureBytes.set(fed, Number(shown.exposureBytes));
-    }
-    if (ev.worstCase) {
-      m.worstCaseExposureSeconds.set(fed, ev.worstCase.exposureMs / 1000);
-      m.worstCaseExposureBytes.set(fed, Number(ev.worstCase.exposureBytes));
-    }
+    m.rpoBudgetSeconds.set({ federation: t.cfg.name }, t.cfg.rpo.budget / 1000);
+    recordExposureMetrics(m, ev);
     const memo = this.memos.get(t.cfg.name);
     for (const member of t.cfg.members) {
       const labels = { federation: t.cfg.name, member: member.name, region: member.region };
@@ -248,23 +259,7 @@ export class CoordinatorAlerting {
       const before = memo?.sampleFailures.get(member.name) ?? 0;
       if (failures > before) m.sampleErrorsTotal.inc(labels, failures - before);
       else m.sampleErrorsTotal.inc(labels, 0);
-      if (s.archive) {
-        m.archiveFailing.set(labels, s.archive.failing ? 1 : 0);
-        m.archiveReadySegments.set(labels, s.archive.readySegments);
-        if (s.archive.newFailures > 0) m.archiveFailuresTotal.inc(labels, s.archive.newFailures);
-        if (s.archive.lastArchivedAtMs !== undefined) m.archiveLastSuccessTimestampSeconds.set(labels, s.archive.lastArchivedAtMs / 1000);
-      }
-      if (s.name !== ev.primary && s.role === "replica") {
-        m.replicaStalled.set(labels, s.replica?.stalled ? 1 : 0);
-        if (s.lag) {
-          m.replicaLagBytes.set(labels, Number(s.lag.bytes));
-          m.replicaLagSeconds.set(labels, s.lag.ms / 1000);
-        }
-      } else {
-        m.replicaStalled.remove(labels);
-        m.replicaLagBytes.remove(labels);
-        m.replicaLagSeconds.remove(labels);
-      }
+      recordMemberMetrics(m, labels, s, ev.primary);
     }
   }
 }

@@ -25,6 +25,9 @@ import { LeaderDirectory } from "./leader.js";
 import { createCoordinatorMetrics, type CoordinatorMetrics } from "./metrics.js";
 import { federationRecordSchema, type FederationRecord, type OperationRecord } from "./record.js";
 import { FederationRuntime, auditEntryOf, toOperationView } from "./federation.js";
+import type { RegionClusterAccess } from "./corroboration.js";
+import { FederationIntake } from "./intake.js";
+import { createLimiter, type Limiter } from "./limiter.js";
 import {
   ServiceError,
   type ActionResult,
@@ -52,6 +55,14 @@ export interface CoordinatorOptions {
   now?: () => number;
   /** Alert engine and notifier settings (hysteresis overrides, re-send interval); targets come from config.alerts. */
   alerting?: AlertingOptions;
+  /**
+   * The coordinator's own Kubernetes client per region (read and patch a Cluster): with it, a
+   * silent primary whose region's API still answers is corroborated there before any failover
+   * (src/coordinator/corroboration.ts). A region without one: the primary lease alone decides.
+   */
+  regionKube?: ReadonlyMap<string, RegionClusterAccess>;
+  /** Bounds of those probes (defaults: 2 s timeout, at most one per second per federation). */
+  corroboration?: { timeoutMs?: number; intervalMs?: number };
 }
 
 export interface Coordinator extends CoordinatorService {
@@ -66,6 +77,9 @@ export interface Coordinator extends CoordinatorService {
   /** Stops; releases the lease unless `crash` (then the next leader waits for it to lapse). Bounded. */
   stop(opts?: { crash?: boolean }): Promise<void>;
 }
+
+/** KV round trips in flight while the leader loads its federations (all start at once; see limiter.ts). */
+const LOAD_KV_CONCURRENCY = 64;
 
 const SWITCHOVER_STEPS = ["preflight", "demote", "awaitToken", "promote", "verify"] as const;
 const STEP_WORDS: Record<string, string> = {
@@ -95,6 +109,8 @@ class CoordinatorImpl implements Coordinator {
   private readonly log: Logger;
   private readonly now: () => number;
   private readonly runtimes = new Map<string, FederationRuntime>();
+  private intake: FederationIntake | undefined;
+  private readonly kvLimiter: Limiter = createLimiter(LOAD_KV_CONCURRENCY);
   private leases: LeaseStore | undefined;
   private keeper: LeaseKeeper | undefined;
   private directory: LeaderDirectory | undefined;
@@ -127,6 +143,14 @@ class CoordinatorImpl implements Coordinator {
       onLost: (info) => this.queue(() => this.follow(`lost the coordinator lease (${info.reason}${info.error ? `: ${info.error}` : ""})`)),
     });
     this.keeper.start();
+    const regions = [...new Set(this.opts.config.federations.flatMap((f) => f.members.map((m) => m.region)))];
+    const blind = regions.filter((r) => !this.opts.regionKube?.has(r));
+    if (blind.length > 0) {
+      this.log.warn(
+        { regions: blind },
+        `no Kubernetes client for region(s) ${blind.join(", ")}: the coordinator cannot corroborate a silent primary there, so a primary whose agent stops is failed over once its lease expired plus the clock-skew margin, even if it still serves (give the coordinator a kubeconfig for every region)`,
+      );
+    }
     this.directory = new LeaderDirectory({ bus: this.opts.bus, leases: this.leases, id: this.id, log: this.log, pollMs: Math.min(1_000, Math.floor((this.opts.leaseTtlMs ?? 10_000) / 3)), now: this.now });
     await this.directory.start(this.apiUrl);
     this.log.info(`coordinator ${this.id} started; competing for the coordinator lease`);
@@ -141,20 +165,44 @@ class CoordinatorImpl implements Coordinator {
     const gen = ++this.generation;
     this.leading = true;
     this.metrics.leader.set({ coordinator: this.id }, 1);
-    this.log.info(`coordinator ${this.id} is the leader: loading ${this.opts.config.federations.length} federation(s) from KV`);
+    const t0 = this.now();
+    const n = this.opts.config.federations.length;
+    this.log.info(`coordinator ${this.id} is the leader: loading ${n} federation(s) from KV`);
     const store = await openStateStore(this.opts.bus, federationRecordSchema, { scope: "*" });
-    for (const f of this.opts.config.federations) {
-      if (gen !== this.generation || this.stopped) return;
-      const rt = this.newRuntime(f, store);
-      this.runtimes.set(f.name, rt);
+    const intake = await this.openIntake(gen);
+    if (!intake) return;
+    // All at once: a fresh federation waits for its members' observations without blocking the others; KV round trips are bounded by kvLimiter.
+    await Promise.all(this.opts.config.federations.map((f) => this.startFederation(f, store, gen)));
+    if (gen === this.generation && !this.stopped) this.log.info(`coordinator ${this.id} loaded ${this.runtimes.size} of ${n} federation(s) in ${this.now() - t0} ms`);
+  }
+
+  /** The shared consumer every runtime of this leadership reads from; retried while this generation leads. */
+  private async openIntake(gen: number): Promise<FederationIntake | undefined> {
+    for (let attempt = 1; gen === this.generation && !this.stopped; attempt++) {
+      const intake = new FederationIntake(this.opts.bus, this.log);
       try {
-        await rt.start();
+        await intake.start();
+        this.intake = intake;
+        return intake;
       } catch (e) {
-        this.log.error({ federation: f.name, err: errorMessage(e) }, `could not start federation ${f.name}: ${errorMessage(e)}; retrying in 2 s`);
-        await rt.stop();
-        this.runtimes.delete(f.name);
-        setTimeout(() => this.queue(async () => this.restartFederation(f.name)), 2_000);
+        this.log.error({ err: errorMessage(e) }, `coordinator ${this.id} could not open its bus intake (attempt ${attempt}): ${errorMessage(e)}; retrying in 2 s`);
+        await sleep(2_000);
       }
+    }
+    return undefined;
+  }
+
+  private async startFederation(f: FederationConfig, store: StateStore<FederationRecord>, gen: number): Promise<void> {
+    if (gen !== this.generation || this.stopped) return;
+    const rt = this.newRuntime(f, store);
+    this.runtimes.set(f.name, rt);
+    try {
+      await rt.start();
+    } catch (e) {
+      this.log.error({ federation: f.name, err: errorMessage(e) }, `could not start federation ${f.name}: ${errorMessage(e)}; retrying in 2 s`);
+      await rt.stop();
+      if (this.runtimes.get(f.name) === rt) this.runtimes.delete(f.name);
+      setTimeout(() => this.queue(async () => this.restartFederation(f.name)), 2_000);
     }
   }
 
@@ -169,6 +217,10 @@ class CoordinatorImpl implements Coordinator {
       metrics: this.metrics,
       onStale: (fed) => this.queue(() => this.restartFederation(fed)),
       onEvaluation: (tick) => this.alerting.observe(tick),
+      regionKube: (region) => this.opts.regionKube?.get(region),
+      ...(this.opts.corroboration ? { corroboration: this.opts.corroboration } : {}),
+      ...(this.intake ? { intake: this.intake } : {}),
+      kvLimit: this.kvLimiter.run,
       ...(this.opts.now ? { now: this.opts.now } : {}),
     });
   }
@@ -203,13 +255,20 @@ class CoordinatorImpl implements Coordinator {
     this.log.warn(`coordinator ${this.id} steps down: ${why}`);
     await Promise.all([...this.runtimes.values()].map((r) => r.stop()));
     this.runtimes.clear();
+    await this.closeIntake();
     await this.alerting.stepDown();
+  }
+
+  private async closeIntake(): Promise<void> {
+    const intake = this.intake;
+    this.intake = undefined;
+    await intake?.stop().catch((e: unknown) => this.log.warn(`coordinator ${this.id}: closing the bus intake: ${errorMessage(e)}`));
   }
 
   async waitLeader(timeoutMs: number): Promise<void> {
     const until = this.now() + timeoutMs;
     while (this.now() < until) {
-      if (this.leading && this.opts.config.federations.every((f) => this.runtimes.get(f.name)?.context !== undefined)) return;
+      if (this.leading && this.opts.config.federations.every((f) => this.runtimes.get(f.name)?.isLoaded === true)) return;
       await sleep(100);
     }
     throw new PgfedError("coordinator.not_leader", `coordinator ${this.id} did not become the leader within ${timeoutMs} ms`);
@@ -222,6 +281,7 @@ class CoordinatorImpl implements Coordinator {
     const t0 = this.now();
     await Promise.race([Promise.all([...this.runtimes.values()].map((r) => r.stop())), sleep(5_000)]);
     this.runtimes.clear();
+    await Promise.race([this.closeIntake(), sleep(3_000)]);
     await this.alerting.close();
     this.leading = false;
     this.metrics.leader.set({ coordinator: this.id }, 0);
@@ -324,7 +384,7 @@ class CoordinatorImpl implements Coordinator {
     const id = this.newOpId(federation, "switchover");
     const nowMs = this.now();
     const record = rt.newRecord(id, "switchover", args.target, fc.designatedPrimary, ctx.reason, ctx.requestedBy, false, fc.epoch, nowMs, ctx.idempotencyKey);
-    this.log.info({ federation, op: id }, `switchover ${id} of ${federation} from ${fc.designatedPrimary ?? "?"} to ${args.target} requested by ${ctx.requestedBy}: ${ctx.reason}`);
+    this.log.info({ federation, op: id }, `switchover ${id} of ${federation} from ${fc.designatedPrimary ?? "?"} to ${args.target} requested by ${ctx.requestedBy}${ctx.reason ? `: ${ctx.reason}` : ""}`);
     rt.audit("request.switchover", `switchover to ${args.target} requested`, ctx.reason, { epoch: fc.epoch }, id, args.target);
     const operation = await this.begin(rt, record, () => rt.send({ type: "SWITCHOVER", operationId: id, target: args.target, reason: ctx.reason, requestedBy: ctx.requestedBy, atMs: nowMs }));
     return { kind: "operation", operation };

@@ -28,6 +28,7 @@ import {
   type UndoDemotionInput,
   type VerifySwitchoverInput,
   type VerifySwitchoverOutput,
+  defaultDelays,
 } from "../../machines/index.js";
 import {
   filters,
@@ -49,6 +50,7 @@ import type { FederationConfig } from "../config.js";
 import { PgfedError, errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
 import { FederationEvaluator, type Evaluation } from "../wal/monitor.js";
+import { formatLsn } from "../wal/lsn.js";
 import type { ExposureEstimate } from "../wal/exposure.js";
 import { PHASES } from "../cnpg/index.js";
 import type { CoordinatorMetrics } from "./metrics.js";
@@ -56,6 +58,9 @@ import { MAX_KEPT_OPERATIONS, type FederationRecord, type OperationRecord } from
 import type { AuditEntry, ExposureView, FederationView, MemberView, OperationView } from "./service.js";
 import { MemberSamples, memberObservation, type SeenObservation } from "./signals.js";
 import type { FederationTick } from "./alerting.js";
+import { PrimaryCorroborator, verdictWords, type KubeVerdict, type ProbeTarget, type RegionClusterAccess } from "./corroboration.js";
+import type { FederationIntakeLike } from "./intake.js";
+import type { Limit } from "./limiter.js";
 
 type CommandSpec =
   | { kind: "demote"; to: string }
@@ -65,7 +70,8 @@ type CommandSpec =
   | { kind: "fence" }
   | { kind: "unfence" }
   | { kind: "walSwitch" }
-  | { kind: "ensurePrimary" };
+  | { kind: "ensurePrimary" }
+  | { kind: "reclone"; primary: string };
 
 export interface FederationRuntimeOptions {
   cfg: FederationConfig;
@@ -82,6 +88,22 @@ export interface FederationRuntimeOptions {
   discoverMs?: number;
   /** Called after every evaluation pass (alerting, exposure metrics); must not block. */
   onEvaluation?: (tick: FederationTick) => void;
+  /** The leader's shared consumer (intake.ts); without it the runtime opens its own consumer on `pgfed.<federation>.>`. */
+  intake?: FederationIntakeLike;
+  /** Bounds KV round trips when many runtimes start at once (limiter.ts); default: unbounded. */
+  kvLimit?: Limit;
+  /** The coordinator's own client per region, to corroborate a silent primary (corroboration.ts); none: the lease alone decides. */
+  regionKube?: (region: string) => RegionClusterAccess | undefined;
+  /** Probe bounds of that corroboration (defaults: 2 s timeout, 1 s between probes). */
+  corroboration?: { timeoutMs?: number; intervalMs?: number };
+}
+
+/** The primary's agent is silent while its region's Kubernetes API shows the primary healthy: failover held back. */
+export interface AgentDown {
+  member: string;
+  region: string;
+  silentMs: number;
+  sinceMs: number;
 }
 
 interface PendingTransition {
@@ -92,7 +114,39 @@ interface PendingTransition {
 type FedActor = Actor<typeof federationMachine>;
 type MemberActor = Actor<typeof memberMachine>;
 
+type ProvidedFederationMachine = ReturnType<typeof federationMachine.provide>;
+type AnyActorSystem = Actor<typeof federationMachine>["system"];
+
+/** Each federation actor's system (shared with the effect actors it invokes) to its runtime. */
+const runtimes = new WeakMap<AnyActorSystem, FederationRuntime>();
+/** The runtime whose federation actor is being created right now (createActor is synchronous). */
+let constructing: FederationRuntime | undefined;
+
+function runtimeOf(system: AnyActorSystem): FederationRuntime {
+  const rt = runtimes.get(system) ?? constructing;
+  if (!rt) throw new PgfedError("coordinator.no_runtime", "an effect of the federation machine ran outside any federation runtime of this coordinator");
+  return rt;
+}
+
+function whileConstructing<T>(rt: FederationRuntime, create: () => T): T {
+  constructing = rt;
+  try {
+    return create();
+  } finally {
+    constructing = undefined;
+  }
+}
+
+const STEP_TIMEOUT_MS = 60_000;
+/** A rejoin re-clones the whole database: its pg_basebackup may take hours, not a step's minute. */
+const REJOIN_TIMEOUT_MS = defaultDelays.rejoinTimeout;
 const TICK_MS = 250;
+/**
+ * A healthy federation with no new input and no machine change is re-evaluated (exposure,
+ * alerting) at this pace instead of every tick; anything new, or anything not healthy, is
+ * evaluated at the next tick. Failure detection (detect) still runs every tick.
+ */
+const QUIET_EVALUATION_MS = 1_000;
 const ATTEMPT_MS = 5_000;
 
 function isoOf(ms: number): string {
@@ -121,6 +175,8 @@ export class FederationRuntime {
   private readonly stopSignal = new AbortController();
   private actor: FedActor | undefined;
   private subscription: BusSubscription | undefined;
+  private unregister: (() => void) | undefined;
+  private loaded = false;
   private revision: number | undefined;
   private persistChain: Promise<void> = Promise.resolve();
   private auditChain: Promise<void> = Promise.resolve();
@@ -133,7 +189,15 @@ export class FederationRuntime {
   private lastEstimatesSentAtMs = 0;
   private tickTimer: NodeJS.Timeout | undefined;
   private ticking = false;
+  /** Bumped by every message taken in; the evaluation pass compares it with the one it last saw. */
+  private inputSeq = 0;
+  private evaluated: { inputSeq: number; ctx: FederationContext; atMs: number; healthy: boolean } | undefined;
   private lastSnapshotStep = "";
+  private refencing: Promise<void> | undefined;
+  private lastRefenceAtMs = 0;
+  private readonly corroborator: PrimaryCorroborator;
+  private agentDown: AgentDown | undefined;
+  private heldBack: string | undefined;
 
   constructor(private readonly opts: FederationRuntimeOptions) {
     this.cfg = opts.cfg;
@@ -150,6 +214,7 @@ export class FederationRuntime {
     });
     for (const m of this.cfg.members) this.samples.set(m.name, new MemberSamples(this.name, m.name, m.region));
     opts.metrics.initFederation(this.name, this.cfg.rpo.warnAt);
+    this.corroborator = new PrimaryCorroborator({ federation: this.name, access: (region) => opts.regionKube?.(region), now: this.now, ...opts.corroboration });
   }
 
   // ---- lifecycle -------------------------------------------------------------------------------
@@ -157,19 +222,19 @@ export class FederationRuntime {
   /** Subscribes, loads the record, restores (or creates) the actors and starts detection. */
   async start(): Promise<void> {
     this.startedAtMs = this.now();
-    this.subscription = await this.opts.bus.subscribe(filters.federation(this.name), (msg) => this.onMessage(msg), { deliverNew: true, deadLetters: true });
+    if (this.opts.intake) this.unregister = this.opts.intake.register(this.name, (msg) => this.onMessage(msg));
+    else this.subscription = await this.opts.bus.subscribe(filters.federation(this.name), (msg) => this.onMessage(msg), { deliverNew: true, deadLetters: true });
     for (const m of this.cfg.members) {
       const a = createActor(memberMachine, { input: { federation: this.name, member: m.name, region: m.region } });
       a.start();
       this.members.set(m.name, a);
     }
-    const entry = await this.opts.store.get(this.name);
-    const machine = this.providedMachine();
+    const entry = await this.kv(() => this.opts.store.get(this.name));
     let actor: FedActor;
     if (entry?.value.snapshot) {
       this.revision = entry.revision;
       for (const op of entry.value.operations) this.operations.set(op.id, op);
-      actor = createActor(machine, { snapshot: entry.value.snapshot as Snapshot<unknown>, input: this.input(null, 1), inspect: (ev) => this.inspect(ev) });
+      actor = this.createFederationActor({ snapshot: entry.value.snapshot as Snapshot<unknown>, input: this.input(null, 1) });
       this.log.info(
         { epoch: entry.value.epoch, revision: entry.revision },
         `resuming ${this.name} from the stored record at revision ${entry.revision}: epoch ${entry.value.epoch}, primary ${entry.value.designatedPrimary ?? "none"}, operation ${entry.value.operationId ?? "none"} at step ${entry.value.step ?? "-"}`,
@@ -180,7 +245,7 @@ export class FederationRuntime {
         for (const op of entry.value.operations) this.operations.set(op.id, op);
       }
       const primary = await this.discoverPrimary();
-      actor = createActor(machine, { input: this.input(primary, entry?.value.epoch ?? 1), inspect: (ev) => this.inspect(ev) });
+      actor = this.createFederationActor({ input: this.input(primary, entry?.value.epoch ?? 1) });
       this.log.info(`starting ${this.name} fresh: designated primary ${primary ?? "none (operator must resolve)"} from the observed Clusters`);
     }
     this.actor = actor;
@@ -192,6 +257,12 @@ export class FederationRuntime {
     this.onSnapshot(actor.getSnapshot().context);
     await this.flushed();
     this.tickTimer = setInterval(() => void this.tick(), TICK_MS);
+    this.loaded = true;
+  }
+
+  /** Started, and its record (claimed by this coordinator) stored. */
+  get isLoaded(): boolean {
+    return this.loaded && !this.stopped;
   }
 
   /** Stops without writing anything more (a crash looks the same to the next leader). Bounded. */
@@ -199,10 +270,16 @@ export class FederationRuntime {
     if (this.stopSignal.signal.aborted) return;
     this.stopSignal.abort();
     clearInterval(this.tickTimer);
+    if (this.agentDown) this.opts.metrics.agentSilentSeconds.remove({ federation: this.name, member: this.agentDown.member, region: this.agentDown.region });
+    this.unregister?.();
     this.actor?.stop();
     for (const a of this.members.values()) a.stop();
     await Promise.race([this.subscription?.stop().catch(() => undefined), sleep(3_000)]);
     await Promise.race([this.auditChain, sleep(2_000)]);
+  }
+
+  private kv<T>(fn: () => Promise<T>): Promise<T> {
+    return this.opts.kvLimit ? this.opts.kvLimit(fn) : fn();
   }
 
   get stopped(): boolean {
@@ -254,6 +331,7 @@ export class FederationRuntime {
     if (this.stopped) return;
     try {
       const nowMs = this.now();
+      this.inputSeq++;
       switch (msg.type) {
         case "observation": {
           if (!this.samples.has(msg.member)) return;
@@ -262,7 +340,7 @@ export class FederationRuntime {
           const ctx = this.context;
           if (ctx?.pendingFence.includes(msg.member) && msg.data.reachable && ctx.fencing === null) {
             this.send({ type: "FORMER_PRIMARY_SEEN", member: msg.member });
-          }
+          } else if (ctx) this.keepDivergedFenced(ctx, msg.member, msg.data, nowMs);
           return;
         }
         case "lag":
@@ -360,6 +438,8 @@ export class FederationRuntime {
     this.opts.metrics.failoverAwaitingApproval.set({ federation: this.name }, op?.kind === "failover" && op.step === "awaitApproval" ? 1 : 0);
     for (const m of this.members.values()) {
       if (ctx.diverged.includes(m.getSnapshot().context.member) && !m.getSnapshot().matches("diverged")) m.send({ type: "MARK_DIVERGED", reason: `former primary of ${this.name}: fenced after a failover; its data has forked` });
+      // A completed rejoin removed it from the federation's diverged list: the member machine leaves `diverged`.
+      else if (!ctx.diverged.includes(m.getSnapshot().context.member) && m.getSnapshot().matches("diverged")) m.send({ type: "REJOINED" });
     }
     const step = `${op?.id ?? "-"}:${op?.step ?? "-"}`;
     if (record && (transitions.length > 0 || step !== this.lastSnapshotStep)) this.notify(record);
@@ -440,7 +520,8 @@ export class FederationRuntime {
     for (let attempt = 0; !this.stale && !this.stopped; attempt++) {
       try {
         this.lastWrite = { updatedAt: value.updatedAt };
-        this.revision = this.revision === undefined ? await this.opts.store.create(this.name, value) : await this.opts.store.update(this.name, value, this.revision);
+        const rev = this.revision;
+        this.revision = await this.kv(() => (rev === undefined ? this.opts.store.create(this.name, value) : this.opts.store.update(this.name, value, rev)));
         return;
       } catch (e) {
         if (isStaleRevision(e)) {
@@ -574,105 +655,252 @@ export class FederationRuntime {
 
   // ---- effects (every one an idempotent "ensure") ----------------------------------------------
 
-  private providedMachine() {
-    const f = this.cfg;
-    const stepTimeout = 60_000;
+  /**
+   * The federation machine with the coordinator's effects, built once per process: `.provide()`
+   * copies the whole machine (~70 KB), so the actors and delays find their runtime through the
+   * actor system of the federation actor that invoked them (runtimeOf) rather than by closure.
+   */
+  private static machine(): ProvidedFederationMachine {
+    return (FederationRuntime.provided ??= FederationRuntime.provideMachine());
+  }
+
+  private static provided: ProvidedFederationMachine | undefined;
+
+  private static provideMachine() {
+    const rt = (system: AnyActorSystem): FederationRuntime => runtimeOf(system);
     return federationMachine.provide({
       delays: {
-        stepTimeout,
-        tokenTimeout: f.switchover.tokenTimeout,
-        promoteTimeout: f.switchover.promoteTimeout,
-        suspectGrace: Math.min(1_000, f.failover.leaseTtl),
+        stepTimeout: STEP_TIMEOUT_MS,
+        tokenTimeout: ({ system }) => rt(system).cfg.switchover.tokenTimeout,
+        promoteTimeout: ({ system }) => rt(system).cfg.switchover.promoteTimeout,
+        suspectGrace: ({ system }) => Math.min(1_000, rt(system).cfg.failover.leaseTtl),
         confirmRetry: 1_000,
+        rejoinTimeout: REJOIN_TIMEOUT_MS,
       },
       actors: {
-        preflight: fromPromise<PreflightOutput, PreflightInput>(async ({ input, signal }) => {
-          // A leader that just started (or resumed this step) has no observations or lag figures yet: wait for them, bounded, rather than refuse.
-          const until = this.now() + 10_000;
-          let out = this.preflight(input);
-          while (!out.ok && out.missingEvidence === true && this.now() < until && !signal.aborted && !this.stopped) {
-            await sleep(200);
-            out = this.preflight(input);
-          }
-          const { missingEvidence: _missing, ...verdict } = out;
-          return verdict;
-        }),
-        demotePrimary: fromPromise<void, DemotePrimaryInput>(async ({ input, signal }) => {
-          const op = this.operations.get(input.operationId);
-          if (op && op.tokenBefore === undefined) {
-            op.tokenBefore = this.observations.get(input.from)?.obs.demotionToken ?? null;
-            this.lastPersisted = "";
-            const ctx = this.context;
-            if (ctx) this.persist(ctx);
-          }
-          await this.command(input.from, { kind: "demote", to: input.target }, { ...input, step: "demote", timeoutMs: stepTimeout - 5_000, signal });
-        }),
-        awaitDemotionToken: fromPromise<AwaitDemotionTokenOutput, AwaitDemotionTokenInput>(async ({ input, signal }) => {
-          const before = this.operations.get(input.operationId)?.tokenBefore ?? null;
-          const o = await this.awaitObservation(
-            input.member,
-            `to be demoted with a new demotion token${before ? " (different from the stale one seen before the demote)" : ""}`,
-            (x) => x.role === "replica" && !x.switchInProgress && x.demotionToken !== undefined && x.demotionToken !== before,
-            f.switchover.tokenTimeout,
-            signal,
-          );
-          return { token: o.demotionToken ?? "" };
-        }),
-        promoteWithToken: fromPromise<void, PromoteWithTokenInput>(async ({ input, signal }) => {
-          await this.command(input.target, { kind: "promoteWithToken", token: input.token }, { ...input, step: "promote", timeoutMs: f.switchover.promoteTimeout, signal });
-          await this.awaitObservation(
-            input.target,
-            "to be promoted with the demotion token",
-            (x) => x.role === "primary" && x.lastPromotionToken === input.token && !x.switchInProgress && x.phase !== PHASES.promoting,
-            f.switchover.promoteTimeout,
-            signal,
-          );
-        }),
-        verifySwitchover: fromPromise<VerifySwitchoverOutput, VerifySwitchoverInput>(async ({ input, signal }) => {
-          // A leader resuming this step has not heard from the target yet: wait for it (bounded) before judging.
-          const t = await this.awaitObservation(input.target, "to run as an unfenced primary", (x) => x.role === "primary" && !x.fenced, 10_000, signal).catch(() => this.observations.get(input.target)?.obs);
-          if (t?.role !== "primary" || t.fenced) return { ok: false, reason: `${input.target} is not an unfenced primary (role ${t?.role ?? "?"}, fenced ${String(t?.fenced)})` };
-          // CNPG issue #9273: the token must leave the new primary's spec before it is demoted again.
-          await this.command(input.target, { kind: "clearToken" }, { ...input, step: "verify", timeoutMs: 20_000, signal });
-          await this.awaitObservation(input.from, `to follow ${input.target} as a replica`, (x) => x.role === "replica" && !x.fenced, 20_000, signal);
-          return { ok: true };
-        }),
-        undoDemotion: fromPromise<void, UndoDemotionInput>(async ({ input, signal }) => {
-          // Re-designate: spec.replica.primary = itself. Only reached before any promote was issued.
-          await this.command(input.member, { kind: "ensurePrimary" }, { ...input, step: "undo", timeoutMs: 20_000, signal }).catch(async (e: unknown) => {
-            if (e instanceof PgfedError && e.code === "agent.not_primary") {
-              throw new PgfedError("coordinator.undo_impossible", `undo of ${this.name}/${input.member}: it was already demoted (${e.message}); an operator must RESOLVE`);
-            }
-            throw e;
-          });
-        }),
-        confirmPrimaryDown: fromPromise<ConfirmPrimaryDownOutput, ConfirmPrimaryDownInput>(async ({ input, signal }) => this.confirmDown(input, signal)),
-        promoteWithoutToken: fromPromise<void, PromoteWithoutTokenInput>(async ({ input, signal }) => {
-          const numbers = { worstCaseLossSeconds: input.worstCaseLossMs / 1000, acceptedLossSeconds: input.acceptedLossMs === null ? null : input.acceptedLossMs / 1000, budgetSeconds: f.rpo.budget / 1000, epoch: input.epoch };
-          this.audit("failover.promote", `promoting ${input.target} without a token at epoch ${input.epoch}`, this.context?.lastDecision ?? "", numbers, input.operationId, input.target, input.epoch);
-          await this.command(input.target, { kind: "promoteWithoutToken" }, { ...input, step: "promoteWithoutToken", timeoutMs: f.switchover.promoteTimeout, signal });
-          await this.awaitObservation(input.target, "to run as the primary", (x) => x.role === "primary" && !x.switchInProgress && x.phase !== PHASES.promoting, f.switchover.promoteTimeout, signal);
-          // The spec says primary at once; Postgres itself must have left recovery (a lag sample says so).
-          const until = this.now() + f.switchover.promoteTimeout;
-          while (this.samples.get(input.target)?.role() !== "primary" && this.now() < until && !signal.aborted) await sleep(100);
-        }),
-        fenceAndDemoteFormer: fromPromise<void, FenceAndDemoteFormerInput>(async ({ input, signal }) => {
-          const p = { epoch: input.epoch, operationId: `fence-${input.member}-e${input.epoch}`, timeoutMs: 30_000, signal };
-          // Fence first (Postgres stops), then point it at the new primary; CNPG's demotion ends by
-          // unfencing (it then runs read-only, in recovery), so fence again once it is done.
-          await this.command(input.member, { kind: "fence" }, { ...p, step: "fence" });
-          if (input.newPrimary) {
-            const to = input.newPrimary;
-            await this.command(input.member, { kind: "demote", to }, { ...p, step: "demoteFormer" });
-            await this.awaitObservation(input.member, `to be demoted to follow ${to}`, (x) => x.role === "replica" && !x.switchInProgress, 30_000, signal);
-            await this.command(input.member, { kind: "fence" }, { ...p, step: "refence" });
-          }
-        }),
-        rejoinMember: fromPromise<void, RejoinMemberInput>(async ({ input }) => {
-          throw new PgfedError("coordinator.rejoin_unsupported", `rejoin of ${this.name}/${input.member}: re-cloning a diverged member is not automated yet; delete and recreate its Cluster as a replica of ${input.primary ?? "the primary"}, then RESOLVE`);
-        }),
+        preflight: fromPromise<PreflightOutput, PreflightInput>(async ({ input, signal, system }) => rt(system).preflightStep(input, signal)),
+        demotePrimary: fromPromise<void, DemotePrimaryInput>(async ({ input, signal, system }) => rt(system).demotePrimary(input, signal)),
+        awaitDemotionToken: fromPromise<AwaitDemotionTokenOutput, AwaitDemotionTokenInput>(async ({ input, signal, system }) => rt(system).awaitDemotionToken(input, signal)),
+        promoteWithToken: fromPromise<void, PromoteWithTokenInput>(async ({ input, signal, system }) => rt(system).promoteWithToken(input, signal)),
+        verifySwitchover: fromPromise<VerifySwitchoverOutput, VerifySwitchoverInput>(async ({ input, signal, system }) => rt(system).verifySwitchover(input, signal)),
+        undoDemotion: fromPromise<void, UndoDemotionInput>(async ({ input, signal, system }) => rt(system).undoDemotion(input, signal)),
+        confirmPrimaryDown: fromPromise<ConfirmPrimaryDownOutput, ConfirmPrimaryDownInput>(async ({ input, signal, system }) => rt(system).confirmDown(input, signal)),
+        promoteWithoutToken: fromPromise<void, PromoteWithoutTokenInput>(async ({ input, signal, system }) => rt(system).promoteWithoutToken(input, signal)),
+        fenceAndDemoteFormer: fromPromise<void, FenceAndDemoteFormerInput>(async ({ input, signal, system }) => rt(system).fenceAndDemoteFormer(input, signal)),
+        rejoinMember: fromPromise<void, RejoinMemberInput>(async ({ input, signal, system }) => rt(system).rejoin(input, REJOIN_TIMEOUT_MS - 5_000, signal)),
       },
     });
+  }
+
+  /** Creates the federation actor and binds its actor system to this runtime (runtimeOf). */
+  private createFederationActor(options: { snapshot?: Snapshot<unknown>; input: ReturnType<FederationRuntime["input"]> }): FedActor {
+    // createActor already resolves the delays of the initial state, before its system can be bound.
+    const actor = whileConstructing(this, () => createActor(FederationRuntime.machine(), { ...options, inspect: (ev) => this.inspect(ev) }));
+    runtimes.set(actor.system, this);
+    return actor;
+  }
+
+  private async preflightStep(input: PreflightInput, signal: AbortSignal): Promise<PreflightOutput> {
+    // A leader that just started (or resumed this step) has no observations or lag figures yet: wait for them, bounded, rather than refuse.
+    const until = this.now() + 10_000;
+    let out = this.preflight(input);
+    while (!out.ok && out.missingEvidence === true && this.now() < until && !signal.aborted && !this.stopped) {
+      await sleep(200);
+      out = this.preflight(input);
+    }
+    const { missingEvidence: _missing, ...verdict } = out;
+    return verdict;
+  }
+
+  private async demotePrimary(input: DemotePrimaryInput, signal: AbortSignal): Promise<void> {
+    const op = this.operations.get(input.operationId);
+    if (op && op.tokenBefore === undefined) {
+      op.tokenBefore = this.observations.get(input.from)?.obs.demotionToken ?? null;
+      this.lastPersisted = "";
+      const ctx = this.context;
+      if (ctx) this.persist(ctx);
+    }
+    await this.command(input.from, { kind: "demote", to: input.target }, { ...input, step: "demote", timeoutMs: STEP_TIMEOUT_MS - 5_000, signal });
+  }
+
+  private async awaitDemotionToken(input: AwaitDemotionTokenInput, signal: AbortSignal): Promise<AwaitDemotionTokenOutput> {
+    const before = this.operations.get(input.operationId)?.tokenBefore ?? null;
+    const o = await this.awaitObservation(
+      input.member,
+      `to be demoted with a new demotion token${before ? " (different from the stale one seen before the demote)" : ""}`,
+      (x) => x.role === "replica" && !x.switchInProgress && x.demotionToken !== undefined && x.demotionToken !== before,
+      this.cfg.switchover.tokenTimeout,
+      signal,
+    );
+    return { token: o.demotionToken ?? "" };
+  }
+
+  private async promoteWithToken(input: PromoteWithTokenInput, signal: AbortSignal): Promise<void> {
+    const f = this.cfg;
+    await this.command(input.target, { kind: "promoteWithToken", token: input.token }, { ...input, step: "promote", timeoutMs: f.switchover.promoteTimeout, signal });
+    await this.awaitObservation(
+      input.target,
+      "to be promoted with the demotion token",
+      (x) => x.role === "primary" && x.lastPromotionToken === input.token && !x.switchInProgress && x.phase !== PHASES.promoting,
+      f.switchover.promoteTimeout,
+      signal,
+    );
+  }
+
+  private async verifySwitchover(input: VerifySwitchoverInput, signal: AbortSignal): Promise<VerifySwitchoverOutput> {
+    // A leader resuming this step has not heard from the target yet: wait for it (bounded) before judging.
+    const t = await this.awaitObservation(input.target, "to run as an unfenced primary", (x) => x.role === "primary" && !x.fenced, 10_000, signal).catch(() => this.observations.get(input.target)?.obs);
+    if (t?.role !== "primary" || t.fenced) return { ok: false, reason: `${input.target} is not an unfenced primary (role ${t?.role ?? "?"}, fenced ${String(t?.fenced)})` };
+    // CNPG issue #9273: the token must leave the new primary's spec before it is demoted again.
+    await this.command(input.target, { kind: "clearToken" }, { ...input, step: "verify", timeoutMs: 20_000, signal });
+    await this.awaitObservation(input.from, `to follow ${input.target} as a replica`, (x) => x.role === "replica" && !x.fenced, 20_000, signal);
+    return { ok: true };
+  }
+
+  private async undoDemotion(input: UndoDemotionInput, signal: AbortSignal): Promise<void> {
+    // Re-designate: spec.replica.primary = itself. Only reached before any promote was issued.
+    await this.command(input.member, { kind: "ensurePrimary" }, { ...input, step: "undo", timeoutMs: 20_000, signal }).catch(async (e: unknown) => {
+      if (e instanceof PgfedError && e.code === "agent.not_primary") {
+        throw new PgfedError("coordinator.undo_impossible", `undo of ${this.name}/${input.member}: it was already demoted (${e.message}); an operator must RESOLVE`);
+      }
+      throw e;
+    });
+  }
+
+  private async promoteWithoutToken(input: PromoteWithoutTokenInput, signal: AbortSignal): Promise<void> {
+    const f = this.cfg;
+    const numbers = { worstCaseLossSeconds: input.worstCaseLossMs / 1000, acceptedLossSeconds: input.acceptedLossMs === null ? null : input.acceptedLossMs / 1000, budgetSeconds: f.rpo.budget / 1000, epoch: input.epoch };
+    this.audit("failover.promote", `promoting ${input.target} without a token at epoch ${input.epoch}`, this.context?.lastDecision ?? "", numbers, input.operationId, input.target, input.epoch);
+    await this.command(input.target, { kind: "promoteWithoutToken" }, { ...input, step: "promoteWithoutToken", timeoutMs: f.switchover.promoteTimeout, signal });
+    await this.awaitObservation(input.target, "to run as the primary", (x) => x.role === "primary" && !x.switchInProgress && x.phase !== PHASES.promoting, f.switchover.promoteTimeout, signal);
+    // The spec says primary at once; Postgres itself must have left recovery (a lag sample says so).
+    const until = this.now() + f.switchover.promoteTimeout;
+    while (this.samples.get(input.target)?.role() !== "primary" && this.now() < until && !signal.aborted) await sleep(100);
+  }
+
+  private async fenceAndDemoteFormer(input: FenceAndDemoteFormerInput, signal: AbortSignal): Promise<void> {
+    const p = { epoch: input.epoch, operationId: `fence-${input.member}-e${input.epoch}`, timeoutMs: 30_000, signal };
+    // Fence first (Postgres stops), then point it at the new primary; CNPG's demotion ends by
+    // unfencing (it then runs read-only, in recovery), so fence again once it is done.
+    await this.command(input.member, { kind: "fence" }, { ...p, step: "fence" });
+    if (input.newPrimary) {
+      const to = input.newPrimary;
+      const seen = this.observations.get(input.member)?.obs;
+      const alreadyDemoted = seen?.reachable === true && seen.role === "replica" && !seen.switchInProgress;
+      await this.command(input.member, { kind: "demote", to }, { ...p, step: "demoteFormer" });
+      if (!alreadyDemoted) {
+        // The role follows the spec at once; the demotion is over (and its unfence done) only once CNPG
+        // was seen switching, or published a new demotion token (a fast switch may be coalesced away).
+        const tokenBefore = seen?.demotionToken;
+        let switching = false;
+        await this.awaitObservation(
+          input.member,
+          `to finish its demotion to follow ${to}`,
+          (x) => {
+            switching ||= x.switchInProgress;
+            return x.role === "replica" && !x.switchInProgress && (switching || (x.demotionToken !== undefined && x.demotionToken !== tokenBefore));
+          },
+          30_000,
+          signal,
+        );
+      }
+      await this.command(input.member, { kind: "fence" }, { ...p, step: "refence" });
+    }
+  }
+
+  /**
+   * Level-triggered: a diverged member stays fenced until it is rejoined. Whatever unfenced it (CNPG
+   * ends a demotion by unfencing; a person), it is fenced again — at most one attempt in flight,
+   * one every 2 s — and the audit says so.
+   */
+  private keepDivergedFenced(ctx: FederationContext, member: string, obs: Observation, nowMs: number): void {
+    if (!ctx.diverged.includes(member) || !obs.reachable || obs.fenced || obs.switchInProgress || ctx.fencing !== null) return;
+    if (ctx.operation?.kind === "rejoin" && ctx.operation.target === member) return;
+    if (this.refencing !== undefined || nowMs - this.lastRefenceAtMs < 2_000) return;
+    this.lastRefenceAtMs = nowMs;
+    const reason = `diverged member ${member} of ${this.name} seen unfenced; fencing it again until it is rejoined`;
+    this.log.warn({ member, epoch: ctx.epoch }, reason);
+    this.audit("diverged.refence", reason, "a diverged member has forked data and must not serve", {}, null, member, ctx.epoch);
+    const p = { epoch: ctx.epoch, operationId: `refence-${member}-e${ctx.epoch}`, step: "refence", timeoutMs: 10_000, signal: this.stopSignal.signal };
+    this.refencing = this.command(member, { kind: "fence" }, p)
+      .then(() => undefined)
+      .catch((e: unknown) => this.log.warn({ member, err: errorMessage(e) }, `fencing diverged member ${member} of ${this.name} again failed: ${errorMessage(e)}`))
+      .finally(() => {
+        this.refencing = undefined;
+      });
+  }
+
+  /**
+   * Rejoin of a diverged former primary (operator-requested and approved: it discards the member's
+   * diverged writes). The agent re-clones it (reclone.ts: fence, record what it holds, delete,
+   * recreate as a replica cluster of the primary with a fresh archive path), one bounded attempt at
+   * a time until it says done; then the member must be seen following the primary: a healthy,
+   * unfenced replica cluster whose Postgres replays on the primary's timeline. The audit record
+   * `rejoin.recloned` carries what was discarded and where the old archive stays.
+   */
+  private async rejoin(input: RejoinMemberInput, budgetMs: number, signal: AbortSignal): Promise<void> {
+    const { member, primary } = input;
+    const who = `${this.name}/${member}`;
+    if (primary === null) throw new PgfedError("coordinator.no_primary", `rejoin of ${who}: there is no designated primary to clone from`);
+    const t0 = this.now();
+    const until = t0 + budgetMs;
+    const p = { epoch: input.epoch, operationId: input.operationId, signal };
+    // The coordinator's own last sample of the member (often from before the region was lost), kept
+    // before the re-clone replaces it: the agent of a restarted region may never have sampled it.
+    const st = this.samples.get(member)?.current(this.now(), Number.MAX_SAFE_INTEGER);
+    const seen = st?.status === "up" ? st.sample : st?.status === "unreachable" ? st.lastSample : undefined;
+    const seenLsn = seen === undefined ? undefined : seen.role === "primary" ? seen.currentLsn : (seen.replayLsn ?? seen.receiveLsn);
+    const lastKnown = {
+      lastKnownLsn: seenLsn === undefined ? null : formatLsn(seenLsn),
+      lastKnownRole: seen?.role ?? null,
+      lastKnownTimeline: seen?.timeline ?? null,
+      lastKnownSampledAt: seen ? isoOf(seen.atMs) : null,
+    };
+    let data: Record<string, JsonValue> = {};
+    for (let round = 1; ; round++) {
+      const left = until - this.now();
+      if (left <= 0) throw new PgfedError("coordinator.rejoin_timeout", `rejoin of ${who}: the re-clone from ${primary} was not done within ${budgetMs} ms (last: ${JSON.stringify(data.done ?? null)})`, { federation: this.name, member });
+      data = await this.command(member, { kind: "reclone", primary }, { ...p, step: "reclone", timeoutMs: left });
+      if (data.done === true) break;
+      this.log.info({ op: input.operationId, epoch: input.epoch, member, round }, `rejoin of ${who}: re-clone from ${primary} not done after attempt ${round}; repeating`);
+      await sleep(200, undefined, { signal }).catch(() => undefined);
+    }
+    const left = () => Math.max(1_000, until - this.now());
+    await this.awaitObservation(member, `to run as a healthy unfenced replica cluster of ${primary}`, (x) => x.role === "replica" && !x.fenced && x.ready, left(), signal);
+    // Following, not just running: its Postgres replays on the timeline the primary writes.
+    let timelines = { member: 0, primary: -1 };
+    while (!signal.aborted && !this.stopped) {
+      const m = this.samples.get(member)?.current(this.now(), 5_000);
+      const pr = this.samples.get(primary)?.current(this.now(), 5_000);
+      timelines = { member: m?.status === "up" ? m.sample.timeline : 0, primary: pr?.status === "up" ? pr.sample.timeline : -1 };
+      if (m?.status === "up" && m.sample.role === "replica" && timelines.member === timelines.primary) break;
+      if (this.now() >= until) {
+        throw new PgfedError("coordinator.rejoin_timeout", `rejoin of ${who}: re-cloned, but its Postgres was not seen replaying on the primary's timeline within ${budgetMs} ms (member timeline ${timelines.member}, primary ${primary} timeline ${timelines.primary})`, { federation: this.name, member });
+      }
+      await sleep(200);
+    }
+    const figures: Record<string, string | number | boolean | null> = { epoch: input.epoch, durationSeconds: (this.now() - t0) / 1000, timeline: timelines.member, ...lastKnown };
+    for (const [k, v] of Object.entries(data)) if (v === null || typeof v !== "object") figures[k] = v;
+    const text = (k: string): string => {
+      const v = figures[k];
+      return v === undefined || v === null ? "?" : String(v);
+    };
+    const kept = typeof data.keptArchive === "string" ? `the old archive stays under server name ${data.keptArchive} (its diverged WAL can be salvaged from there); the new one is ${text("newArchive")}` : "no archive was configured";
+    const held =
+      typeof data.divergedLsn === "string"
+        ? `WAL up to ${data.divergedLsn} on timeline ${text("divergedTimeline")} (its agent's last ${text("divergedLsnRole")} sample at ${text("divergedSampledAt")})`
+        : lastKnown.lastKnownLsn !== null
+          ? `WAL up to at least ${lastKnown.lastKnownLsn} on timeline ${String(lastKnown.lastKnownTimeline)} (the coordinator's last ${String(lastKnown.lastKnownRole)} sample at ${String(lastKnown.lastKnownSampledAt)}; anything written after it is unknown)`
+          : "an unknown WAL position (never sampled)";
+    this.audit(
+      "rejoin.recloned",
+      `${member} re-cloned from ${primary} in ${((this.now() - t0) / 1000).toFixed(1)} s and follows it on timeline ${timelines.member}`,
+      `discarded what ${member} held after the fork: ${held}; ${kept}`,
+      figures,
+      input.operationId,
+      member,
+      input.epoch,
+    );
   }
 
   private preflight(input: PreflightInput): PreflightOutput & { missingEvidence?: boolean } {
@@ -710,27 +938,94 @@ export class FederationRuntime {
     return this.opts.leases.read(leaseKeys.primary(this.name));
   }
 
+  /**
+   * Rule 3a: the old primary is confirmed down when it is fenced, or its lease expired plus the
+   * clock-skew margin. A lapsed lease alone may only mean its agent stopped, so when the
+   * coordinator has a client for the primary's region it asks that Kubernetes API first
+   * (corroboration.ts): a healthy unfenced primary is not down; a fenced one is confirmed; one that
+   * is not healthy is fenced by the coordinator itself and read back fenced. No answer: a lost
+   * region, and the lease decides as before.
+   */
   private async confirmDown(input: ConfirmPrimaryDownInput, signal: AbortSignal): Promise<ConfirmPrimaryDownOutput> {
     const f = this.cfg.failover;
     const until = this.now() + f.leaseTtl + f.clockSkewMargin + 2_000;
+    const target = this.probeTarget(input.member);
+    const region = target.region;
     let fenced = false;
     let leaseExpired = false;
+    let coordinatorFenced = false;
     let detail = "";
+    let how = "";
+    let kube: KubeVerdict | undefined;
     while (!signal.aborted && !this.stopped) {
       const o = this.observations.get(input.member);
       fenced = o?.obs.reachable === true && o.obs.fenced && this.now() - o.atMs < f.leaseTtl;
       const lease = await this.readPrimaryLease().catch(() => undefined);
-      leaseExpired = lease === undefined || isExpired(lease.lease, this.now(), f.clockSkewMargin);
+      const nowMs = this.now();
+      leaseExpired = lease === undefined || isExpired(lease.lease, nowMs, f.clockSkewMargin);
       detail = lease ? `lease held by ${lease.lease.holder} until ${isoOf(lease.lease.expiresAtMs)} (+${f.clockSkewMargin} ms margin)` : "no primary lease stored";
-      if (fenced || leaseExpired || this.now() >= until) break;
+      if (fenced) {
+        how = "fenced";
+        break;
+      }
+      const lapsed = lease === undefined || lease.lease.holder !== `agent:${region}/${input.member}` || isExpired(lease.lease, nowMs);
+      if (lapsed && this.corroborator.hasClient(region)) {
+        kube = await this.corroborator.read(target);
+        if (kube.kind === "healthyPrimary") {
+          // Its agent is gone but it serves: promoting now would make two writable primaries.
+          leaseExpired = false;
+          detail = `${detail}; ${verdictWords(kube, region)}`;
+          break;
+        }
+        if (kube.kind === "fenced") {
+          fenced = true;
+          how = `read back fenced through ${region}'s Kubernetes API`;
+          break;
+        }
+        if (kube.kind === "notHealthy") {
+          const why = `${verdictWords(kube, region)} and its primary lease lapsed`;
+          try {
+            const r = await this.corroborator.ensureFenced(target, why, signal);
+            fenced = true;
+            coordinatorFenced = r.patched;
+            how = r.patched ? `fenced by the coordinator through ${region}'s Kubernetes API` : `read back fenced through ${region}'s Kubernetes API`;
+            detail = `${detail}; ${why}`;
+            break;
+          } catch (e) {
+            // Read but could not fence (e.g. no patch permission): the lease decides, as for a lost region.
+            detail = `${detail}; ${why}; fencing it there failed: ${errorMessage(e)}`;
+          }
+        }
+      }
+      if (leaseExpired) {
+        how = kube ? `lease expired plus margin; ${verdictWords(kube, region)}` : "lease expired plus margin";
+        break;
+      }
+      if (this.now() >= until) break;
       await sleep(100);
     }
     const candidates = this.lossCandidates(input.member);
+    const confirmed = fenced || leaseExpired;
+    const description = confirmed
+      ? `${input.member} confirmed down (${how})`
+      : kube?.kind === "healthyPrimary"
+        ? `${input.member} not confirmed down: ${verdictWords(kube, region)}`
+        : `${input.member} not confirmed down`;
+    if (coordinatorFenced) this.log.warn({ epoch: input.epoch, member: input.member, region }, `${this.name}: ${description}; ${detail}`);
     this.audit(
       "failover.confirm",
-      fenced || leaseExpired ? `${input.member} confirmed down (${fenced ? "fenced" : "lease expired plus margin"})` : `${input.member} not confirmed down`,
+      description,
       detail,
-      { leaseTtlMs: f.leaseTtl, clockSkewMarginMs: f.clockSkewMargin, fenced, leaseExpired, ...Object.fromEntries(candidates.map((c) => [`worstCaseLossSeconds.${c.target}`, c.worstCaseLossMs / 1000])) },
+      {
+        leaseTtlMs: f.leaseTtl,
+        clockSkewMarginMs: f.clockSkewMargin,
+        fenced,
+        leaseExpired,
+        coordinatorFenced,
+        kube: kube?.kind ?? "not asked",
+        regionSilentSeconds: Math.round(this.regionSilentMs(input.member, this.now())) / 1000,
+        ...Object.fromEntries(candidates.map((c) => [`worstCaseLossSeconds.${c.target}`, c.worstCaseLossMs / 1000])),
+      },
       input.operationId,
       input.member,
       input.epoch,
@@ -747,27 +1042,7 @@ export class FederationRuntime {
       const nowMs = this.now();
       const ctx = this.context;
       if (!ctx) return;
-      this.evaluator.setDesignatedPrimary(ctx.designatedPrimary ?? undefined);
-      const staleMs = Math.max(3 * this.cfg.sampleInterval, 3_000);
-      this.lastEvaluation = this.evaluator.evaluate({
-        nowMs,
-        members: this.cfg.members.map((m) => ({ spec: { name: m.name, region: m.region, applicationName: m.cluster }, state: (this.samples.get(m.name) as MemberSamples).current(nowMs, staleMs) })),
-      });
-      if (this.lastEvaluation.estimate) this.lastEstimate = this.lastEvaluation.estimate;
-      const writable = this.cfg.members.filter((m) => {
-        const o = this.observations.get(m.name)?.obs;
-        return o?.reachable === true && o.role === "primary" && !o.fenced;
-      });
-      this.opts.metrics.primariesWritable.set({ federation: this.name }, writable.length);
-      this.opts.onEvaluation?.({
-        cfg: this.cfg,
-        ctx,
-        evaluation: this.lastEvaluation,
-        writable: writable.map((m) => m.name),
-        kubeUnreachable: this.cfg.members.filter((m) => this.observations.get(m.name)?.obs.reachable === false).map((m) => m.name),
-        sampleFailures: new Map(this.cfg.members.map((m) => [m.name, this.samples.get(m.name)?.failures ?? 0])),
-        nowMs,
-      });
+      if (!this.quiet(ctx, nowMs)) this.evaluationPass(ctx, nowMs);
       await this.detect(ctx, nowMs);
       const op = ctx.operation;
       if (op?.kind === "failover" && op.step === "awaitApproval" && nowMs - this.lastEstimatesSentAtMs > 10_000) this.refreshEstimates();
@@ -778,6 +1053,50 @@ export class FederationRuntime {
     }
   }
 
+  /** Nothing new since a healthy pass less than QUIET_EVALUATION_MS ago: that pass still stands. */
+  private quiet(ctx: FederationContext, nowMs: number): boolean {
+    const e = this.evaluated;
+    return e !== undefined && e.healthy && e.inputSeq === this.inputSeq && e.ctx === ctx && nowMs - e.atMs < QUIET_EVALUATION_MS;
+  }
+
+  /** One evaluation pass: exposure and lag figures, the writable-primaries gauge, alerting. */
+  private evaluationPass(ctx: FederationContext, nowMs: number): void {
+    const inputSeq = this.inputSeq;
+    this.evaluator.setDesignatedPrimary(ctx.designatedPrimary ?? undefined);
+    const staleMs = Math.max(3 * this.cfg.sampleInterval, 3_000);
+    this.lastEvaluation = this.evaluator.evaluate({
+      nowMs,
+      members: this.cfg.members.map((m) => ({ spec: { name: m.name, region: m.region, applicationName: m.cluster }, state: (this.samples.get(m.name) as MemberSamples).current(nowMs, staleMs) })),
+    });
+    if (this.lastEvaluation.estimate) this.lastEstimate = this.lastEvaluation.estimate;
+    const writable = this.cfg.members.filter((m) => {
+      const o = this.observations.get(m.name)?.obs;
+      return o?.reachable === true && o.role === "primary" && !o.fenced;
+    });
+    this.opts.metrics.primariesWritable.set({ federation: this.name }, writable.length);
+    this.opts.onEvaluation?.({
+      cfg: this.cfg,
+      ctx,
+      evaluation: this.lastEvaluation,
+      writable: writable.map((m) => m.name),
+      kubeUnreachable: this.cfg.members.filter((m) => this.observations.get(m.name)?.obs.reachable === false).map((m) => m.name),
+      sampleFailures: new Map(this.cfg.members.map((m) => [m.name, this.samples.get(m.name)?.failures ?? 0])),
+      agentsDown: this.agentsDown,
+      nowMs,
+    });
+    const ev = this.lastEvaluation;
+    const healthy =
+      writable.length === 1 &&
+      writable[0]?.name === ctx.designatedPrimary &&
+      ctx.operation === null &&
+      ctx.alerts.length === 0 &&
+      this.agentDown === undefined &&
+      ev.budget.level === "ok" &&
+      ev.nudge === undefined &&
+      ev.members.every((m) => m.status === "up" && m.archive?.failing !== true && m.replica?.stalled !== true);
+    this.evaluated = { inputSeq, ctx, atMs: nowMs, healthy };
+  }
+
   refreshEstimates(): void {
     const ctx = this.context;
     if (!ctx?.operation) return;
@@ -786,12 +1105,23 @@ export class FederationRuntime {
     if (candidates.length > 0) this.send({ type: "LOSS_ESTIMATES", candidates, atMs: this.now() });
   }
 
+  /** How long the primary's region has been silent: no heartbeat from it, no observation of the primary. */
+  private regionSilentMs(primary: string, nowMs: number): number {
+    const region = this.regionOf(primary);
+    const lastHb = Math.max(this.heartbeats.get(region) ?? this.startedAtMs, this.observations.get(primary)?.atMs ?? this.startedAtMs, this.startedAtMs);
+    return nowMs - lastHb;
+  }
+
+  private probeTarget(member: string): ProbeTarget {
+    const m = this.cfg.members.find((x) => x.name === member);
+    return { member, region: m?.region ?? "?", ref: { namespace: m?.namespace ?? "", name: m?.cluster ?? member } };
+  }
+
   /** Why the designated primary looks down (corroboration beyond the lease), or undefined. */
   private primaryTrouble(primary: string, nowMs: number): string | undefined {
     const f = this.cfg.failover;
     const region = this.regionOf(primary);
-    const lastHb = Math.max(this.heartbeats.get(region) ?? this.startedAtMs, this.observations.get(primary)?.atMs ?? this.startedAtMs, this.startedAtMs);
-    const silentMs = nowMs - lastHb;
+    const silentMs = this.regionSilentMs(primary, nowMs);
     if (silentMs > f.leaseTtl) return `region ${region} silent for ${(silentMs / 1000).toFixed(1)} s (no heartbeat or observation; lease TTL ${f.leaseTtl / 1000} s)`;
     const o = this.observations.get(primary)?.obs;
     if (o && !o.reachable) return `the Kubernetes API of ${region} does not answer for ${primary}: ${o.reason ?? "unreachable"}`;
@@ -800,19 +1130,38 @@ export class FederationRuntime {
     return undefined;
   }
 
+  /** The primary's agent and region, if its agent is silent while the primary serves (PgfedAgentDown). */
+  get agentsDown(): AgentDown[] {
+    return this.agentDown ? [this.agentDown] : [];
+  }
+
   private async detect(ctx: FederationContext, nowMs: number): Promise<void> {
     const primary = ctx.designatedPrimary;
-    if (!primary) return;
     const op = ctx.operation;
     const idle = op === null;
     const confirming = op?.kind === "failover" && (op.step === "suspect" || op.step === "confirm" || op.step === "unconfirmed");
-    if (!idle && !confirming) return;
+    if (!primary || (!idle && !confirming)) {
+      this.endHoldBack(nowMs, primary);
+      return;
+    }
     const trouble = this.primaryTrouble(primary, nowMs);
+    if (trouble === undefined) this.endHoldBack(nowMs, primary);
     if (idle && trouble === undefined) return;
     const lease = await this.readPrimaryLease().catch(() => null);
     if (lease === null) return; // the bus cannot tell: decide nothing
     const holder = `agent:${this.regionOf(primary)}/${primary}`;
     const vouched = lease !== undefined && lease.lease.holder === holder && !isExpired(lease.lease, nowMs);
+    if (!vouched && trouble !== undefined) {
+      // Nobody vouches: ask the primary's own Kubernetes API before suspecting it (its agent may just be gone).
+      const kube = this.corroborator.latest(this.probeTarget(primary));
+      if (kube === undefined) return; // first answer pending, for at most the probe timeout
+      if (kube.kind === "healthyPrimary") {
+        this.holdBack(ctx, primary, trouble, kube, nowMs);
+        if (confirming) this.send({ type: "PRIMARY_RECOVERED", atMs: nowMs });
+        return;
+      }
+      this.endHoldBack(nowMs, primary);
+    }
     if (idle && !vouched && trouble !== undefined && !ctx.paused) {
       const reason = `${trouble}; primary lease ${lease ? `held by ${lease.lease.holder}, expires ${isoOf(lease.lease.expiresAtMs)}` : "not held"}`;
       this.log.warn({ epoch: ctx.epoch }, `primary ${primary} of ${this.name} suspected down: ${reason}`);
@@ -822,6 +1171,47 @@ export class FederationRuntime {
     } else if (confirming && vouched && trouble === undefined) {
       this.send({ type: "PRIMARY_RECOVERED", atMs: nowMs });
     }
+  }
+
+  /** The primary serves per its region's Kubernetes API although nobody vouches for it: no failover; one sentence per episode. */
+  private holdBack(ctx: FederationContext, primary: string, trouble: string, kube: KubeVerdict & { kind: "healthyPrimary" }, nowMs: number): void {
+    const region = this.regionOf(primary);
+    const silentMs = this.regionSilentMs(primary, nowMs);
+    const agentSilent = silentMs > this.cfg.failover.leaseTtl;
+    if (agentSilent) {
+      this.agentDown = { member: primary, region, silentMs, sinceMs: this.agentDown?.sinceMs ?? nowMs - silentMs };
+      this.opts.metrics.agentSilentSeconds.set({ federation: this.name, member: primary, region }, silentMs / 1000);
+    }
+    const key = `${primary}:${agentSilent ? "agent" : "other"}`;
+    if (this.heldBack === key) return;
+    this.heldBack = key;
+    const sentence = agentSilent
+      ? `not failing over ${this.name} from ${primary}: agent of ${region} silent ${(silentMs / 1000).toFixed(1)} s, but ${primary} is the healthy unfenced primary per ${region}'s Kubernetes API`
+      : `not failing over ${this.name} from ${primary}: ${trouble}, but ${primary} is the healthy unfenced primary per ${region}'s Kubernetes API`;
+    this.log.warn({ epoch: ctx.epoch, member: primary, region, silentMs }, sentence);
+    this.audit(
+      "failover.withheld",
+      sentence,
+      trouble,
+      { epoch: ctx.epoch, regionSilentSeconds: Math.round(silentMs) / 1000, leaseTtlSeconds: this.cfg.failover.leaseTtl / 1000, phase: kube.phase, probeTimeoutMs: this.corroborator.timeoutMs },
+      null,
+      primary,
+      ctx.epoch,
+    );
+  }
+
+  private endHoldBack(nowMs: number, primary: string | null | undefined): void {
+    this.heldBack = undefined;
+    const down = this.agentDown;
+    if (!down) return;
+    this.agentDown = undefined;
+    this.opts.metrics.agentSilentSeconds.remove({ federation: this.name, member: down.member, region: down.region });
+    const heard = primary === down.member && this.regionSilentMs(down.member, nowMs) <= this.cfg.failover.leaseTtl;
+    const sentence = heard
+      ? `agent of ${down.region} heard again after ${((nowMs - down.sinceMs) / 1000).toFixed(1)} s of silence; ${down.member} of ${this.name} is vouched for by its agent again`
+      : `no longer holding back a failover of ${this.name} from ${down.member}: it is no longer the healthy unfenced primary per ${down.region}'s Kubernetes API, or no longer designated`;
+    this.log.info({ member: down.member, region: down.region }, sentence);
+    this.audit("agent.back", sentence, heard ? "heartbeat or observation received" : "corroboration changed", { silentSeconds: Math.round(nowMs - down.sinceMs) / 1000 }, null, down.member);
   }
 
   // ---- views -----------------------------------------------------------------------------------
@@ -864,6 +1254,7 @@ export class FederationRuntime {
     if (!ctx) return undefined;
     const ev = this.lastEvaluation;
     const wc = ev?.worstCase;
+    const nowMs = this.now();
     const exposure: ExposureView | null = wc
       ? {
           bytes: Number(wc.exposureBytes),
@@ -881,6 +1272,11 @@ export class FederationRuntime {
       const snap = actor?.getSnapshot();
       const st = ev?.members.find((x) => x.name === m.name);
       const diverged = ctx.diverged.includes(m.name);
+      // The agent re-reads every member each heartbeat and publishes changes, so a reachable
+      // observation is current as of the region's last heartbeat; an unreachable one is last known
+      // from when the member became unreachable.
+      const unreachableSince = snap?.context.unreachableSinceMs ?? seen?.atMs;
+      const currentAtMs = seen ? (o?.reachable ? Math.max(seen.atMs, this.heartbeats.get(m.region) ?? 0) : unreachableSince) : undefined;
       return {
         name: m.name,
         region: m.region,
@@ -896,7 +1292,8 @@ export class FederationRuntime {
         lagSeconds: st?.lag ? st.lag.ms / 1000 : null,
         lossIfPromotedSeconds: st?.lag ? st.lag.ms / 1000 : null,
         timeline: o?.timelineID ?? null,
-        lastSeenAt: seen ? isoOf(seen.atMs) : null,
+        lastSeenAt: currentAtMs !== undefined ? isoOf(currentAtMs) : null,
+        observedAgoSeconds: currentAtMs !== undefined ? Math.max(0, nowMs - currentAtMs) / 1000 : null,
         reason: snap?.context.reason ?? o?.reason ?? null,
       };
     });
@@ -908,6 +1305,7 @@ export class FederationRuntime {
       mode: ctx.failoverMode,
       paused: ctx.paused,
       rpo: { budgetSeconds: ctx.rpo.budgetMs / 1000, warnAt: ctx.rpo.warnAt },
+      failover: { leaseTtlSeconds: this.cfg.failover.leaseTtl / 1000, clockSkewMarginSeconds: this.cfg.failover.clockSkewMargin / 1000 },
       exposure,
       members,
       operation: opRecord ? toOperationView(opRecord) : null,

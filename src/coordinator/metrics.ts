@@ -16,6 +16,7 @@ export interface CoordinatorMetrics {
   operationDuration: Histogram<"federation" | "kind">;
   leader: Gauge<"coordinator">;
   rpoWarnFraction: Gauge<"federation">;
+  agentSilentSeconds: Gauge<"federation" | "member" | "region">;
   /** Initialises the per-federation series (counters at 0). */
   initFederation(federation: string, warnAt: number): void;
 }
@@ -37,6 +38,12 @@ export function createCoordinatorMetrics(registry: Registry = createRegistry()):
     }),
     leader: new Gauge({ name: "pgfed_coordinator_leader", help: "1 when this coordinator holds the coordinator lease.", labelNames: ["coordinator"], registers }),
     rpoWarnFraction: new Gauge({ name: "pgfed_rpo_warn_fraction", help: "Fraction of the RPO budget at which lag alerts warn (config).", labelNames: ["federation"], registers }),
+    agentSilentSeconds: new Gauge({
+      name: "pgfed_agent_silent_seconds",
+      help: "How long the agent of the primary's region has been silent while that region's Kubernetes API shows the primary healthy and unfenced (failover held back); absent otherwise.",
+      labelNames: ["federation", "member", "region"],
+      registers,
+    }),
     initFederation(federation: string, warnAt: number): void {
       for (const kind of OPERATION_KINDS) m.operationsFailed.inc({ federation, kind }, 0);
       m.failoverAwaitingApproval.set({ federation }, 0);

@@ -26,7 +26,13 @@ export interface MemberView {
   /** What this member could not recover if promoted now. */
   lossIfPromotedSeconds: number | null;
   timeline: number | null;
+  /**
+   * When the member's observed fields (role, phase, fenced, reachable…) were last known current:
+   * its agent's last heartbeat while it could read the Cluster, else when it stopped being able to.
+   */
   lastSeenAt: string | null;
+  /** Age of lastSeenAt when the view was made; older than the lease TTL: the member may be gone. */
+  observedAgoSeconds: number | null;
   reason: string | null;
 }
 
@@ -81,6 +87,8 @@ export interface FederationView {
   mode: "automatic" | "manual";
   paused: boolean;
   rpo: { budgetSeconds: number; warnAt: number };
+  /** The configured failover timing: a silent primary is presumed gone after leaseTtl + clockSkewMargin. */
+  failover: { leaseTtlSeconds: number; clockSkewMarginSeconds: number };
   exposure: ExposureView | null;
   members: MemberView[];
   operation: OperationView | null;

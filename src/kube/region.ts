@@ -108,6 +108,32 @@ export class RegionClient {
     return this.parse(raw, ref);
   }
 
+  /**
+   * Deletes a Cluster with foreground propagation: the object stays (with a deletionTimestamp) until
+   * Kubernetes has deleted its pods and volumes, so "gone" means the data directory is gone too.
+   * `uid` is a precondition: a Cluster recreated meanwhile under the same name is never deleted.
+   */
+  async deleteCluster(ref: ObjectRef, uid: string, doing = "deleting"): Promise<void> {
+    try {
+      await this.custom.deleteNamespacedCustomObject({ group: CNPG_GROUP, version: CNPG_VERSION, plural: CNPG_PLURAL, ...ref, body: { propagationPolicy: "Foreground", preconditions: { uid } } });
+    } catch (e) {
+      throw kubeError(this.region, `${doing} Cluster ${ref.namespace}/${ref.name}`, e);
+    }
+    this.log?.info({ region: this.region, ...ref, uid }, "deleted Cluster");
+  }
+
+  /** Creates a Cluster from a manifest (metadata.namespace is the ref's); returns the stored object. */
+  async createCluster(ref: ObjectRef, manifest: Record<string, unknown>, doing = "creating"): Promise<Cluster> {
+    let raw: unknown;
+    try {
+      raw = await this.custom.createNamespacedCustomObject({ group: CNPG_GROUP, version: CNPG_VERSION, plural: CNPG_PLURAL, namespace: ref.namespace, body: manifest });
+    } catch (e) {
+      throw kubeError(this.region, `${doing} Cluster ${ref.namespace}/${ref.name}`, e);
+    }
+    this.log?.info({ region: this.region, ...ref }, "created Cluster");
+    return this.parse(raw, ref);
+  }
+
   /** Reads one key of a Secret, decoded. */
   async readSecretKey(ref: ObjectRef, key: string): Promise<string> {
     let secret;

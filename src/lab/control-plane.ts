@@ -34,6 +34,7 @@ export interface ControlPlane {
   readonly config: Config;
   /** Stops the agent of `region` and closes its bus connection. */
   stopAgent(region: string): Promise<void>;
+  /** (Re)starts the agent of `region`; resolves once it started, i.e. after its fence sweep (agent.ts). */
   startAgent(region: string): Promise<void>;
   /** Closes the agent's bus connection while the agent keeps running (its Postgres keeps serving). */
   partitionAgentFromBus(region: string): Promise<void>;
@@ -53,16 +54,20 @@ export async function startControlPlane(lab: Lab, opts: ControlPlaneOptions = {}
 
   const connect = (name: string) => connectBus({ servers: config.bus.servers, name, log, publishTimeoutMs: 10_000 });
 
+  const regionClient = (region: string): RegionClient => {
+    const regionCfg = config.regions.find((r) => r.name === region);
+    return new RegionClient({
+      region,
+      ...(regionCfg?.kubeconfig.path ? { kubeconfigPath: regionCfg.kubeconfig.path } : { kubeconfigPath: lab.kubeconfigPath }),
+      context: regionCfg?.kubeconfig.context ?? region,
+      log,
+    });
+  };
+
   const launchAgent = async (region: string): Promise<void> => {
     const bus = await connect(`pgfed-agent-${region}`);
     try {
-      const regionCfg = config.regions.find((r) => r.name === region);
-      const kube = new RegionClient({
-        region,
-        ...(regionCfg?.kubeconfig.path ? { kubeconfigPath: regionCfg.kubeconfig.path } : { kubeconfigPath: lab.kubeconfigPath }),
-        context: regionCfg?.kubeconfig.context ?? region,
-        log,
-      });
+      const kube = regionClient(region);
       const leases = await openLeases(bus);
       const agent = await startAgent({
         agentId: region,
@@ -85,7 +90,9 @@ export async function startControlPlane(lab: Lab, opts: ControlPlaneOptions = {}
     coordinatorCount++;
     const bus = await connect(`pgfed-coordinator-lab${coordinatorCount}`);
     try {
-      const c = await startCoordinator({ config, bus, log, id: `lab${coordinatorCount}`, leaseTtlMs: opts.coordinatorLeaseTtlMs ?? 3_000, ...(opts.alerting ? { alerting: opts.alerting } : {}) });
+      // The coordinator's own client per region, as a deployment gives it a kubeconfig for each (corroboration of a silent primary).
+      const regionKube = new Map([...lab.regions.keys()].map((region) => [region, regionClient(region)]));
+      const c = await startCoordinator({ config, bus, log, id: `lab${coordinatorCount}`, leaseTtlMs: opts.coordinatorLeaseTtlMs ?? 3_000, regionKube, ...(opts.alerting ? { alerting: opts.alerting } : {}) });
       coordinator = { c, bus };
       return c;
     } catch (e) {

@@ -30,7 +30,10 @@ export interface LabControl {
 type Action = "status" | "kill-region" | "partition-region" | "restore-region" | "stop";
 const ACTIONS: readonly Action[] = ["status", "kill-region", "partition-region", "restore-region", "stop"];
 
-/** What happened to a region, for the control plane to follow (a killed region loses its agent too). */
+/**
+ * What happened to a region, for the control plane to follow (a killed region loses its agent too).
+ * For restore-region it runs after the region's Kubernetes API is back and before its instance restarts.
+ */
 export type RegionAction = "kill-region" | "partition-region" | "restore-region";
 
 export async function startLabControl(
@@ -61,8 +64,8 @@ export async function startLabControl(
           await onRegion(action, region);
           return { done: `region ${region} partitioned` };
         case "restore-region":
-          await lab.restoreRegion(region);
-          await onRegion(action, region);
+          // The region's agent starts (and fences a former primary) before its Postgres restarts.
+          await lab.restoreRegion(region, { beforeInstance: () => onRegion(action, region) });
           return { done: `region ${region} restored` };
         case "stop":
           setImmediate(onStop);

@@ -169,13 +169,25 @@ export class Lab {
     this.log.warn({ region: name }, `region ${name} partitioned: Kubernetes API refusing connections, Postgres still running`);
   }
 
-  /** Brings a killed or partitioned region back. */
-  async restoreRegion(name: string): Promise<void> {
+  /**
+   * Brings a killed or partitioned region back in this order: its Kubernetes API answers, then
+   * `beforeInstance` runs (the control plane starts the region's agent, whose fence sweep fences a
+   * former primary the federation record no longer designates), then the CNPG stand-in restarts
+   * the instance, reading the Cluster first like CNPG's instance manager: a fenced Cluster keeps
+   * Postgres stopped. Restarting first would let a former primary take writes from a spec that
+   * still names it primary (CNPG cannot fence across regions, CNPG.md). When `beforeInstance`
+   * fails the instance stays down (the region's API stays up) and the error is thrown.
+   */
+  async restoreRegion(name: string, opts: { beforeInstance?: () => Promise<void> } = {}): Promise<void> {
     const r = this.region(name);
+    const t0 = Date.now();
     await r.kubeApi.faults.clear();
+    const apiMs = Date.now() - t0;
+    await opts.beforeInstance?.();
+    const beforeMs = Date.now() - t0;
     if (r.condition === "killed") await r.operator.restartInstance(LAB_NAMESPACE, r.member.cluster);
     r.condition = "up";
-    this.log.info({ region: name }, `region ${name} restored`);
+    this.log.info({ region: name, apiMs, beforeInstanceMs: beforeMs, totalMs: Date.now() - t0 }, `region ${name} restored: Kubernetes API answering after ${apiMs} ms, agent ready after ${beforeMs} ms, instance restarted (or kept stopped if fenced) after ${Date.now() - t0} ms`);
   }
 
   async stop(): Promise<void> {
@@ -269,6 +281,9 @@ function clusterManifest(member: LabMember, primary: LabMember, all: LabMember[]
       postgresql: { parameters: { archive_timeout: archiveTimeout } },
       bootstrap: isPrimary ? { initdb: { database: "app", owner: "app" } } : { pg_basebackup: { source: source.name } },
       replica: { self: member.name, primary: primary.name, source: source.name },
+      // The WAL archive, as the Barman Cloud plugin declares it (the stand-in archives into a local
+      // directory named after the server name, which defaults to the Cluster's name; a rejoin sets a fresh one).
+      plugins: [{ name: "barman-cloud.cloudnative-pg.io", isWALArchiver: true, parameters: { barmanObjectName: "lab-archive" } }],
       externalClusters: all.map((m) => ({
         name: m.name,
         ...(streaming ? { connectionParameters: { host: `${m.cluster}-rw.${m.namespace}.svc`, user: "streaming_replica", dbname: "postgres", sslmode: "disable" } } : {}),

@@ -11,7 +11,7 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { PgfedError, errorMessage } from "../errors.js";
 import { silentLogger, type Logger } from "../log.js";
-import type { PgfedMetrics } from "../metrics.js";
+import { recordExposureMetrics, recordMemberMetrics, type PgfedMetrics } from "../metrics.js";
 import {
   bestFailoverTarget,
   describeExposure,
@@ -638,16 +638,7 @@ export class FederationMonitor {
   #updateMetrics(e: Evaluation): void {
     const m = this.#opts.metrics;
     if (!m) return;
-    const fed = { federation: e.federation };
-    const shown = e.estimate ?? e.worstCase?.basedOn;
-    if (shown) {
-      m.exposureSeconds.set(fed, shown.exposureMs / 1000);
-      m.exposureBytes.set(fed, Number(shown.exposureBytes));
-    }
-    if (e.worstCase) {
-      m.worstCaseExposureSeconds.set(fed, e.worstCase.exposureMs / 1000);
-      m.worstCaseExposureBytes.set(fed, Number(e.worstCase.exposureBytes));
-    }
+    recordExposureMetrics(m, e);
     for (const s of e.members) {
       const labels = this.#memberLabels(s.name);
       m.memberUp.set(labels, s.status === "up" ? 1 : 0);
@@ -655,19 +646,7 @@ export class FederationMonitor {
       const state = member?.sampler.state;
       if (state?.status === "up") m.sampleDurationSeconds.observe(labels, state.sample.durationMs / 1000);
       else if (state?.status === "unreachable") m.sampleErrorsTotal.inc(labels);
-      if (s.archive) {
-        m.archiveFailing.set(labels, s.archive.failing ? 1 : 0);
-        m.archiveReadySegments.set(labels, s.archive.readySegments);
-        if (s.archive.newFailures > 0) m.archiveFailuresTotal.inc(labels, s.archive.newFailures);
-        if (s.archive.lastArchivedAtMs !== undefined) m.archiveLastSuccessTimestampSeconds.set(labels, s.archive.lastArchivedAtMs / 1000);
-      }
-      if (s.name !== e.primary && s.role === "replica") {
-        m.replicaStalled.set(labels, s.replica?.stalled ? 1 : 0);
-        if (s.lag) {
-          m.replicaLagBytes.set(labels, Number(s.lag.bytes));
-          m.replicaLagSeconds.set(labels, s.lag.ms / 1000);
-        }
-      }
+      recordMemberMetrics(m, labels, s, e.primary);
     }
   }
 }

@@ -13,8 +13,6 @@
  * Every process is stopped by PID in afterAll.
  */
 import { chmod, mkdtemp, rm } from "node:fs/promises";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -26,28 +24,19 @@ import type { Config } from "../../src/config.js";
 import { startControlPlane, type ControlPlane } from "../../src/lab/control-plane.js";
 import { LAB_FEDERATION, LAB_NAMESPACE, startLab, type Lab } from "../../src/lab/lab.js";
 import { startAlertmanager, startPrometheus, type MonitoringServer } from "../../src/lab/prometheus.js";
+import { LocalServers, getJson, startWebhookReceiver, type WebhookReceiver } from "../support/http.js";
 import { connectionOf, query, testLogger, waitUntil } from "./fixture.js";
 
 const FED = LAB_FEDERATION;
 const BUDGET_MS = 6_000;
 const PGFED_ALERTS: AlertName[] = ["PgfedWALArchivingFailing", "PgfedRPOBudgetWarning", "PgfedRPOBudgetExceeded"];
 
-const amWebhook = z.object({
-  alerts: z.array(z.object({ status: z.enum(["firing", "resolved"]), labels: z.record(z.string(), z.string()), annotations: z.record(z.string(), z.string()) })),
-});
 const amAlerts = z.array(z.object({ labels: z.record(z.string(), z.string()), annotations: z.record(z.string(), z.string()), status: z.object({ state: z.string() }) }));
 const promAlerts = z.object({ data: z.object({ alerts: z.array(z.object({ labels: z.record(z.string(), z.string()), state: z.string() })) }) });
 
-interface Hook {
-  atMs: number;
-  status: "firing" | "resolved";
-  labels: Record<string, string>;
-  annotations: Record<string, string>;
-}
-
 const log = testLogger();
-const hooks: Hook[] = [];
-const servers: Server[] = [];
+const servers = new LocalServers();
+let receiver: WebhookReceiver | undefined;
 let dir = "";
 let lab: Lab | undefined;
 let plane: ControlPlane | undefined;
@@ -55,17 +44,9 @@ let am: MonitoringServer | undefined;
 let prom: MonitoringServer | undefined;
 let archiveDir = "";
 
-async function listen(server: Server): Promise<number> {
-  servers.push(server);
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  return (server.address() as AddressInfo).port;
-}
-
-async function getJson(url: string): Promise<unknown> {
-  const res = await fetch(url);
-  if (!res.ok) throw new Error(`GET ${url}: HTTP ${res.status}`);
-  return res.json();
-}
+/** Every alert the webhook receiver got from Alertmanager, with its delivery time. */
+const hooks = () => receiver?.alerts() ?? [];
+type Hook = ReturnType<typeof hooks>[number];
 
 /** pgfed's own alerts carry no `job` label; Prometheus' do. */
 const fromPgfed = (labels: Record<string, string>): boolean => labels.job === undefined;
@@ -79,24 +60,14 @@ async function promNow(): Promise<z.infer<typeof promAlerts>["data"]["alerts"]> 
 }
 
 function hookOf(name: AlertName, status: Hook["status"], pgfed: boolean, afterMs: number): Hook | undefined {
-  return hooks.find((h) => h.atMs >= afterMs && h.status === status && h.labels.alertname === name && fromPgfed(h.labels) === pgfed);
+  return hooks().find((h) => h.atMs >= afterMs && h.status === status && h.labels.alertname === name && fromPgfed(h.labels) === pgfed);
 }
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "pgfed-e2e-alerts-"));
   await chmod(dir, 0o755); // Postgres runs as the postgres user
-  const hookPort = await listen(
-    createServer((req, res) => {
-      let data = "";
-      req.on("data", (c: Buffer) => (data += c.toString()));
-      req.on("end", () => {
-        const atMs = Date.now();
-        for (const a of amWebhook.parse(JSON.parse(data)).alerts) hooks.push({ atMs, ...a });
-        res.writeHead(200).end();
-      });
-    }),
-  );
-  am = await startAlertmanager({ dir, webhookUrl: `http://127.0.0.1:${hookPort}/hook` });
+  receiver = await startWebhookReceiver(servers);
+  am = await startAlertmanager({ dir, webhookUrl: `http://127.0.0.1:${receiver.port}/hook` });
   lab = await startLab({ dir: join(dir, "lab"), regions: 2, log, streaming: false, archiveTimeout: "1s" });
   const amUrl = am.url;
   const config = (c: Config): Config => ({
@@ -120,15 +91,7 @@ beforeAll(async () => {
   const coordinator = plane.coordinator;
   await waitUntil("a lag figure for the archive-only replica pg-us", 30_000, () => coordinator.getFederation(FED)?.members.find((m) => m.name === "pg-us")?.lagSeconds != null);
   // The coordinator's registry on a local port, as `pgfed coordinator` serves it on /metrics.
-  const metricsPort = await listen(
-    createServer((_req, res) => {
-      const registry = coordinator.metrics.registry;
-      registry
-        .metrics()
-        .then((text) => res.writeHead(200, { "content-type": registry.contentType }).end(text))
-        .catch(() => res.writeHead(500).end());
-    }),
-  );
+  const metricsPort = await servers.serveMetrics(coordinator.metrics.registry);
   prom = await startPrometheus({ dir, ruleFiles: [join(REPO_ROOT, "deploy/prometheus/pgfed-rules.yml")], targets: [`127.0.0.1:${metricsPort}`], alertmanagerUrl: am.url });
   const inst = lab.region("eu-west").operator.instance(LAB_NAMESPACE, "pg-eu");
   if (!inst) throw new Error("no instance for pg-eu");
@@ -141,7 +104,7 @@ afterAll(async () => {
   await lab?.stop().catch(() => undefined);
   for (const s of [prom, am]) await s?.stop(5_000);
   for (const s of [prom, am]) if (s) expect(s.process.running, `${s.process.name} (pid ${s.process.pid}) stopped`).toBe(false);
-  await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+  await servers.close();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
@@ -159,7 +122,7 @@ describe("lag alerting in the lab (archive-only replica, RPO budget 6 s)", () =>
     expect(c.alerting.notifiers()).toEqual(["alertmanager"]);
     expect((await amNow()).filter((a) => a.labels.federation === FED)).toEqual([]);
     expect((await promNow()).filter((a) => a.labels.alertname !== undefined)).toEqual([]);
-    expect(hooks).toEqual([]);
+    expect(hooks()).toEqual([]);
     console.log(`idle primary for 20 s (archive_timeout 1 s): no alert; highest exposure seen ${maxExposure.toFixed(1)} s`);
   });
 

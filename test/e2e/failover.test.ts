@@ -1,12 +1,17 @@
 /**
  * Scenario 2: the primary's region is lost (Postgres SIGKILLed, Kubernetes API down, agent gone):
  * automatic failover within leaseTtl + clockSkewMargin + 2 s, measured loss within the budget,
- * epoch + 1. Scenario 7: the region comes back; the former primary is fenced and demoted before it
- * can take writes, and marked diverged.
+ * epoch + 1. Scenario 7: the region comes back; the former primary is fenced before it can take a
+ * single write (its agent's fence sweep runs before the instance restarts), then demoted and marked
+ * diverged.
  */
+import { setTimeout as sleep } from "node:timers/promises";
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ROWS_TABLE, createRowsTable, startRowWriter } from "../../src/lab/cnpg/writer.js";
-import { FED, connectionOf, federation, finished, query, startE2E, storyOf, waitUntil, writable, type E2E } from "./fixture.js";
+import { FED, connectionOf, federation, finished, query, restoreRegion, startE2E, storyOf, waitUntil, writable, type E2E } from "./fixture.js";
+
+const PROBE_TABLE = "pgfed_restore_probe";
 
 let e: E2E;
 let epochBefore = 0;
@@ -14,6 +19,7 @@ let epochBefore = 0;
 beforeAll(async () => {
   e = await startE2E("failover");
   await createRowsTable(connectionOf(e.lab, "pg-eu"));
+  await query(connectionOf(e.lab, "pg-eu"), `CREATE TABLE ${PROBE_TABLE} (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp())`);
 });
 
 afterAll(async () => {
@@ -68,39 +74,76 @@ describe("region loss of the primary", () => {
     expect(story.some((d) => d.includes("RPO gate passed"))).toBe(true);
   });
 
-  it("fences, demotes and marks diverged the former primary when its region comes back, before it takes writes", async () => {
+  it("fences the former primary before its Postgres restarts when its region comes back: zero writes on it, then demoted and marked diverged", async () => {
     const eu = () => connectionOf(e.lab, "pg-eu");
-    // The agent of the region comes back with it.
-    await e.plane.startAgent("eu-west");
-    const t0 = Date.now();
-    let probeWrites = 0;
+    // A write probe on pg-eu every ~20 ms from before the restore to well after the marking.
     let probing = true;
+    let attempts = 0;
+    const accepted: { id: number; atMs: number }[] = [];
     const probe = (async () => {
+      let c: pg.Client | undefined;
       while (probing) {
-        if (await writable(eu())) probeWrites++;
-        await new Promise((r) => setTimeout(r, 50));
+        const t = Date.now();
+        attempts++;
+        try {
+          if (!c) {
+            const fresh = new pg.Client({ ...eu(), connectionTimeoutMillis: 500, query_timeout: 1_000 });
+            fresh.on("error", () => undefined);
+            c = fresh;
+            await fresh.connect();
+          }
+          const r = await c.query<{ id: string }>(`INSERT INTO ${PROBE_TABLE} DEFAULT VALUES RETURNING id`);
+          accepted.push({ id: Number(r.rows[0]?.id), atMs: Date.now() });
+        } catch {
+          await c?.end().catch(() => undefined);
+          c = undefined;
+        }
+        await sleep(Math.max(0, 20 - (Date.now() - t)));
       }
+      await c?.end().catch(() => undefined);
     })();
-    await e.lab.restoreRegion("eu-west");
-    const fencedMs = await waitUntil("pg-eu to be fenced and marked diverged", 60_000, async () => {
+    await sleep(200);
+
+    // Kubernetes API back → the region's agent starts and sweeps → the instance restarts (lab order).
+    const t0 = Date.now();
+    await restoreRegion(e, "eu-west");
+    const restoredMs = Date.now() - t0;
+    const sweep = e.plane.agents.get("eu-west")?.status().startupSweep;
+    const fencedMs = await waitUntil("pg-eu to be fenced, demoted and marked diverged", 60_000, async () => {
       const f = federation(e);
       const m = f.members.find((x) => x.name === "pg-eu");
       return f.diverged.includes("pg-eu") && m?.fenced === true && m.role === "replica";
     }, 100);
-    await new Promise((r) => setTimeout(r, 1_000));
+    await sleep(1_000);
     probing = false;
     await probe;
     const f = federation(e);
     const c = await e.lab.getCluster("pg-eu");
-    console.log(`former primary pg-eu back: fenced, demoted and marked diverged ${(fencedMs / 1000).toFixed(2)} s after its region was restored (${Date.now() - t0} ms incl. agent start); writable probes that succeeded: ${probeWrites}`);
+    const audits = await e.plane.coordinator.audit(FED, {});
+    const sweepAudit = audits.find((a) => a.action === "primary.superseded_fenced" && a.member === "pg-eu");
+    console.log(
+      `former primary pg-eu back: restore → fence patch accepted ${sweep?.completedAtMs !== undefined ? sweep.completedAtMs - t0 : "?"} ms ` +
+        `(agent fence sweep ${sweep?.durationMs ?? "?"} ms, of which KV read ${sweep?.kvReadMs ?? "?"} ms); restore incl. instance restart ${restoredMs} ms; ` +
+        `fenced, demoted and marked diverged ${(fencedMs / 1000).toFixed(2)} s after the restore returned; ` +
+        `write probes on pg-eu: ${attempts} attempts, ${accepted.length} accepted`,
+    );
+    expect(attempts).toBeGreaterThan(50);
+    // Not "few", not "within a bound": the former primary never takes a single write.
+    expect(accepted).toEqual([]);
+    expect(sweep?.state).toBe("done");
+    expect(sweep?.fenced).toEqual([`${FED}/pg-eu`]);
+    expect(sweepAudit?.description).toMatch(/designates pg-us/);
     expect(c.spec.replica?.primary).toBe("pg-us");
     expect(c.metadata.annotations?.["cnpg.io/fencedInstances"]).toBeDefined();
     expect(f.designatedPrimary).toBe("pg-us");
     expect(f.diverged).toEqual(["pg-eu"]);
-    // The region restarts Postgres from a spec that still names it primary (as CNPG would) before
-    // any agent can act: pgfed closes that window quickly but cannot make it zero; it is reported.
     expect(await writable(eu())).toBe(false);
     expect(fencedMs).toBeLessThan(10_000);
     expect(f.epoch).toBe(epochBefore + 1);
+    // CNPG ends a demotion by unfencing: a diverged member must still be fenced once the demotion settled.
+    await sleep(2_000);
+    const later = await e.lab.getCluster("pg-eu");
+    expect(later.status?.switchReplicaClusterStatus?.inProgress ?? false).toBe(false);
+    expect(later.metadata.annotations?.["cnpg.io/fencedInstances"]).toBeDefined();
   });
 });

@@ -62,6 +62,18 @@ export async function startE2E(name: string, opts: { config?: (c: Config) => Con
   };
 }
 
+/**
+ * Restores a region as `pgfed lab restore-region` does: Kubernetes API back, then the region's
+ * agent (if it is not running) with its fence sweep, then the instance restart.
+ */
+export async function restoreRegion(e: E2E, region: string): Promise<void> {
+  await e.lab.restoreRegion(region, {
+    beforeInstance: async () => {
+      if (!e.plane.agents.has(region)) await e.plane.startAgent(region);
+    },
+  });
+}
+
 export async function waitUntil(what: string, timeoutMs: number, ok: () => boolean | Promise<boolean>, everyMs = 50): Promise<number> {
   const t0 = Date.now();
   for (;;) {
@@ -118,4 +130,61 @@ export async function writable(conn: PgConnectionInfo): Promise<boolean> {
 
 export function storyOf(entries: AuditEntry[], operationId: string): string[] {
   return entries.filter((a) => a.operationId === operationId && a.action === "transition").map((a) => a.description);
+}
+
+/** One INSERT attempt of a write probe: its round, member, interval, outcome and inserted row id. */
+export interface ProbeResult {
+  round: number;
+  member: string;
+  startMs: number;
+  endMs: number;
+  ok: boolean;
+  /** Id of the inserted row when ok. */
+  id?: number;
+  error?: string;
+}
+
+/**
+ * Tries one INSERT into `table` (columns id bigserial, member text) on every member every `everyMs`
+ * (a round), each member on its own kept connection, and records every attempt.
+ */
+export function startWriteProbe(e: E2E, table: string, members: readonly string[], everyMs: number): { results: ProbeResult[]; stop(): Promise<void> } {
+  const results: ProbeResult[] = [];
+  const clients = new Map<string, pg.Client>();
+  let running = true;
+  const once = async (member: string, round: number): Promise<ProbeResult> => {
+    const startMs = Date.now();
+    try {
+      let c = clients.get(member);
+      if (!c) {
+        const fresh = new pg.Client({ ...connectionOf(e.lab, member), connectionTimeoutMillis: 500, query_timeout: 1_000 });
+        fresh.on("error", () => undefined);
+        clients.set(member, fresh);
+        c = fresh;
+        await c.connect();
+      }
+      const r = await c.query<{ id: string }>(`INSERT INTO ${table} (member) VALUES ($1) RETURNING id`, [member]);
+      return { round, member, startMs, endMs: Date.now(), ok: true, id: Number(r.rows[0]?.id) };
+    } catch (err) {
+      const c = clients.get(member);
+      clients.delete(member);
+      await c?.end().catch(() => undefined);
+      return { round, member, startMs, endMs: Date.now(), ok: false, error: err instanceof Error ? err.message : String(err) };
+    }
+  };
+  const loop = (async () => {
+    for (let round = 0; running; round++) {
+      const t = Date.now();
+      results.push(...(await Promise.all(members.map((m) => once(m, round)))));
+      await sleep(Math.max(0, everyMs - (Date.now() - t)));
+    }
+  })();
+  return {
+    results,
+    stop: async () => {
+      running = false;
+      await loop;
+      for (const c of clients.values()) await c.end().catch(() => undefined);
+    },
+  };
 }

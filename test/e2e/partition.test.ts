@@ -5,22 +5,12 @@
  * members every ~50 ms: at no moment do two members accept writes.
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connectionOf, federation, finished, query, startE2E, waitUntil, type E2E } from "./fixture.js";
+import { connectionOf, federation, finished, query, startE2E, startWriteProbe, waitUntil, type E2E } from "./fixture.js";
 
 const PROBE_TABLE = "pgfed_probe";
 const MEMBERS = ["pg-eu", "pg-us"] as const;
 
-interface ProbeResult {
-  member: string;
-  startMs: number;
-  endMs: number;
-  ok: boolean;
-  /** Id of the inserted row when ok. */
-  id?: number;
-  error?: string;
-}
 
 let e: E2E;
 
@@ -33,47 +23,6 @@ afterAll(async () => {
   await e?.stop();
 });
 
-/** Tries one INSERT on every member every `everyMs`, each on its own kept connection; records every attempt. */
-function startProbe(everyMs: number): { results: ProbeResult[]; stop(): Promise<void> } {
-  const results: ProbeResult[] = [];
-  const clients = new Map<string, pg.Client>();
-  let running = true;
-  const once = async (member: string): Promise<ProbeResult> => {
-    const startMs = Date.now();
-    try {
-      let c = clients.get(member);
-      if (!c) {
-        const fresh = new pg.Client({ ...connectionOf(e.lab, member), connectionTimeoutMillis: 500, query_timeout: 1_000 });
-        fresh.on("error", () => undefined);
-        clients.set(member, fresh);
-        c = fresh;
-        await c.connect();
-      }
-      const r = await c.query<{ id: string }>(`INSERT INTO ${PROBE_TABLE} (member) VALUES ($1) RETURNING id`, [member]);
-      return { member, startMs, endMs: Date.now(), ok: true, id: Number(r.rows[0]?.id) };
-    } catch (err) {
-      const c = clients.get(member);
-      clients.delete(member);
-      await c?.end().catch(() => undefined);
-      return { member, startMs, endMs: Date.now(), ok: false, error: err instanceof Error ? err.message : String(err) };
-    }
-  };
-  const loop = (async () => {
-    while (running) {
-      const t = Date.now();
-      results.push(...(await Promise.all(MEMBERS.map((m) => once(m)))));
-      await sleep(Math.max(0, everyMs - (Date.now() - t)));
-    }
-  })();
-  return {
-    results,
-    stop: async () => {
-      running = false;
-      await loop;
-      for (const c of clients.values()) await c.end().catch(() => undefined);
-    },
-  };
-}
 
 describe("partition of the primary's agent from the bus", () => {
   it("fences the primary before promoting the replica: never two writable primaries", async () => {
@@ -89,7 +38,7 @@ describe("partition of the primary's agent from the bus", () => {
       }
     }, 100);
 
-    const probe = startProbe(50);
+    const probe = startWriteProbe(e, PROBE_TABLE, MEMBERS, 50);
     await waitUntil("the probe to write on pg-eu", 10_000, () => probe.results.filter((r) => r.ok && r.member === "pg-eu").length > 20);
     const t0 = Date.now();
     await e.plane.partitionAgentFromBus("eu-west");

@@ -30,6 +30,7 @@ import {
   type MergePatch,
   PHASES,
   PROMOTION_TOKEN_MISMATCH_REASON,
+  archiveServerName,
   clusterRole,
   databaseClusterState,
   decodeToken,
@@ -79,7 +80,11 @@ export interface CnpgOperator {
    * it down until `restartInstance`, like a lost node; without, it restarts it on the next pass.
    */
   killInstance(namespace: string, name: string, opts?: { hold?: boolean }): Promise<void>;
-  /** Clears a hold and restarts the instance (fast shutdown first when it is running). */
+  /**
+   * Clears a hold and restarts the instance (fast shutdown first when it is running) through a
+   * reconcile pass, which reads the Cluster first like CNPG's instance manager: a fenced Cluster
+   * (or an API that does not answer) keeps Postgres stopped.
+   */
   restartInstance(namespace: string, name: string): Promise<void>;
   /** Reconciles now instead of at the next poll; resolves when the passes ran. */
   reconcileNow(): Promise<void>;
@@ -92,6 +97,8 @@ interface Managed {
   namespace: string;
   name: string;
   key: string;
+  /** metadata.uid of the object this state belongs to: a new uid is a new Cluster under the same name. */
+  uid: string | undefined;
   instance: PgInstance | undefined;
   registeredAs: string | undefined;
   /** Fingerprint of the configuration the running instance was started with. */
@@ -233,7 +240,7 @@ class Operator implements CnpgOperator {
       seen.add(key);
       let m = this.clusters.get(key);
       if (!m) {
-        m = { namespace, name, key, instance: undefined, registeredAs: undefined, startedWith: undefined, held: false, refusedToken: undefined, nextTokenCheckAt: 0, lastTokenWait: undefined, inFlight: undefined, again: false, lastError: undefined, lastWarning: undefined };
+        m = { namespace, name, key, uid: undefined, instance: undefined, registeredAs: undefined, startedWith: undefined, held: false, refusedToken: undefined, nextTokenCheckAt: 0, lastTokenWait: undefined, inFlight: undefined, again: false, lastError: undefined, lastWarning: undefined };
         this.clusters.set(key, m);
       }
       runs.push(this.schedule(m));
@@ -277,6 +284,19 @@ class Operator implements CnpgOperator {
     }
   }
 
+  /**
+   * The Cluster was deleted and created again between two listings (a rejoin's re-clone): what the
+   * old one had goes first, as Kubernetes' garbage collector deletes its pods and volumes before a
+   * foreground deletion completes. The old archive directory stays, like an object store.
+   */
+  private async replaced(m: Managed, uid: string): Promise<void> {
+    this.log.info({ cluster: m.key }, `Cluster ${m.key} was deleted and created again (uid ${m.uid ?? "?"} → ${uid}): removing the old instance's data directory; its archive stays`);
+    if (m.registeredAs) this.registry.unregister(m.registeredAs, { region: this.region, namespace: m.namespace, cluster: m.name });
+    const old = m.instance;
+    Object.assign(m, { instance: undefined, registeredAs: undefined, startedWith: undefined, held: false, refusedToken: undefined, nextTokenCheckAt: 0, lastTokenWait: undefined, lastError: undefined, lastWarning: undefined });
+    await old?.destroy();
+  }
+
   private async reconcile(m: Managed): Promise<void> {
     let raw: unknown;
     try {
@@ -285,6 +305,11 @@ class Operator implements CnpgOperator {
       if (e instanceof ApiException && e.code === 404) return this.teardown(m);
       this.log.debug({ cluster: m.key, err: errorMessage(e) }, `cannot read ${m.key}`);
       return;
+    }
+    const uid = isRecord(raw) && isRecord(raw.metadata) && typeof raw.metadata.uid === "string" ? raw.metadata.uid : undefined;
+    if (uid !== undefined && m.uid !== uid) {
+      if (m.uid !== undefined) await this.replaced(m, uid);
+      m.uid = uid;
     }
     const parsed = safeParseCluster(raw);
     if (!parsed.ok) {
@@ -369,7 +394,7 @@ class Operator implements CnpgOperator {
   private async ensureInstance(m: Managed, c: Cluster): Promise<PgInstance> {
     if (!m.instance) {
       const dir = join(this.dataDir, this.region, m.namespace, m.name);
-      m.instance = await PgInstance.open({ name: m.key, clusterName: m.name, dir, archiveDir: join(dir, "archive", serverName(c)), log: this.log });
+      m.instance = await PgInstance.open({ name: m.key, clusterName: m.name, dir, archiveDir: join(dir, "archive", archiveServerName(c)), log: this.log });
     }
     const self = selfName(c);
     if (m.registeredAs !== self) {
@@ -648,17 +673,6 @@ function withCondition(conds: readonly Condition[], next: ConditionInput): Condi
   const cond: Condition = { ...next, lastTransitionTime };
   if (old && old.status === cond.status && old.reason === cond.reason && old.message === cond.message) return [...conds];
   return old ? conds.map((c) => (c.type === next.type ? cond : c)) : [...conds, cond];
-}
-
-/** The object store "server name" (barman plugin parameters or spec.backup.barmanObjectStore), default the Cluster's name. */
-function serverName(c: Cluster): string {
-  for (const p of c.spec.plugins ?? []) {
-    const params = (p as { parameters?: unknown }).parameters;
-    if (isRecord(params) && typeof params.serverName === "string" && /^[A-Za-z0-9_.-]+$/.test(params.serverName)) return params.serverName;
-  }
-  const bos = c.spec.backup?.barmanObjectStore;
-  if (isRecord(bos) && typeof bos.serverName === "string" && /^[A-Za-z0-9_.-]+$/.test(bos.serverName)) return bos.serverName;
-  return c.metadata.name;
 }
 
 function clusterKey(c: Cluster): string {

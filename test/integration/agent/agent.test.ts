@@ -7,7 +7,6 @@
  *   region us: pg-us (replica cluster of pg-eu, streaming)
  */
 import { chmod, mkdtemp, rm } from "node:fs/promises";
-import { readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -33,15 +32,17 @@ import {
   type LeaseStore,
   type MessageOf,
 } from "../../../src/bus/index.js";
-import { PHASES, parseCluster, type Cluster } from "../../../src/cnpg/index.js";
+import type { Cluster } from "../../../src/cnpg/index.js";
 import { parseConfig } from "../../../src/config.js";
 import { RegionClient } from "../../../src/kube/region.js";
 import { startKubeApi, writeKubeconfig, type KubeApiServer } from "../../../src/lab/kube-api/index.js";
 import { ExternalClusterRegistry } from "../../../src/lab/cnpg/registry.js";
 import { startCnpgOperator, type CnpgOperator } from "../../../src/lab/cnpg/operator.js";
 import { startNats, type NatsServer } from "../../../src/lab/nats.js";
-import { descendants, freePort, waitFor } from "../../../src/lab/proc.js";
+import { freePort, waitFor } from "../../../src/lab/proc.js";
 import { createLogger, silentLogger, type Logger } from "../../../src/log.js";
+import { clusterManifest, getCluster as readCluster, healthy, waitCluster as awaitCluster, type ClusterRef } from "../../support/cnpg-cluster.js";
+import { postgresDescendants } from "../../support/postgres.js";
 
 const NS = "db";
 const FED = "orders";
@@ -80,34 +81,13 @@ function pgPort(region: Region, name: string): number {
   return inst.port;
 }
 
-async function getCluster(region: Region, name: string): Promise<Cluster> {
-  const raw: unknown = await must(apis, region).getNamespacedCustomObject({ group: "postgresql.cnpg.io", version: "v1", namespace: NS, plural: "clusters", name });
-  return parseCluster(raw);
-}
+const ref = (region: Region, name: string): ClusterRef => ({ api: must(apis, region), namespace: NS, name, region });
+const getCluster = (region: Region, name: string): Promise<Cluster> => readCluster(ref(region, name));
+const waitCluster = (region: Region, name: string, what: string, ok: (c: Cluster) => boolean, timeoutMs?: number): Promise<Cluster> => awaitCluster(ref(region, name), what, ok, timeoutMs);
 
-async function waitCluster(region: Region, name: string, what: string, ok: (c: Cluster) => boolean, timeoutMs = 60_000): Promise<Cluster> {
-  return waitFor(`${name} in ${region}: ${what}`, async () => {
-    const c = await getCluster(region, name);
-    return ok(c) ? c : undefined;
-  }, timeoutMs, 50);
-}
-
-const healthy = (c: Cluster) => c.status?.phase === PHASES.healthy && c.status.readyInstances === 1;
-
+/** pg-eu and pg-us streaming from each other, one instance each, no WAL-archiver plugin. */
 function manifest(name: string, primary: string, source: string, replica: boolean): object {
-  const members = ["pg-eu", "pg-us"];
-  return {
-    apiVersion: "postgresql.cnpg.io/v1",
-    kind: "Cluster",
-    metadata: { name, namespace: NS },
-    spec: {
-      instances: 1,
-      postgresql: { parameters: { archive_timeout: "2s" } },
-      bootstrap: replica ? { pg_basebackup: { source } } : { initdb: { database: "app", owner: "app" } },
-      replica: { self: name, primary, source },
-      externalClusters: members.map((m) => ({ name: m, connectionParameters: { host: `${m}-rw.${NS}.svc`, user: "streaming_replica", dbname: "postgres", sslmode: "disable" } })),
-    },
-  };
+  return clusterManifest(name, primary, source, ["pg-eu", "pg-us"], { namespace: NS, replica, streaming: true, barman: false, instances: 1 });
 }
 
 /** Messages seen from index `from` on that match. */
@@ -170,16 +150,6 @@ async function subscribeCollector(): Promise<void> {
   await collector?.stop();
   // deadLetters: false: the agents' consumers are the ones that must dead-letter bad commands.
   collector = await testBus.subscribe(`pgfed.${FED}.>`, (m) => void seen.push(m), { deliverNew: true, deadLetters: false });
-}
-
-function postgresDescendants(): number[] {
-  return descendants(process.pid).filter((pid) => {
-    try {
-      return readFileSync(`/proc/${pid}/comm`, "utf8").startsWith("postgres");
-    } catch {
-      return false;
-    }
-  });
 }
 
 beforeAll(async () => {

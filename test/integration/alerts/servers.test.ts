@@ -8,8 +8,6 @@
  *   Alertmanager; an idle federation with an ancient archive raises nothing.
  */
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Gauge, Registry } from "prom-client";
@@ -21,20 +19,7 @@ import { AlertmanagerNotifier } from "../../../src/alerts/notifiers.js";
 import { waitFor } from "../../../src/lab/proc.js";
 import { startAlertmanager, startPrometheus, type MonitoringServer } from "../../../src/lab/prometheus.js";
 import { createMetrics } from "../../../src/metrics.js";
-
-const amWebhook = z.object({
-  status: z.enum(["firing", "resolved"]),
-  alerts: z.array(
-    z.object({
-      status: z.enum(["firing", "resolved"]),
-      labels: z.record(z.string(), z.string()),
-      annotations: z.record(z.string(), z.string()),
-      startsAt: z.string(),
-      endsAt: z.string(),
-    }),
-  ),
-});
-type AmWebhook = z.infer<typeof amWebhook>;
+import { LocalServers, getJson, startWebhookReceiver, type WebhookDelivery } from "../../support/http.js";
 
 const amAlerts = z.array(
   z.object({
@@ -53,32 +38,15 @@ const promAlerts = z.object({
   }),
 });
 
-interface Delivery {
-  atMs: number;
-  body: AmWebhook;
-}
-
 const dir = mkdtempSync(join(tmpdir(), "pgfed-alerts-it-"));
 const processes: MonitoringServer[] = [];
-const servers: Server[] = [];
-const deliveries: Delivery[] = [];
+const servers = new LocalServers();
+let deliveries: WebhookDelivery[] = [];
 let amUrl = "";
 let notifier: AlertmanagerNotifier;
 
-async function listen(server: Server): Promise<number> {
-  servers.push(server);
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  return (server.address() as AddressInfo).port;
-}
-
-async function getJson(url: string): Promise<unknown> {
-  const res = await fetch(url);
-  if (!res.ok) throw new Error(`GET ${url}: HTTP ${res.status}`);
-  return res.json();
-}
-
 /** Webhook deliveries from Alertmanager that contain an alert matching `labels` with `status`. */
-function delivered(labels: Record<string, string>, status: "firing" | "resolved"): Delivery | undefined {
+function delivered(labels: Record<string, string>, status: "firing" | "resolved"): WebhookDelivery | undefined {
   return deliveries.find((d) => d.body.alerts.some((a) => a.status === status && Object.entries(labels).every(([k, v]) => a.labels[k] === v)));
 }
 
@@ -88,17 +56,9 @@ async function amAlertsNow(): Promise<z.infer<typeof amAlerts>> {
 
 beforeAll(async () => {
   // The receiver Alertmanager delivers to.
-  const hookPort = await listen(
-    createServer((req, res) => {
-      let data = "";
-      req.on("data", (c: Buffer) => (data += c.toString()));
-      req.on("end", () => {
-        deliveries.push({ atMs: Date.now(), body: amWebhook.parse(JSON.parse(data)) });
-        res.writeHead(200).end();
-      });
-    }),
-  );
-  const am = await startAlertmanager({ dir, webhookUrl: `http://127.0.0.1:${hookPort}/alertmanager` });
+  const receiver = await startWebhookReceiver(servers);
+  deliveries = receiver.deliveries;
+  const am = await startAlertmanager({ dir, webhookUrl: `http://127.0.0.1:${receiver.port}/alertmanager` });
   processes.push(am);
   amUrl = am.url;
   notifier = new AlertmanagerNotifier({ url: amUrl, registry: new Registry(), resendIntervalMs: 60_000 });
@@ -108,7 +68,7 @@ afterAll(async () => {
   await notifier?.close(1_000);
   for (const p of processes.reverse()) await p.stop(5_000);
   for (const p of processes) expect(p.process.running, `${p.process.name} (pid ${p.process.pid}) stopped`).toBe(false);
-  await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+  await servers.close();
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -234,14 +194,7 @@ describe("real Prometheus 2.42 with deploy/prometheus/pgfed-rules.yml", () => {
     writable.set({ federation: "inventory" }, 1);
     writable.set({ federation: "warehouse" }, 1);
     new Gauge({ name: "pgfed_coordinator_leader", help: "leader", registers: [registry] }).set(1);
-    const metricsPort = await listen(
-      createServer((_req, res) => {
-        registry
-          .metrics()
-          .then((text) => res.writeHead(200, { "content-type": registry.contentType }).end(text))
-          .catch(() => res.writeHead(500).end());
-      }),
-    );
+    const metricsPort = await servers.serveMetrics(registry);
     startedAt = Date.now();
     const prom = await startPrometheus({
       dir,

@@ -4,37 +4,29 @@
  * CLI drives it in-process exactly as `npm run pgfed -- …` would.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parseTokenFile, tokenLine } from "../../../src/api/auth.js";
-import { startApiServer, type ApiServer } from "../../../src/api/server.js";
 import { connectBus, openStateStore, stateKeys, type Bus } from "../../../src/bus/index.js";
-import { runCli } from "../../../src/cli/program.js";
 import { federationRecordSchema, type OperationView } from "../../../src/coordinator/index.js";
 import { FED, startE2E, type E2E } from "../../e2e/fixture.js";
+import { serveLabApi, type LabApi } from "../../support/lab-api.js";
 
 const TOKEN = "tour-operator-token";
 let e: E2E;
-let api: ApiServer;
+let lab: LabApi;
 let bus: Bus;
 
 beforeAll(async () => {
   e = await startE2E("api-tour");
-  api = await startApiServer({ service: e.plane.coordinator, listen: "127.0.0.1:0", tokens: parseTokenFile(tokenLine("oncall", "operator", TOKEN)), log: e.log });
+  lab = await serveLabApi(e, { name: "oncall", role: "operator", token: TOKEN });
   bus = await connectBus({ servers: e.lab.config.bus.servers, name: "api-tour-probe", log: e.log });
 }, 180_000);
 
 afterAll(async () => {
   await bus?.close().catch(() => undefined);
-  await api?.close();
+  await lab?.close();
   await e?.stop();
 }, 120_000);
 
-async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = "";
-  let err = "";
-  const io = { out: (t: string) => (out += t), err: (t: string) => (err += t), isTTY: false, env: {}, cwd: e.dir };
-  const code = await runCli([...args, "--server", api.url, "--token", TOKEN], io);
-  return { code, out, err };
-}
+const cli = (args: string[]) => lab.cli(args);
 
 async function kvRevision(): Promise<number | undefined> {
   const store = await openStateStore(bus, federationRecordSchema);
@@ -65,7 +57,7 @@ describe("the README tour over the API", () => {
     expect(r.out).toContain(`switchover ${FED} → pg-us completed`);
     expect(r.out).toMatch(/epoch (\d+) → (\d+)/);
     const id = /operation (\S+): switchover/.exec(r.out)?.[1] ?? "";
-    const res = await fetch(`${api.url}/v1/operations/${encodeURIComponent(id)}`, { headers: { authorization: `Bearer ${TOKEN}` } });
+    const res = await fetch(`${lab.api.url}/v1/operations/${encodeURIComponent(id)}`, { headers: { authorization: `Bearer ${TOKEN}` } });
     expect(res.status).toBe(200);
     const op = (await res.json()) as OperationView;
     expect(op).toMatchObject({ id, kind: "switchover", state: "completed", target: "pg-us", requestedBy: "oncall", reason: "README tour" });
@@ -80,5 +72,7 @@ describe("the README tour over the API", () => {
     expect(rb.code, rb.err).toBe(0);
     expect(rb.out).toContain("Designated primary: `pg-us`");
     expect(rb.out).toContain(`pgfed switchover ${FED} --to pg-eu --dry-run`);
+    // the lab's failover timing (leaseTtl 5s, clockSkewMargin 1s) from the API, with no --config
+    expect(rb.out).toContain("lease TTL 5.00s + clock-skew margin 1.00s = 6.00s");
   });
 });

@@ -2,7 +2,6 @@
  * Layer 1 of the CNPG stand-in: real Postgres instances driven directly, through the steps CNPG
  * takes in a planned switchover (CNPG.md), without any Kubernetes API in between.
  */
-import { readFileSync } from "node:fs";
 import { chmod, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -13,6 +12,7 @@ import { archiveFile, listArchive } from "../../../src/lab/cnpg/archive.js";
 import { PgInstance, type WalSource } from "../../../src/lab/cnpg/instance.js";
 import { checkPromotionToken, replicaControlPoint } from "../../../src/lab/cnpg/promotion.js";
 import { ROWS_TABLE, createRowsTable, startRowWriter } from "../../../src/lab/cnpg/writer.js";
+import { postgresDescendants, replayedTimeline, rowIds } from "../../support/postgres.js";
 
 let labDir: string;
 const instances: PgInstance[] = [];
@@ -21,28 +21,6 @@ async function open(name: string): Promise<PgInstance> {
   const inst = await PgInstance.open({ name: `db/${name}`, clusterName: name, dir: join(labDir, "r", "db", name), archiveDir: join(labDir, "r", "db", name, "archive") });
   instances.push(inst);
   return inst;
-}
-
-function postgresDescendants(): number[] {
-  return descendants(process.pid).filter((pid) => {
-    try {
-      return readFileSync(`/proc/${pid}/comm`, "utf8").startsWith("postgres");
-    } catch {
-      return false;
-    }
-  });
-}
-
-/** The timeline of the last restartpoint, after asking for one: what the standby has really replayed. */
-async function replayedTimeline(inst: PgInstance): Promise<number> {
-  await inst.checkpoint();
-  const rows = await inst.query<{ tli: number }>("SELECT timeline_id AS tli FROM pg_control_checkpoint()");
-  return rows[0]?.tli ?? 0;
-}
-
-async function rowIds(inst: PgInstance): Promise<Set<number>> {
-  const rows = await inst.query<{ id: string }>(`SELECT id FROM ${ROWS_TABLE}`);
-  return new Set(rows.map((r) => Number(r.id)));
 }
 
 beforeAll(async () => {

@@ -5,13 +5,12 @@
  * failover without a token, fencing, kill and restart.
  */
 import { chmod, mkdtemp, rm } from "node:fs/promises";
-import { readFileSync } from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { PHASES, PROMOTION_TOKEN_MISMATCH_REASON, decodeToken, encodeToken, parseCluster, type Cluster } from "../../../src/cnpg/index.js";
+import { PHASES, PROMOTION_TOKEN_MISMATCH_REASON, decodeToken, encodeToken, type Cluster } from "../../../src/cnpg/index.js";
 import { startKubeApi, writeKubeconfig, type KubeApiServer } from "../../../src/lab/kube-api/index.js";
 import { ExternalClusterRegistry } from "../../../src/lab/cnpg/registry.js";
 import { startCnpgOperator, type CnpgOperator } from "../../../src/lab/cnpg/operator.js";
@@ -20,6 +19,8 @@ import { ROWS_TABLE, createRowsTable, startRowWriter } from "../../../src/lab/cn
 import { descendants, isAlive, waitFor } from "../../../src/lab/proc.js";
 import { formatLsn } from "../../../src/wal/lsn.js";
 import { createLogger, silentLogger } from "../../../src/log.js";
+import { clusterManifest as topologyManifest, getCluster as readCluster, healthy, waitCluster as awaitCluster, type ClusterRef } from "../../support/cnpg-cluster.js";
+import { postgresDescendants, replayedTimeline, rowIds } from "../../support/postgres.js";
 
 const NS = "db";
 const TOKEN = "test-token";
@@ -52,30 +53,12 @@ function instanceOf(region: Region, name: string): PgInstance {
   return i;
 }
 
-async function getCluster(region: Region, name: string): Promise<Cluster> {
-  const raw: unknown = await api(region).getNamespacedCustomObject({ group: "postgresql.cnpg.io", version: "v1", namespace: NS, plural: "clusters", name });
-  return parseCluster(raw);
-}
+const ref = (region: Region, name: string): ClusterRef => ({ api: api(region), namespace: NS, name, region });
+const getCluster = (region: Region, name: string): Promise<Cluster> => readCluster(ref(region, name));
+const waitCluster = (region: Region, name: string, what: string, ok: (c: Cluster) => boolean, timeoutMs?: number): Promise<Cluster> => awaitCluster(ref(region, name), what, ok, timeoutMs);
 
 async function patch(region: Region, name: string, body: object): Promise<void> {
   await api(region).patchNamespacedCustomObject({ group: "postgresql.cnpg.io", version: "v1", namespace: NS, plural: "clusters", name, body }, MERGE);
-}
-
-async function waitCluster(region: Region, name: string, what: string, ok: (c: Cluster) => boolean, timeoutMs = 60_000): Promise<Cluster> {
-  let last: Cluster | undefined;
-  try {
-    return await waitFor(
-      `${name} in ${region}: ${what}`,
-      async () => {
-        last = await getCluster(region, name);
-        return ok(last) ? last : undefined;
-      },
-      timeoutMs,
-      25,
-    );
-  } catch (e) {
-    throw new Error(`${(e as Error).message}; last status: ${JSON.stringify(last?.status)}`, { cause: e });
-  }
 }
 
 /** Operator logs on stdout when LAB_CNPG_TEST_LOG names a level (debug, info…). */
@@ -84,27 +67,9 @@ function testLog() {
   return level ? createLogger({ level, pretty: false }) : silentLogger();
 }
 
-const healthy = (c: Cluster) => c.status?.phase === PHASES.healthy && c.status.readyInstances === 1;
-
 /** A member of a two-cluster topology; `streaming` adds connectionParameters to the external clusters. */
 function clusterManifest(name: string, primary: string, source: string, members: string[], opts: { streaming: boolean; replica: boolean }): object {
-  return {
-    apiVersion: "postgresql.cnpg.io/v1",
-    kind: "Cluster",
-    metadata: { name, namespace: NS },
-    spec: {
-      instances: 3,
-      postgresql: { parameters: { archive_timeout: "2s" } },
-      plugins: [{ name: "barman-cloud.cloudnative-pg.io", isWALArchiver: true, parameters: { barmanObjectName: `${name}-store`, serverName: name } }],
-      bootstrap: opts.replica ? { pg_basebackup: { source } } : { initdb: { database: "app", owner: "app" } },
-      replica: { self: name, primary, source },
-      externalClusters: members.map((m) => ({
-        name: m,
-        ...(opts.streaming ? { connectionParameters: { host: `${m}-rw.${NS}.svc`, user: "streaming_replica", dbname: "postgres", sslmode: "disable" } } : {}),
-        plugin: { name: "barman-cloud.cloudnative-pg.io", parameters: { barmanObjectName: `${m}-store`, serverName: m } },
-      })),
-    },
-  };
+  return topologyManifest(name, primary, source, members, { ...opts, namespace: NS, instances: 3, barman: true });
 }
 
 async function createPair(eu: string, us: string, streaming: boolean): Promise<void> {
@@ -115,21 +80,9 @@ async function createPair(eu: string, us: string, streaming: boolean): Promise<v
   await waitCluster("us", us, "healthy", healthy);
 }
 
-async function rowIds(inst: PgInstance): Promise<Set<number>> {
-  const rows = await inst.query<{ id: string }>(`SELECT id FROM ${ROWS_TABLE}`);
-  return new Set(rows.map((r) => Number(r.id)));
-}
-
 async function inRecovery(inst: PgInstance): Promise<boolean> {
   const rows = await inst.query<{ r: boolean }>("SELECT pg_is_in_recovery() AS r");
   return rows[0]?.r === true;
-}
-
-/** The timeline the standby has really replayed: the one of its restartpoint after asking for one. */
-async function replayedTimeline(inst: PgInstance): Promise<number> {
-  await inst.checkpoint();
-  const rows = await inst.query<{ tli: number }>("SELECT timeline_id AS tli FROM pg_control_checkpoint()");
-  return rows[0]?.tli ?? 0;
 }
 
 function acceptsTcp(port: number): Promise<boolean> {
@@ -140,16 +93,6 @@ function acceptsTcp(port: number): Promise<boolean> {
       resolve(true);
     });
     s.once("error", () => resolve(false));
-  });
-}
-
-function postgresDescendants(): number[] {
-  return descendants(process.pid).filter((pid) => {
-    try {
-      return readFileSync(`/proc/${pid}/comm`, "utf8").startsWith("postgres");
-    } catch {
-      return false;
-    }
   });
 }
 

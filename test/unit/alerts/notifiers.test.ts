@@ -1,8 +1,8 @@
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Registry } from "prom-client";
-import { describe, expect, it } from "vitest";
+import { describe, expect, it, onTestFinished } from "vitest";
 import { AlertEngine, type Alert, type AlertTransition } from "../../../src/alerts/engine.js";
 import {
   AlertmanagerNotifier,
@@ -278,6 +278,7 @@ describe("AlertRouter", () => {
 
   it("builds notifiers from the alerts config; the routing key comes from env, file or value", async () => {
     const dir = mkdtempSync(join(tmpdir(), "pgfed-secret-"));
+    onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
     writeFileSync(join(dir, "key"), "FROM-FILE\n");
     process.env.PGFED_TEST_PD_KEY = "FROM-ENV";
     expect(resolveSecret({ env: "PGFED_TEST_PD_KEY" }, "k")).toBe("FROM-ENV");

@@ -52,6 +52,7 @@ function member(name: string, region: string, role: MemberView["role"], lagSecon
     lossIfPromotedSeconds: lagSeconds,
     timeline: role === "primary" ? 3 : null,
     lastSeenAt: new Date().toISOString(),
+    observedAgoSeconds: 0.5,
     reason: null,
   };
 }
@@ -76,6 +77,7 @@ export class FakeCoordinator implements CoordinatorService {
       mode: "automatic",
       paused: false,
       rpo: { budgetSeconds: 30, warnAt: 0.5 },
+      failover: { leaseTtlSeconds: 10, clockSkewMarginSeconds: 2 },
       exposure: { bytes: 8_192, seconds: 0.4, worstCaseSeconds: 0.4, level: "ok", safeSource: "pg-us", sampledAt: new Date().toISOString() },
       members: [member("pg-eu", "eu-west", "primary", null), member("pg-us", "us-east", "replica", 0.4), member("pg-ap", "ap-south", "replica", 45)],
       operation: null,

@@ -22,6 +22,19 @@ export interface Harness {
   close(): Promise<void>;
 }
 
+/** Puts "orders" back as it starts: pg-eu primary, no operation in flight. */
+export function resetOrders(fake: FakeCoordinator): void {
+  const f = fake.feds.get("orders");
+  if (!f) return;
+  f.designatedPrimary = "pg-eu";
+  f.failover = { leaseTtlSeconds: 10, clockSkewMarginSeconds: 2 };
+  for (const m of f.members) {
+    m.role = m.name === "pg-eu" ? "primary" : "replica";
+    m.observedAgoSeconds = 0.5;
+  }
+  f.operation = null;
+}
+
 export async function startHarness(opts: FakeOptions = {}): Promise<Harness> {
   const fake = new FakeCoordinator(opts);
   const registry = new Registry();

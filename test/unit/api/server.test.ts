@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { authenticate, hashToken, parseTokenFile, tokenLine } from "../../../src/api/auth.js";
 import type { OperationView, PlanView } from "../../../src/coordinator/service.js";
-import { startHarness, VIEWER_TOKEN, type Harness } from "./helpers.js";
+import { resetOrders, startHarness, VIEWER_TOKEN, type Harness } from "./helpers.js";
 
 let h: Harness;
 beforeAll(async () => {
@@ -24,13 +24,7 @@ async function waitDone(id: string): Promise<OperationView> {
   throw new Error(`operation ${id} did not finish`);
 }
 
-function resetFederation(): void {
-  const f = h.fake.feds.get("orders");
-  if (!f) return;
-  f.designatedPrimary = "pg-eu";
-  for (const m of f.members) m.role = m.name === "pg-eu" ? "primary" : "replica";
-  f.operation = null;
-}
+const resetFederation = (): void => resetOrders(h.fake);
 
 describe("service endpoints", () => {
   it("answers /healthz, /readyz and /metrics without a token", async () => {

@@ -3,9 +3,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { resolveTarget } from "../../../src/cli/client.js";
+import { formatSummary } from "../../../src/cli/ops.js";
 import { runCli } from "../../../src/cli/program.js";
+import type { OperationView } from "../../../src/coordinator/service.js";
 import { escapeHtml, renderHtml, rulesFrom, runbookDocument } from "../../../src/cli/runbook.js";
-import { startHarness, OPERATOR_TOKEN, VIEWER_TOKEN, type Harness } from "../api/helpers.js";
+import { resetOrders, startHarness, OPERATOR_TOKEN, VIEWER_TOKEN, type Harness } from "../api/helpers.js";
 
 let h: Harness;
 let slow: Harness;
@@ -20,13 +22,7 @@ afterAll(async () => {
   await slow.close();
   await rm(dir, { recursive: true, force: true });
 });
-beforeEach(() => {
-  const f = h.fake.feds.get("orders");
-  if (!f) return;
-  f.designatedPrimary = "pg-eu";
-  for (const m of f.members) m.role = m.name === "pg-eu" ? "primary" : "replica";
-  f.operation = null;
-});
+beforeEach(() => resetOrders(h.fake));
 
 async function cli(args: string[], o: { server?: Harness; token?: string; isTTY?: boolean; confirm?: boolean } = {}): Promise<{ code: number; out: string; err: string }> {
   let out = "";
@@ -52,6 +48,22 @@ describe("pgfed status", () => {
     expect(r.out).toMatch(/pg-ap\s+ap-south\s+replica\s+replica\s+Cluster in healthy state\s+45.0s/);
     expect(r.out).toContain("budget 30.0s [ok]");
     for (const line of r.out.split("\n")) expect(line.length, line).toBeLessThanOrEqual(80);
+  });
+
+  it("marks a member whose last report is older than the lease TTL, with its age", async () => {
+    const eu = h.fake.feds.get("orders")?.members.find((m) => m.name === "pg-eu");
+    if (!eu) throw new Error("no fixture");
+    eu.observedAgoSeconds = 12.4; // lease TTL 10 s
+    const r = await cli(["status", "orders"]);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toMatch(/pg-eu\s+eu-west\s+primary\?\s+primary\?\s/);
+    expect(r.out).toContain("pg-eu: unreachable? last report 12 s ago (lease TTL 10.0s)");
+    expect(r.out).toMatch(/pg-us\s+us-east\s+replica\s+replica\s/);
+    expect(r.out).not.toContain("pg-us: unreachable?");
+    for (const line of r.out.split("\n")) expect(line.length, line).toBeLessThanOrEqual(80);
+
+    eu.observedAgoSeconds = 10; // exactly the TTL: still current
+    expect((await cli(["status", "orders"])).out).not.toContain("unreachable?");
   });
 
   it("prints JSON and YAML", async () => {
@@ -175,6 +187,7 @@ describe("failover, approve, pause, audit", () => {
     expect(started.code).toBe(0);
     const id = /operation (op-\d+)/.exec(started.out)?.[1] ?? "";
     expect(started.out).toContain("waiting for approval");
+    expect(started.out.replace(/\s+/g, " ")).toContain(`approve it: pgfed approve ${id} --accept-data-loss <duration>`);
     const short = await cli(["approve", id, "--accept-data-loss", "10s"]);
     expect(short.code).toBe(2);
     const ok = await cli(["approve", id, "--accept-data-loss", "1m", "--wait"]);
@@ -183,6 +196,13 @@ describe("failover, approve, pause, audit", () => {
     expect(ok.out).toContain("(accepted 1m00s)");
     const f = h.fake.feds.get("orders");
     if (f) f.epoch = 3;
+  });
+
+  it("names a rejoin by its member and the primary it clones from, not as a move of the primary role", () => {
+    const op = { id: "rejoin-1", kind: "rejoin", federation: "orders", from: "pg-eu", target: "pg-us", state: "completed", step: "done", epochBefore: 3, epochAfter: 3, durationSeconds: 1.7, dataLossSeconds: null, acceptedLossSeconds: null, lastDecision: "pg-us follows pg-eu again" } as unknown as OperationView;
+    const text = formatSummary(op);
+    expect(text).toContain("rejoin orders pg-us (from pg-eu) completed");
+    expect(text).not.toContain("→ pg-us");
   });
 
   it("pauses and resumes", async () => {
@@ -215,6 +235,17 @@ describe("pgfed runbook", () => {
     expect(r.out).toContain("select pg_is_in_recovery()");
     expect(r.out).toContain("`pg-us-rw.db.svc`");
     expect(r.out).toContain("`pg-ap`: lag 45.0s, loss if promoted now 45.0s: beyond the budget");
+  });
+
+  it("shows the coordinator's leaseTtl and clockSkewMargin without --config", async () => {
+    const f = h.fake.feds.get("orders");
+    if (!f) throw new Error("no fixture");
+    f.failover = { leaseTtlSeconds: 15, clockSkewMarginSeconds: 3 };
+    const r = await cli(["runbook", "orders"]);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toContain("lease TTL 15.0s + clock-skew margin 3.00s = 18.0s");
+    expect(r.out).toContain("source: the coordinator's configuration, as its API reports it");
+    expect(r.out).not.toContain("10.0s + clock-skew margin 2.00s");
   });
 
   it("reads leaseTtl and clockSkewMargin from --config", async () => {

@@ -11,6 +11,7 @@ import {
   fencedInstances,
   getCondition,
   isFenced,
+  isFencedForSure,
   isFullyFenced,
   isPromoting,
   isReady,
@@ -190,6 +191,13 @@ describe("fencing readers", () => {
     );
     // The boolean readers must not guess "unfenced" either.
     expect(() => isFenced(fenced(""))).toThrow(/cnpg\.io\/fencedInstances/);
+  });
+
+  it("isFencedForSure: only a readable annotation fencing every instance counts; an unreadable one is not fenced (fencing replaces it)", () => {
+    expect(isFencedForSure(fenced('["*"]'))).toBe(true);
+    expect(isFencedForSure(fenced('["pg-a-1"]'))).toBe(false);
+    expect(isFencedForSure(member(undefined))).toBe(false);
+    expect(isFencedForSure(fenced("[*]"))).toBe(false);
   });
 
   it("refuses fencing JSON that is not an array of names", () => {

@@ -5,7 +5,9 @@ import { federationMachine, type FederationContext, type Operation } from "../..
 import { renderAnnotations, ALERTS } from "../../../src/alerts/catalog.js";
 import { AlertEngine } from "../../../src/alerts/engine.js";
 import { parseConfig } from "../../../src/config.js";
-import { OPERATION_FAILED_WINDOW_MS, newMemo, observationsOf, type FederationTick } from "../../../src/coordinator/alerting.js";
+import { CoordinatorAlerting, OPERATION_FAILED_WINDOW_MS, newMemo, observationsOf, type FederationTick } from "../../../src/coordinator/alerting.js";
+import { silentLogger } from "../../../src/log.js";
+import { createRegistry } from "../../../src/metrics.js";
 import type { Evaluation, MemberStatus } from "../../../src/wal/monitor.js";
 
 const config = parseConfig({
@@ -63,8 +65,8 @@ describe("observationsOf", () => {
     const engine = new AlertEngine();
     const memo = newMemo();
     const obs = observationsOf(tick(T0), memo);
-    // 2 RPO + 3 per member × 2 + approval + 3 operation kinds + no primary + split brain
-    expect(obs).toHaveLength(2 + 6 + 1 + 3 + 2);
+    // 2 RPO + 4 per member × 2 + approval + 3 operation kinds + no primary + split brain
+    expect(obs).toHaveLength(2 + 8 + 1 + 3 + 2);
     expect(obs.filter((o) => o.active)).toEqual([]);
     for (let s = 0; s < 600; s++) expect(engine.observeAll(observationsOf(tick(T0 + s * 1_000), memo))).toEqual([]);
     expect(engine.pending()).toEqual([]);
@@ -118,5 +120,38 @@ describe("observationsOf", () => {
     const t = tick(T0);
     t.evaluation = { ...t.evaluation, budget: { level: "exceeded", fraction: 1.4, budgetMs: 30_000 } };
     expect(active(t).map((o) => o.alert)).toEqual(["PgfedRPOBudgetWarning", "PgfedRPOBudgetExceeded"]);
+  });
+});
+
+describe("CoordinatorAlerting", () => {
+  it("skips the engine for a healthy federation only once nothing is pending or firing: alerts still fire, resolve and restart their `for`", async () => {
+    const alerting = new CoordinatorAlerting({
+      config,
+      registry: createRegistry(),
+      log: silentLogger(),
+      hysteresis: { PgfedNoPrimary: { forMs: 0, clearForMs: 2_000, minSamples: 1 }, PgfedRPOBudgetWarning: { forMs: 5_000, clearForMs: 0, minSamples: 1 } },
+    });
+    const names = () => alerting.active().map((a) => a.name);
+    alerting.observe(tick(T0, { writable: [] }));
+    expect(names()).toEqual(["PgfedNoPrimary"]);
+    // Healthy passes keep reaching the engine while the alert is firing, so it resolves after clearFor.
+    for (const dt of [1_000, 2_000, 3_000]) alerting.observe(tick(T0 + dt));
+    expect(names()).toEqual([]);
+    alerting.observe(tick(T0 + 3_500));
+    const warn = (nowMs: number): FederationTick => {
+      const t = tick(nowMs);
+      t.evaluation = { ...t.evaluation, budget: { level: "warn", fraction: 0.6, budgetMs: 30_000 } };
+      return t;
+    };
+    // Pending since T0+4 s, cleared by a healthy pass; active again from T0+10 s: not yet `for` 5 s at T0+14 s.
+    alerting.observe(warn(T0 + 4_000));
+    alerting.observe(tick(T0 + 5_000));
+    alerting.observe(tick(T0 + 6_000));
+    alerting.observe(warn(T0 + 10_000));
+    alerting.observe(warn(T0 + 14_000));
+    expect(names()).toEqual([]);
+    alerting.observe(warn(T0 + 15_000));
+    expect(names()).toEqual(["PgfedRPOBudgetWarning"]);
+    await alerting.close(100);
   });
 });

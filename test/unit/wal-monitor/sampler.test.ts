@@ -1,4 +1,4 @@
-import { mkdtemp, writeFile } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -81,10 +81,14 @@ describe("parseSampleRow", () => {
 describe("credentials", () => {
   it("resolves a value, an environment variable and a file (without its trailing newline)", async () => {
     const dir = await mkdtemp(join(tmpdir(), "pgfed-cred-"));
-    await writeFile(join(dir, "password"), "s3cret\n");
-    expect(await resolveCredential({ value: "v" }, "password of pg-eu")).toBe("v");
-    expect(await resolveCredential({ env: "PGFED_PW" }, "password of pg-eu", { env: { PGFED_PW: "e" } })).toBe("e");
-    expect(await resolveCredential({ file: join(dir, "password") }, "password of pg-eu")).toBe("s3cret");
+    try {
+      await writeFile(join(dir, "password"), "s3cret\n");
+      expect(await resolveCredential({ value: "v" }, "password of pg-eu")).toBe("v");
+      expect(await resolveCredential({ env: "PGFED_PW" }, "password of pg-eu", { env: { PGFED_PW: "e" } })).toBe("e");
+      expect(await resolveCredential({ file: join(dir, "password") }, "password of pg-eu")).toBe("s3cret");
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it("says which credential is missing without printing any value", async () => {

@@ -1,0 +1,73 @@
+/**
+ * The leader's bus intake: one ordered consumer on `pgfed.*.>` (every federation's subjects; one
+ * wildcard filter, which nats-server 2.9 accepts) routing each message to the runtime of its
+ * federation. One consumer per federation cost the NATS server a pull loop and heartbeats each
+ * (1000 federations: 1000 consumers) and the coordinator a delivery loop and buffers each.
+ * Delivery order is the stream's, as before; a federation receives what is stored after it
+ * registers (the per-federation consumers were `deliverNew` at the runtime's start, the same).
+ * Messages of federations nobody registered (not configured, or not loaded yet) are dropped.
+ */
+import { filters, type Bus, type BusMessage, type BusSubscription } from "../bus/index.js";
+import { errorMessage } from "../errors.js";
+import type { Logger } from "../log.js";
+
+export type FederationHandler = (msg: BusMessage) => void;
+
+/** What a FederationRuntime needs of the intake. */
+export interface FederationIntakeLike {
+  /** Routes the federation's messages to `handler` from now on; returns the unregister function. */
+  register(federation: string, handler: FederationHandler): () => void;
+}
+
+export class FederationIntake implements FederationIntakeLike {
+  private readonly routes = new Map<string, FederationHandler>();
+  private subscription: BusSubscription | undefined;
+  /** Messages handed to a runtime / dropped (no runtime registered for their federation). */
+  routed = 0;
+  dropped = 0;
+
+  constructor(
+    private readonly bus: Bus,
+    private readonly log: Logger,
+  ) {}
+
+  /** Opens the shared consumer (new messages only). Throws `bus.subscribe_failed` when NATS refuses. */
+  async start(): Promise<void> {
+    if (this.subscription) return;
+    this.subscription = await this.bus.subscribe(filters.allFederations(), (msg) => this.route(msg), { deliverNew: true, deadLetters: true });
+  }
+
+  register(federation: string, handler: FederationHandler): () => void {
+    this.routes.set(federation, handler);
+    return () => {
+      if (this.routes.get(federation) === handler) this.routes.delete(federation);
+    };
+  }
+
+  /** Registered federations (for tests and logs). */
+  get size(): number {
+    return this.routes.size;
+  }
+
+  route(msg: BusMessage): void {
+    const handler = this.routes.get(msg.federation);
+    if (!handler) {
+      this.dropped++;
+      return;
+    }
+    this.routed++;
+    try {
+      handler(msg);
+    } catch (e) {
+      // A runtime's bug must not stall every other federation's intake.
+      this.log.error({ federation: msg.federation, err: errorMessage(e) }, `the runtime of ${msg.federation} failed on a ${msg.type} message: ${errorMessage(e)}`);
+    }
+  }
+
+  async stop(): Promise<void> {
+    const sub = this.subscription;
+    this.subscription = undefined;
+    this.routes.clear();
+    await sub?.stop();
+  }
+}
