@@ -62,6 +62,11 @@ export interface RouteDef<P = unknown, Q = unknown, B = unknown> {
   operationId: string;
   summary: string;
   access: Access;
+  /**
+   * A Kubernetes probe target: answered without a client certificate even under mutual TLS,
+   * because kubelet's httpGet probes cannot present one (they reveal only liveness/leadership).
+   */
+  probe?: true;
   /** Served only by the leader (followers redirect or answer 503). */
   leaderOnly: boolean;
   params?: z.ZodType<P>;
@@ -152,6 +157,7 @@ export const ROUTES: AnyRoute[] = [
     operationId: "healthz",
     summary: "Liveness: the process answers. No authentication.",
     access: "public",
+    probe: true,
     leaderOnly: false,
     responses: { 200: { description: "Alive.", schema: z.object({ ok: z.literal(true) }) } },
     handler: async () => ({ status: 200, body: { ok: true } }),
@@ -162,6 +168,7 @@ export const ROUTES: AnyRoute[] = [
     operationId: "readyz",
     summary: "Readiness: this coordinator is the leader or knows the leader. No authentication.",
     access: "public",
+    probe: true,
     leaderOnly: false,
     responses: {
       200: { description: "Ready.", schema: z.object({ ready: z.literal(true), leader: z.boolean(), leaderId: z.string().nullable() }) },

@@ -6,6 +6,7 @@
  */
 import Fastify, { LogController, type FastifyError, type FastifyReply, type FastifyRequest } from "fastify";
 import { readFileSync } from "node:fs";
+import type { TLSSocket } from "node:tls";
 import type { Registry } from "prom-client";
 import { ServiceError, type CoordinatorService } from "../coordinator/service.js";
 import { errorMessage } from "../errors.js";
@@ -96,7 +97,9 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     ? {
         cert: pem(opts.tls.cert),
         key: pem(opts.tls.key),
-        ...(opts.tls.clientCa ? { ca: pem(opts.tls.clientCa), requestCert: true, rejectUnauthorized: true } : {}),
+        // The certificate is checked per request (below), not in the handshake: kubelet's probes
+        // cannot present one, and /healthz and /readyz must answer them.
+        ...(opts.tls.clientCa ? { ca: pem(opts.tls.clientCa), requestCert: true, rejectUnauthorized: false } : {}),
       }
     : null;
   const app = Fastify({
@@ -124,6 +127,19 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   const registered: string[] = [];
 
   app.setErrorHandler((err, _req, reply) => sendError(reply, toApiError(err, log)));
+
+  // Mutual TLS: every request but the probes' needs a certificate signed by clientCa — checked
+  // first, for unknown routes too, so a client without one learns nothing else.
+  if (opts.tls?.clientCa) {
+    const probes = new Set(ROUTES.filter((r) => r.probe).map((r) => r.path));
+    app.addHook("onRequest", async (req) => {
+      if (probes.has(req.url.split("?")[0] ?? "")) return;
+      const socket = req.raw.socket as TLSSocket;
+      if (socket.authorized) return;
+      const why = socket.getPeerCertificate?.()?.subject ? `client certificate not accepted (${String(socket.authorizationError)})` : "no client certificate";
+      throw new ApiError(401, "Unauthorized", `${why}: this API requires mutual TLS with a certificate signed by api.tls.clientCa (see docs/api.md)`, "clientCertificate");
+    });
+  }
   app.setNotFoundHandler((req, reply) => sendError(reply, new ApiError(404, "NotFound", `no route ${req.method} ${req.url.split("?")[0] ?? ""} (see /openapi.json)`)));
 
   const authorize = (route: AnyRoute, req: FastifyRequest): void => {

@@ -1,8 +1,8 @@
 /**
  * The API over TLS with real certificates (openssl; the lab's CA generator for the CA and server
  * certificate): HTTPS serves the API; with `tls.clientCa` a client certificate signed by that CA
- * opens the connection and the bearer token still decides the role (docs/api.md); a certificate
- * from another CA, or none, is refused in the TLS handshake, before any HTTP. The CLI reaches such
+ * is required and the bearer token still decides the role (docs/api.md); a certificate from another
+ * CA, or none, is refused (401) on every route but the probes /healthz and /readyz. The CLI reaches such
  * an API with --ca/--cert/--key (or PGFED_CA/PGFED_CERT/PGFED_KEY), SSE progress included.
  */
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
@@ -84,6 +84,7 @@ function call(url: string, method: string, path: string, o: { token?: string; cl
 }
 
 const statusOf = (o: Outcome): number => ("status" in o ? o.status : -1);
+const messageOf = (o: Outcome): string => ("status" in o ? String(o.body.message) : o.tlsError);
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "pgfed-api-tls-"));
@@ -142,16 +143,28 @@ describe("mutual TLS (api.tls.clientCa)", () => {
     expect(statusOf(await call(api.url, "GET", "/v1/federations/orders", { client, token: "not-a-token" }))).toBe(401);
   });
 
-  it("refuses a client certificate from another CA in the handshake, even with a valid operator token", async () => {
+  it("refuses a client certificate from another CA, even with a valid operator token, naming why", async () => {
     const r = await call(api.url, "GET", "/v1/federations/orders", { client: strangerClient, token: OPERATOR_TOKEN });
-    expect("tlsError" in r, JSON.stringify(r)).toBe(true);
+    expect(r, JSON.stringify(r)).toMatchObject({ status: 401, body: { reason: "Unauthorized", field: "clientCertificate" } });
+    expect(messageOf(r)).toMatch(/^client certificate not accepted \(\w+\): this API requires mutual TLS/);
+    const write = await call(api.url, "POST", "/v1/federations/orders/pause", { client: strangerClient, token: OPERATOR_TOKEN, body: {} });
+    expect(statusOf(write)).toBe(401);
   });
 
-  it("refuses a client without a certificate in the handshake, even with a valid operator token", async () => {
+  it("refuses a client without a certificate on every route but the probes', even with a valid operator token", async () => {
     const r = await call(api.url, "GET", "/v1/federations/orders", { token: OPERATOR_TOKEN });
-    expect("tlsError" in r, JSON.stringify(r)).toBe(true);
-    // the public routes are behind the same handshake
-    expect("tlsError" in (await call(api.url, "GET", "/healthz"))).toBe(true);
+    expect(r, JSON.stringify(r)).toMatchObject({ status: 401, body: { reason: "Unauthorized", field: "clientCertificate" } });
+    expect(messageOf(r)).toMatch(/^no client certificate: this API requires mutual TLS with a certificate signed by api\.tls\.clientCa/);
+    for (const path of ["/metrics", "/openapi.json", "/no/such/route", "/healthz/../v1/federations"]) {
+      expect(statusOf(await call(api.url, "GET", path)), path).toBe(401);
+    }
+    expect(statusOf(await call(api.url, "POST", "/v1/federations/orders/pause", { token: OPERATOR_TOKEN, body: {} }))).toBe(401);
+  });
+
+  it("answers /healthz and /readyz without a client certificate: kubelet's probes cannot present one", async () => {
+    expect(await call(api.url, "GET", "/healthz")).toMatchObject({ status: 200, body: { ok: true } });
+    expect(await call(api.url, "GET", "/readyz")).toMatchObject({ status: 200, body: { ready: true } });
+    expect(await call(api.url, "GET", "/healthz?x=1", { client: strangerClient })).toMatchObject({ status: 200 });
   });
 });
 
@@ -187,10 +200,10 @@ describe("the CLI against an API with mutual TLS", () => {
     expect(r.out).toContain("federation orders");
   });
 
-  it("without a client certificate the CLI cannot reach the API, and says where it tried", async () => {
+  it("without a client certificate the CLI is refused and says what is missing", async () => {
     const r = await cli(["status", "orders", "--token", VIEWER_TOKEN, "--ca", good.caFile]);
-    expect(r.code).toBe(1);
-    expect(r.err).toContain(`cannot reach the pgfed API at ${api.url}`);
+    expect(r.code).not.toBe(0);
+    expect(r.err).toContain("no client certificate: this API requires mutual TLS");
   });
 
   it("refuses --cert without --key, naming what is missing", async () => {
