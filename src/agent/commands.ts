@@ -16,6 +16,8 @@ import {
   clusterRole,
   demotePatch,
   designatedPrimary,
+  entryArchiveServerName,
+  entryWithServerName,
   fencePatch,
   isFencedForSure,
   isReady,
@@ -28,6 +30,7 @@ import {
   switchInProgress,
   unfencePatch,
   type Cluster,
+  type JsonValue,
   type MergePatch,
 } from "../cnpg/index.js";
 
@@ -65,6 +68,8 @@ export function planCommand(c: Cluster, cmd: ClusterCommand, ctx: PlanContext): 
       return planUnfence(c, ctx);
     case "ensurePrimary":
       return planEnsurePrimary(c, ctx);
+    case "retargetArchive":
+      return planRetargetArchive(c, cmd, ctx);
   }
 }
 
@@ -151,6 +156,33 @@ function planEnsurePrimary(c: Cluster, ctx: PlanContext): CommandPlan {
 }
 
 /**
+ * After `cmd.member` was re-cloned under a fresh archive server name, this member's
+ * `externalClusters` entry for it must read the new path: were this member ever to follow it in
+ * archive-only replay, the old path holds the diverged timeline. The array is replaced as a whole
+ * (merge patch), so the patch carries the resourceVersion it was computed from.
+ */
+function planRetargetArchive(c: Cluster, cmd: Extract<ClusterCommand, { kind: "retargetArchive" }>, ctx: PlanContext): CommandPlan {
+  const name = ctx.topologyName(cmd.member);
+  const entries = c.spec.externalClusters ?? [];
+  const entry = entries.find((e) => e.name === name);
+  const of = `${ctx.who}'s externalClusters entry for ${cmd.member}`;
+  if (!entry) return none(`${ctx.who} has no externalClusters entry named ${name}, so it never reads ${cmd.member}'s archive; nothing to patch`);
+  const current = entryArchiveServerName(entry);
+  if (current === undefined) return none(`${of} names no archive (streaming only); nothing to patch`);
+  if (current === cmd.to) return none(`${of} already reads archive server ${cmd.to}; nothing to patch`);
+  if (current !== cmd.from && current !== null) {
+    return refuse("agent.archive_mismatch", `refusing to retarget ${of}: it reads archive server ${current}, neither the old ${cmd.from} nor the new ${cmd.to}; left as it is (check it by hand)`);
+  }
+  const patch: MergePatch = {
+    ...(c.metadata.resourceVersion ? { metadata: { resourceVersion: c.metadata.resourceVersion } } : {}),
+    // The entries came from the API as JSON, so they are JSON.
+    spec: { externalClusters: entries.map((e) => (e.name === name ? entryWithServerName(e, cmd.to) : e)) as JsonValue[] },
+  };
+  const was = current === null ? "the default server name" : `archive server ${cmd.from}`;
+  return { action: "patch", patch, sentence: `pointed ${of} at archive server ${cmd.to} instead of ${was} (patched spec.externalClusters)` };
+}
+
+/**
  * The next step of a re-clone (rejoin of a diverged member), level-triggered like the others: the
  * Cluster as it is now says which step comes next, so a command repeated after a crash resumes.
  *   absent                                   → create it again (from the manifest saved before the delete)
@@ -212,6 +244,8 @@ export function describeCommand(cmd: Command): string {
       return "promoteWithToken";
     case "reclone":
       return `reclone (from ${cmd.primary})`;
+    case "retargetArchive":
+      return `retargetArchive (${cmd.member}: ${cmd.from} → ${cmd.to})`;
     default:
       return cmd.kind;
   }

@@ -12,6 +12,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { z } from "zod";
+import { SERVER_NAME } from "../cnpg/reclone.js";
 import { PgfedError } from "../errors.js";
 import { isLsnText } from "../wal/lsn.js";
 import { RESERVED_FEDERATION_NAMES, nameProblem, subjects, type MemberChannel } from "./subjects.js";
@@ -97,6 +98,8 @@ export const lagSampleSchema = z.object({
 });
 export type LagSample = z.infer<typeof lagSampleSchema>;
 
+const serverNameSchema = z.string().regex(SERVER_NAME, "must be an object-store server name (letters, digits, _ . -; at most 200)");
+
 const commandBase = {
   /** The operation (switchover, failover, rejoin…) this step belongs to. */
   operationId: messageIdSchema,
@@ -124,6 +127,12 @@ export const commandSchema = z.discriminatedUnion("kind", [
    * delivery takes the steps that fit before its deadline and reports `data.done`; repeat until done.
    */
   z.object({ kind: z.literal("reclone"), primary: nameSchema, ...commandBase }),
+  /**
+   * After a rejoin gave `member` a fresh archive server name: make this member's `externalClusters`
+   * entry for `member` read its archive under `to` (where it read `from`), so archive replay from
+   * the rejoined member never reads the old, diverged path.
+   */
+  z.object({ kind: z.literal("retargetArchive"), member: nameSchema, from: serverNameSchema, to: serverNameSchema, ...commandBase }),
 ]);
 export type Command = z.infer<typeof commandSchema>;
 export type CommandKind = Command["kind"];

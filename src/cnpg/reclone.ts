@@ -23,7 +23,8 @@ export const DIVERGED_ARCHIVE_ANNOTATION = "pgfed.io/diverged-archive";
 /** The Barman Cloud CNPG-I plugin's name in `spec.plugins`. */
 export const BARMAN_PLUGIN = "barman-cloud.cloudnative-pg.io";
 
-const SERVER_NAME = /^[A-Za-z0-9_.-]{1,200}$/;
+/** What an object-store server name may be (also checked on bus commands that carry one). */
+export const SERVER_NAME = /^[A-Za-z0-9_.-]{1,200}$/;
 
 /** Where a Cluster's WAL archive is configured: the Barman plugin, the legacy in-tree stanza, or nowhere. */
 export type ArchiveKind = "plugin" | "barmanObjectStore" | "none";
@@ -120,6 +121,27 @@ export function recloneManifest(old: Cluster, opts: { primary: string; epoch: nu
     keptServerName: kept,
     newServerName: fresh,
   };
+}
+
+/**
+ * The archive server name an `externalClusters` entry reads WAL from: its Barman plugin's
+ * `parameters.serverName` or its `barmanObjectStore.serverName`; `null` when it names an archive
+ * without a server name (the plugin then defaults it), `undefined` when it names no archive.
+ */
+export function entryArchiveServerName(e: { name: string; plugin?: Record<string, unknown>; barmanObjectStore?: Record<string, unknown> }): string | null | undefined {
+  const fromPlugin = e.plugin?.name === BARMAN_PLUGIN ? recordOf(e.plugin.parameters)?.serverName : undefined;
+  if (typeof fromPlugin === "string") return fromPlugin;
+  const fromStore = e.barmanObjectStore?.serverName;
+  if (typeof fromStore === "string") return fromStore;
+  return e.plugin?.name === BARMAN_PLUGIN || e.barmanObjectStore !== undefined ? null : undefined;
+}
+
+/** An externalClusters entry reading its archive under `to`, whatever server name it had (or none). */
+export function entryWithServerName<E extends { plugin?: Record<string, unknown>; barmanObjectStore?: Record<string, unknown> }>(e: E, to: string): E {
+  const out = { ...e };
+  if (e.plugin?.name === BARMAN_PLUGIN) out.plugin = { ...e.plugin, parameters: { ...(recordOf(e.plugin.parameters) ?? {}), serverName: to } };
+  if (e.barmanObjectStore !== undefined) out.barmanObjectStore = { ...e.barmanObjectStore, serverName: to };
+  return out;
 }
 
 /** An externalClusters entry's archive reference moved from `from` to `to` (only where it named `from`). */

@@ -71,7 +71,8 @@ type CommandSpec =
   | { kind: "unfence" }
   | { kind: "walSwitch" }
   | { kind: "ensurePrimary" }
-  | { kind: "reclone"; primary: string };
+  | { kind: "reclone"; primary: string }
+  | { kind: "retargetArchive"; member: string; from: string; to: string };
 
 export interface FederationRuntimeOptions {
   cfg: FederationConfig;
@@ -140,6 +141,8 @@ function whileConstructing<T>(rt: FederationRuntime, create: () => T): T {
 const STEP_TIMEOUT_MS = 60_000;
 /** A rejoin re-clones the whole database: its pg_basebackup may take hours, not a step's minute. */
 const REJOIN_TIMEOUT_MS = defaultDelays.rejoinTimeout;
+/** How long the end of a rejoin waits for each other member's agent to point it at the new archive. */
+const RETARGET_TIMEOUT_MS = 30_000;
 const TICK_MS = 250;
 /**
  * A healthy federation with no new input and no machine change is re-evaluated (exposure,
@@ -879,7 +882,8 @@ export class FederationRuntime {
       }
       await sleep(200);
     }
-    const figures: Record<string, string | number | boolean | null> = { epoch: input.epoch, durationSeconds: (this.now() - t0) / 1000, timeline: timelines.member, ...lastKnown };
+    const retarget = await this.retargetArchives(member, data, p, Math.min(RETARGET_TIMEOUT_MS, left()));
+    const figures: Record<string, string | number | boolean | null> = { epoch: input.epoch, durationSeconds: (this.now() - t0) / 1000, timeline: timelines.member, ...lastKnown, ...retarget.figures };
     for (const [k, v] of Object.entries(data)) if (v === null || typeof v !== "object") figures[k] = v;
     const text = (k: string): string => {
       const v = figures[k];
@@ -895,12 +899,64 @@ export class FederationRuntime {
     this.audit(
       "rejoin.recloned",
       `${member} re-cloned from ${primary} in ${((this.now() - t0) / 1000).toFixed(1)} s and follows it on timeline ${timelines.member}`,
-      `discarded what ${member} held after the fork: ${held}; ${kept}`,
+      `discarded what ${member} held after the fork: ${held}; ${kept}${retarget.sentence}`,
       figures,
       input.operationId,
       member,
       input.epoch,
     );
+  }
+
+  /**
+   * The rejoined member archives under a fresh server name; every other member's externalClusters
+   * entry for it must read there too, or a member following it in archive-only replay would read
+   * the old path with the diverged timeline. Ensure-style on each agent, all at once; a member that
+   * cannot be reached (its region down) does not fail the rejoin, which is done: it is audited as
+   * `rejoin.retarget_failed` with what to change by hand (docs/operations.md).
+   */
+  private async retargetArchives(
+    member: string,
+    data: Record<string, JsonValue>,
+    p: { epoch: number; operationId: string; signal: AbortSignal },
+    timeoutMs: number,
+  ): Promise<{ figures: Record<string, string>; sentence: string }> {
+    const from = data.keptArchive;
+    const to = data.newArchive;
+    if (typeof from !== "string" || typeof to !== "string" || from === to) return { figures: {}, sentence: "" };
+    const others = this.cfg.members.map((m) => m.name).filter((m) => m !== member);
+    const outcomes = await Promise.all(
+      others.map(async (other) => {
+        try {
+          const r = await this.command(other, { kind: "retargetArchive", member, from, to }, { ...p, step: "retargetArchive", timeoutMs });
+          return { other, patched: r.patched === true };
+        } catch (e) {
+          const why = errorMessage(e);
+          this.audit(
+            "rejoin.retarget_failed",
+            `${other}'s externalClusters entry for ${member} may still read archive server ${from}`,
+            `${why}; set its archive serverName to ${to} by hand before ${other} follows ${member} (docs/operations.md, rejoin)`,
+            { from, to },
+            p.operationId,
+            other,
+            p.epoch,
+          );
+          this.log.warn({ op: p.operationId, member: other }, `rejoin of ${this.name}/${member}: could not point ${other} at archive server ${to}: ${why}`);
+          return { other, failed: why };
+        }
+      }),
+    );
+    const patched = outcomes.filter((o) => "patched" in o && o.patched).map((o) => o.other);
+    const already = outcomes.filter((o) => "patched" in o && !o.patched).map((o) => o.other);
+    const failed = outcomes.filter((o) => "failed" in o).map((o) => o.other);
+    const parts = [
+      patched.length > 0 ? `${patched.join(", ")} now read${patched.length === 1 ? "s" : ""} ${member}'s archive under ${to}` : "",
+      already.length > 0 ? `${already.join(", ")} needed no change` : "",
+      failed.length > 0 ? `${failed.join(", ")} could not be changed (see rejoin.retarget_failed)` : "",
+    ].filter((x) => x !== "");
+    return {
+      figures: { retargeted: patched.join(","), retargetUnchanged: already.join(","), retargetFailed: failed.join(",") },
+      sentence: parts.length > 0 ? `; ${parts.join("; ")}` : "",
+    };
   }
 
   private preflight(input: PreflightInput): PreflightOutput & { missingEvidence?: boolean } {

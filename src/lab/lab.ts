@@ -284,8 +284,11 @@ function clusterManifest(member: LabMember, primary: LabMember, all: LabMember[]
       // The WAL archive, as the Barman Cloud plugin declares it (the stand-in archives into a local
       // directory named after the server name, which defaults to the Cluster's name; a rejoin sets a fresh one).
       plugins: [{ name: "barman-cloud.cloudnative-pg.io", isWALArchiver: true, parameters: { barmanObjectName: "lab-archive" } }],
+      // Each entry names the member's archive as a replica reads it (plugin + serverName, as real CNPG
+      // needs for archive replay); the stand-in restores from the directory that server name names.
       externalClusters: all.map((m) => ({
         name: m.name,
+        plugin: { name: "barman-cloud.cloudnative-pg.io", parameters: { barmanObjectName: "lab-archive", serverName: m.cluster } },
         ...(streaming ? { connectionParameters: { host: `${m.cluster}-rw.${m.namespace}.svc`, user: "streaming_replica", dbname: "postgres", sslmode: "disable" } } : {}),
       })),
     },

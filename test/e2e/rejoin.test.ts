@@ -129,6 +129,13 @@ describe("rejoin of a diverged former primary", () => {
     // The writer ran on pg-eu before its region was lost: some figure of what it held is recorded.
     expect(rec?.numbers.divergedLsn ?? rec?.numbers.lastKnownLsn).toMatch(/^[0-9A-F]+\/[0-9A-F]+$/);
     expect(rec?.numbers.newArchive).toBe(`pg-eu-e${f.epoch}`);
+    // The other member's externalClusters entry for pg-eu reads the new archive path, not the diverged one.
+    const us = await e.lab.getCluster("pg-us");
+    const usEntry = us.spec.externalClusters?.find((x) => x.name === "pg-eu");
+    expect((usEntry?.plugin as { parameters?: { serverName?: string } } | undefined)?.parameters?.serverName).toBe(`pg-eu-e${f.epoch}`);
+    expect(us.spec.externalClusters?.find((x) => x.name === "pg-us")?.plugin).toMatchObject({ parameters: { serverName: "pg-us" } });
+    expect(rec?.numbers.retargeted).toBe("pg-us");
+    expect(rec?.reason).toContain(`pg-us now reads pg-eu's archive under pg-eu-e${f.epoch}`);
     console.log(
       `rejoin of pg-eu: request to completed ${(rejoinMs / 1000).toFixed(2)} s (operation ${op.durationSeconds?.toFixed(2) ?? "?"} s incl. approval, re-clone ${String(rec?.numbers.durationSeconds)} s); ` +
         `discarded: ${rec?.reason ?? "?"}; agent figures: WAL ${String(rec?.numbers.divergedLsn)} on timeline ${String(rec?.numbers.divergedTimeline)}, coordinator's last sample ${String(rec?.numbers.lastKnownLsn)} (${String(rec?.numbers.lastKnownRole)}, timeline ${String(rec?.numbers.lastKnownTimeline)}), ` +
@@ -155,6 +162,9 @@ describe("rejoin of a diverged former primary", () => {
     const lost = report.committed.filter((id) => !present.has(id));
     expect(lost).toEqual([]);
     expect(federation(e).epoch).toBe(before.epoch + 1);
+    // pg-us now follows pg-eu and restores its WAL from pg-eu's new archive, never the diverged one.
+    const restore = await query<{ restore_command: string }>(connectionOf(e.lab, "pg-us"), "SHOW restore_command");
+    expect(restore[0]?.restore_command).toContain(join("archive", `pg-eu-e${before.epoch}`));
     console.log(`switchover back to the rejoined pg-eu: ${op.durationSeconds?.toFixed(2) ?? "?"} s, ${report.committed.length} rows committed, ${lost.length} lost, write unavailability ${(report.maxGapMs / 1000).toFixed(2)} s`);
   });
 });

@@ -16,7 +16,7 @@
  * `pollIntervalMs` (lab default 100 ms), which is the same level-triggered contract, reacts
  * within one interval and needs no watch-reconnection logic.
  */
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { ApiException, CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
 import {
   CNPG_GROUP,
@@ -30,7 +30,9 @@ import {
   type MergePatch,
   PHASES,
   PROMOTION_TOKEN_MISMATCH_REASON,
+  SERVER_NAME,
   archiveServerName,
+  entryArchiveServerName,
   clusterRole,
   databaseClusterState,
   decodeToken,
@@ -405,6 +407,7 @@ class Operator implements CnpgOperator {
         namespace: m.namespace,
         cluster: m.name,
         archiveDir: inst.archiveDir,
+        archiveRoot: dirname(inst.archiveDir),
         connection: inst.connection,
         running: () => inst.running,
       };
@@ -424,7 +427,7 @@ class Operator implements CnpgOperator {
     return {
       kind: "replica",
       source: {
-        archiveDir: endpoint.archiveDir,
+        archiveDir: sourceArchiveDir(c, ext, endpoint),
         // Streaming only when the entry says how to connect; otherwise archive-only (CNPG.md).
         ...(cp ? { streaming: { ...endpoint.connection, user: cp.user ?? "streaming_replica", database: cp.dbname ?? "postgres" } } : {}),
       },
@@ -683,3 +686,17 @@ function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
+/**
+ * Where a replica restores its source's WAL from: as in real CNPG, the archive server name its own
+ * externalClusters entry names (so an entry left on an old server name reads the old path). An
+ * entry without an explicit server name reads the source's current archive (a lab simplification:
+ * the plugin's default is not modelled).
+ */
+function sourceArchiveDir(c: Cluster, ext: ExternalCluster, endpoint: ExternalClusterEndpoint): string {
+  const serverName = entryArchiveServerName(ext);
+  if (serverName === undefined || serverName === null) return endpoint.archiveDir;
+  if (!SERVER_NAME.test(serverName)) {
+    throw new PgfedError("lab.bad_server_name", `while resolving the source ${JSON.stringify(ext.name)} of ${clusterKey(c)}: archive server name ${JSON.stringify(serverName)} is not a valid object-store server name`);
+  }
+  return join(endpoint.archiveRoot, serverName);
+}

@@ -12,8 +12,10 @@ export interface ExternalClusterEndpoint {
   region: string;
   namespace: string;
   cluster: string;
-  /** The cluster's archive directory (its object store path). */
+  /** The cluster's archive directory (its object store path under its current server name). */
   archiveDir: string;
+  /** The directory holding one archive directory per server name (the "bucket"; a rejoin adds one). */
+  archiveRoot: string;
   /** Address of its instance; the port stays the same across restarts. */
   connection: PgConnectionInfo;
   /** Its Postgres is up right now (pg_basebackup needs that; streaming just retries). */

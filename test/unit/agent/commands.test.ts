@@ -97,3 +97,48 @@ describe("planCommand (ensure steps)", () => {
     expect(refused.action === "refuse" && refused.message).toMatch(/spec.replica.primary is pg-us, not pg-eu/);
   });
 });
+
+describe("planCommand retargetArchive (after a rejoin gave a member a fresh archive server name)", () => {
+  const withEntries = (entries: object[]): Cluster =>
+    parseCluster({
+      apiVersion: "postgresql.cnpg.io/v1",
+      kind: "Cluster",
+      metadata: { name: "pg-eu", namespace: "db", resourceVersion: "7" },
+      spec: { replica: { self: "pg-eu", primary: "pg-eu", source: "pg-us" }, externalClusters: entries },
+    });
+  const plugin = (serverName?: string) => ({ name: "barman-cloud.cloudnative-pg.io", parameters: { barmanObjectName: "store", ...(serverName ? { serverName } : {}) } });
+  const cmd = { kind: "retargetArchive" as const, member: "us-member", from: "pg-us", to: "pg-us-e3", ...base };
+
+  it("points the entry for the member at the new server name in one patch guarded by resourceVersion, leaves the other entries as they were, then has nothing to do", () => {
+    const c = withEntries([{ name: "pg-eu", plugin: plugin("pg-eu") }, { name: "pg-us", plugin: plugin("pg-us"), connectionParameters: { host: "pg-us-rw" } }]);
+    const { first, second, after } = applyAndReplan(c, cmd);
+    expect(first).toMatchObject({ action: "patch", sentence: "pointed orders/pg-eu's externalClusters entry for us-member at archive server pg-us-e3 instead of archive server pg-us (patched spec.externalClusters)" });
+    expect(first.action === "patch" && first.patch.metadata).toEqual({ resourceVersion: "7" });
+    expect(after.spec.externalClusters).toEqual([
+      { name: "pg-eu", plugin: plugin("pg-eu") },
+      { name: "pg-us", plugin: plugin("pg-us-e3"), connectionParameters: { host: "pg-us-rw" } },
+    ]);
+    expect(second).toMatchObject({ action: "none", sentence: "orders/pg-eu's externalClusters entry for us-member already reads archive server pg-us-e3; nothing to patch" });
+  });
+
+  it("sets the server name explicitly where the entry left it to the default, and in a legacy barmanObjectStore entry", () => {
+    const unset = applyAndReplan(withEntries([{ name: "pg-us", plugin: plugin() }]), cmd);
+    expect(unset.first.action === "patch" && unset.first.sentence).toContain("instead of the default server name");
+    expect(unset.after.spec.externalClusters?.[0]?.plugin).toEqual(plugin("pg-us-e3"));
+    const legacy = applyAndReplan(withEntries([{ name: "pg-us", barmanObjectStore: { destinationPath: "s3://b/", serverName: "pg-us" } }]), cmd);
+    expect(legacy.after.spec.externalClusters?.[0]?.barmanObjectStore).toEqual({ destinationPath: "s3://b/", serverName: "pg-us-e3" });
+  });
+
+  it("has nothing to do for an entry that names no archive or no entry at all, and refuses an entry reading some third server name", () => {
+    const sentenceOf = (plan: CommandPlan): string => (plan.action === "refuse" ? plan.message : plan.sentence);
+    const streamingOnly = planCommand(withEntries([{ name: "pg-us", connectionParameters: { host: "pg-us-rw" } }]), cmd, ctx);
+    expect(streamingOnly.action).toBe("none");
+    expect(sentenceOf(streamingOnly)).toContain("names no archive (streaming only)");
+    const noEntry = planCommand(withEntries([{ name: "pg-eu" }]), cmd, ctx);
+    expect(noEntry.action).toBe("none");
+    expect(sentenceOf(noEntry)).toContain("has no externalClusters entry named pg-us");
+    const third = planCommand(withEntries([{ name: "pg-us", plugin: plugin("elsewhere") }]), cmd, ctx);
+    expect(third).toMatchObject({ action: "refuse", code: "agent.archive_mismatch" });
+    expect(sentenceOf(third)).toContain("it reads archive server elsewhere, neither the old pg-us nor the new pg-us-e3");
+  });
+});

@@ -59,6 +59,7 @@ describe("envelopes", () => {
       [{ ...obs, source: "somebody" }, /^source: expected "agent:<region>"/],
       [{ ...examples[1], data: { ...examples[1]?.data, currentLsn: "16-B374" } }, /^data\.currentLsn: not an LSN/],
       [{ ...examples[2], data: { kind: "demote", operationId: "op-1", deadlineAt: "soon" } }, /data\.to: .*; data\.deadlineAt: /],
+      [{ ...examples[2], data: { kind: "retargetArchive", member: "pg-eu", from: "pg-eu", to: "../pg-eu", operationId: "op-1", deadlineAt: "2026-01-02T03:05:00Z" } }, /^data\.to: must be an object-store server name/],
       [{ ...examples[4], data: { commandId: "x", ok: false } }, /^data\.error: a failed result must carry an error/],
       [{ ...examples[6], data: { region: "eu-west", agentId: "a", members: ["ok", "not ok"] } }, /^data\.members\[1\]: /],
       [[], /^\(message\): /],
