@@ -237,7 +237,7 @@ export const ALERTS: Readonly<Record<AlertName, AlertDefinition>> = {
     command: "pgfed status {federation}",
     whenFires: "a switchover, failover or rejoin operation failed in the last 15 minutes",
     whatToDo:
-      "Read the failed step in `pgfed status` (and the audit stream). Fix the cause and re-run the operation: every step is idempotent and resumes where it stopped.",
+      "Read the failed step in `pgfed status` (and the audit stream). Fix the cause and re-run the operation: every step is idempotent and resumes where it stopped. If the federation waits in `operatorRequired` (a failure after the promote, never undone), fix the Clusters by hand so that one member is the unfenced primary, then `pgfed resolve <federation> --primary <member>`.",
   },
   PgfedNoPrimary: {
     name: "PgfedNoPrimary",

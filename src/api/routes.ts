@@ -26,6 +26,7 @@ import {
   operationView,
   planView,
   reasonBody,
+  resolveBody,
   statusBody,
   switchoverBody,
 } from "./schemas.js";
@@ -300,6 +301,28 @@ export const ROUTES: AnyRoute[] = [
       },
     }),
   ),
+  route({
+    method: "POST",
+    path: "/v1/federations/:name/resolve",
+    operationId: "resolve",
+    summary:
+      "End operatorRequired (a failed operation, or no primary at start) once the Clusters are fixed by hand: name the designated primary (epoch + 1 when it changes). Refused unless that member is observed as the one unfenced primary cluster.",
+    access: "operator",
+    leaderOnly: true,
+    params: fedParams,
+    query: dryRunQuery,
+    body: resolveBody,
+    responses: {
+      200: { description: "The federation after the change, or with `?dryRun=true` the plan.", schema: federationOrPlan },
+      ...MUTATION_ERRORS,
+    },
+    handler: async (ctx) => {
+      const fed = requireFederation(ctx.service, ctx.params.name);
+      requireMember(fed, ctx.body.primary, "body.primary");
+      const dryRun = isDryRun(ctx.query);
+      return actionReply(await ctx.service.resolve(fed.name, { primary: ctx.body.primary }, requestContext(ctx), { dryRun }), dryRun);
+    },
+  }),
   route({
     method: "POST",
     path: "/v1/operations/:id/approve",

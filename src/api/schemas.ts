@@ -47,6 +47,10 @@ export const failoverBody = z.strictObject({
   reason,
 });
 export const reasonBody = z.strictObject({ reason });
+export const resolveBody = z.strictObject({
+  primary: name.meta({ description: "The member to designate as primary: observed as the one unfenced primary cluster." }),
+  reason,
+});
 export const approveBody = z.strictObject({ acceptDataLoss: acceptDataLoss.optional(), reason });
 export const federationApproveBody = z.strictObject({
   operation: z.string().min(1).max(200).meta({ description: "The operation id to approve." }),
@@ -153,7 +157,7 @@ export const federationView = z
 export const planView = z
   .object({
     federation: z.string(),
-    kind: z.enum(["switchover", "failover", "rejoin", "pause", "resume"]),
+    kind: z.enum(["switchover", "failover", "rejoin", "pause", "resume", "resolve"]),
     target: z.string().nullable(),
     allowed: z.boolean(),
     refusal: z.string().nullable(),

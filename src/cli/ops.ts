@@ -212,7 +212,7 @@ export async function waitForOperation(client: ApiClient, first: OperationView, 
     lastDecision = op.lastDecision;
     if ((op.state === "awaitingApproval" || op.state === "operatorRequired") && !hinted) {
       hinted = true;
-      const hint = op.state === "awaitingApproval" ? `waiting for approval: pgfed approve ${op.id} --accept-data-loss <duration>` : `a person must act: ${op.lastDecision}`;
+      const hint = op.state === "awaitingApproval" ? `waiting for approval: pgfed approve ${op.id} --accept-data-loss <duration>` : `a person must act: ${op.lastDecision}; once the Clusters are fixed: pgfed resolve ${op.federation} --primary <member>`;
       io.err(`${clear()}${wrap(hint, 80, "  ")}\n`);
     }
     if (tty) io.err(liveLine());
@@ -362,6 +362,14 @@ export function registerOpsCommands(program: Command, io: CliIo): void {
         finish();
       });
   }
+
+  actionOptions(program.command("resolve").description("end operatorRequired once the Clusters are fixed by hand: name the designated primary"), true)
+    .argument("<federation>")
+    .requiredOption("--primary <member>", "the member to designate: it must be the one unfenced primary cluster")
+    .action(async (fed: string, opts: ActionOpts & { primary: string }) => {
+      await runAction(io, opts, { path: `/v1/federations/${enc(fed)}/resolve`, body: { primary: opts.primary }, confirm: `designate ${opts.primary} as the primary of ${fed} and let automation continue` }, rc);
+      finish();
+    });
 
   actionOptions(program.command("approve").description("approve an operation awaiting approval (a failover beyond the budget)"), false)
     .argument("<operation>", "operation id")

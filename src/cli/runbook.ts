@@ -135,7 +135,7 @@ export function runbookDocument(input: RunbookInput): RunbookDocument {
           "Automatic: measure exposure and lag, raise alerts, force a WAL switch when un-archived WAL gets old, fence a primary that lost its lease (its agent does), " +
             (r.mode === "automatic" ? "fail over within the budget, " : "") +
             "drive every step of a switchover/failover/rejoin once asked, resume after a coordinator restart.",
-          "A person: ask for a planned switchover; approve a failover beyond the budget (`pgfed approve <op> --accept-data-loss <duration>`); rejoin a former primary after a failover (its diverged data is discarded); move traffic (DNS/global load balancer); anything in `operatorRequired`.",
+          "A person: ask for a planned switchover; approve a failover beyond the budget (`pgfed approve <op> --accept-data-loss <duration>`); rejoin a former primary after a failover (its diverged data is discarded); move traffic (DNS/global load balancer); anything in `operatorRequired` (fix the Clusters, then `pgfed resolve <federation> --primary <member>`).",
         ],
       },
     ],

@@ -30,6 +30,7 @@ import { FederationIntake } from "./intake.js";
 import { createLimiter, type Limiter } from "./limiter.js";
 import {
   ServiceError,
+  resolveRefusal,
   type ActionResult,
   type AuditEntry,
   type CoordinatorService,
@@ -93,6 +94,7 @@ const STEP_WORDS: Record<string, string> = {
   promoteWithoutToken: "The promote command is issued: the target is the designated primary at epoch+1 from this moment.",
   rejoin: "Ensure the diverged member is re-cloned as a replica of the designated primary.",
   pause: "Automation paused: no automatic failover starts.",
+  resolve: "Name the designated primary (epoch + 1 when it changes) and let automation continue.",
   resume: "Automation resumed.",
 };
 
@@ -525,8 +527,20 @@ class CoordinatorImpl implements Coordinator {
     return { kind: "done", federation: rt.view() as FederationView };
   }
 
-  private simplePlan(federation: string, kind: "pause" | "resume", allowed: boolean, refusal: string | null): PlanView {
-    return { federation, kind, target: null, allowed, refusal, steps: [{ step: kind, description: STEP_WORDS[kind] ?? kind }], preconditions: [], expectedDataLoss: { bytes: 0, seconds: 0 }, expectedDurationSeconds: 0 };
+  async resolve(federation: string, args: { primary: string }, ctx: RequestContext, opts: { dryRun: boolean }): Promise<ActionResult | { kind: "done"; federation: FederationView }> {
+    const rt = this.runtime(federation);
+    const fc = this.ctxOf(rt);
+    const refusal = resolveRefusal(rt.view() as FederationView, args.primary, rt.awaitsOperator, fc.diverged.includes(args.primary) || fc.pendingFence.includes(args.primary));
+    if (opts.dryRun) return { kind: "plan", plan: this.simplePlan(federation, "resolve", refusal === null, refusal, args.primary) };
+    if (refusal) throw this.refusalError(refusal, "primary");
+    rt.send({ type: "RESOLVE", primary: args.primary, by: ctx.requestedBy, reason: ctx.reason });
+    await rt.flushed().catch(() => undefined);
+    if (rt.awaitsOperator) throw new ServiceError("refused", rt.context?.lastDecision ?? `resolve of ${federation} refused`, "primary");
+    return { kind: "done", federation: rt.view() as FederationView };
+  }
+
+  private simplePlan(federation: string, kind: "pause" | "resume" | "resolve", allowed: boolean, refusal: string | null, target: string | null = null): PlanView {
+    return { federation, kind, target, allowed, refusal, steps: [{ step: kind, description: STEP_WORDS[kind] ?? kind }], preconditions: [], expectedDataLoss: { bytes: 0, seconds: 0 }, expectedDurationSeconds: 0 };
   }
 
   async approve(operationId: string, args: { acceptDataLossSeconds?: number }, ctx: RequestContext, opts: { dryRun: boolean }): Promise<ActionResult> {
@@ -638,3 +652,4 @@ class CoordinatorImpl implements Coordinator {
     return out.slice(-limit);
   }
 }
+

@@ -324,6 +324,11 @@ export class FederationRuntime {
     return this.actor?.getSnapshot().context;
   }
 
+  /** pgfed stopped and waits for an operator to name the primary (a failed operation, or no primary at start). */
+  get awaitsOperator(): boolean {
+    return this.actor?.getSnapshot().matches({ operation: "operatorRequired" }) ?? false;
+  }
+
   send(event: FederationEvent): void {
     this.actor?.send(event);
   }

@@ -107,7 +107,7 @@ export interface PreconditionView {
 /** A dry run: what would happen, and why it would be refused. Nothing is changed to produce it. */
 export interface PlanView {
   federation: string;
-  kind: "switchover" | "failover" | "rejoin" | "pause" | "resume";
+  kind: "switchover" | "failover" | "rejoin" | "pause" | "resume" | "resolve";
   target: string | null;
   allowed: boolean;
   refusal: string | null;
@@ -154,6 +154,12 @@ export interface CoordinatorService {
   rejoin(federation: string, args: { member: string }, ctx: RequestContext, opts: { dryRun: boolean }): Promise<ActionResult>;
   pause(federation: string, ctx: RequestContext, opts: { dryRun: boolean }): Promise<ActionResult | { kind: "done"; federation: FederationView }>;
   resume(federation: string, ctx: RequestContext, opts: { dryRun: boolean }): Promise<ActionResult | { kind: "done"; federation: FederationView }>;
+  /**
+   * Ends `operatorRequired` once an operator has fixed the Clusters by hand: names the designated
+   * primary (epoch + 1 when it changes). Refused unless that member is observed as the one unfenced
+   * primary cluster.
+   */
+  resolve(federation: string, args: { primary: string }, ctx: RequestContext, opts: { dryRun: boolean }): Promise<ActionResult | { kind: "done"; federation: FederationView }>;
   approve(operationId: string, args: { acceptDataLossSeconds?: number }, ctx: RequestContext, opts: { dryRun: boolean }): Promise<ActionResult>;
 
   getOperation(id: string): OperationView | undefined;
@@ -178,4 +184,23 @@ export class ServiceError extends PgfedError {
   ) {
     super(`service.${kind}`, message, { ...details, ...(field ? { field } : {}) });
   }
+}
+
+/**
+ * Why naming `primary` must be refused, or null. The operator fixed things by hand; pgfed checks
+ * what it can see, so that automation does not resume around a wrong designation: the member must
+ * be observed, reachable, as an unfenced primary cluster, and no other member as one.
+ */
+export function resolveRefusal(view: FederationView, primary: string, awaitsOperator: boolean, ineligible: boolean): string | null {
+  const doing = `refusing to resolve ${view.name} with ${primary} as primary`;
+  if (!awaitsOperator) return `${doing}: nothing requires an operator (${view.operation ? `${view.operation.kind} ${view.operation.id} is ${view.operation.state}` : `the designated primary is ${view.designatedPrimary ?? "none"}`})`;
+  const m = view.members.find((x) => x.name === primary);
+  if (!m) return `${doing}: not a member of the federation`;
+  if (ineligible) return `${doing}: it has diverged or waits to be fenced (rejoin it first)`;
+  if (!m.reachable) return `${doing}: it is not reachable (no current observation from its agent)`;
+  if (m.role !== "primary") return `${doing}: it is not a primary cluster (CNPG reports role ${m.role}); patch spec.replica.primary first`;
+  if (m.fenced) return `${doing}: it is fenced; unfence it first so that it serves as the primary`;
+  const others = view.members.filter((x) => x.name !== primary && x.role === "primary" && !x.fenced);
+  if (others.length > 0) return `${doing}: ${others.map((x) => x.name).join(", ")} ${others.length === 1 ? "is" : "are"} also an unfenced primary cluster; fence or demote ${others.length === 1 ? "it" : "them"} first`;
+  return null;
 }

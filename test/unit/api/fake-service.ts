@@ -5,6 +5,7 @@
  */
 import {
   ServiceError,
+  resolveRefusal,
   type ActionResult,
   type AuditEntry,
   type CoordinatorService,
@@ -32,7 +33,7 @@ export interface FakeOptions {
   abort?: boolean;
 }
 
-const MUTATIONS = new Set(["switchover", "failover", "rejoin", "pause", "resume", "approve"]);
+const MUTATIONS = new Set(["switchover", "failover", "rejoin", "pause", "resume", "resolve", "approve"]);
 const FINISHED = new Set(["completed", "aborted", "refused", "cancelled", "resolved"]);
 
 function member(name: string, region: string, role: MemberView["role"], lagSeconds: number | null): MemberView {
@@ -301,6 +302,20 @@ export class FakeCoordinator implements CoordinatorService {
     if (opts.dryRun) return { kind: "plan", plan: this.plan(fed, "pause", null, null, 0) };
     fed.paused = true;
     this.audit1(fed, ctx.requestedBy, "pause", ctx.reason, `automatic actions paused for ${fed.name}`, {}, null);
+    return { kind: "done", federation: structuredClone(fed) };
+  }
+
+  async resolve(federation: string, args: { primary: string }, ctx: RequestContext, opts: { dryRun: boolean }): Promise<ActionResult | { kind: "done"; federation: FederationView }> {
+    this.calls.push({ method: "resolve", federation, args, ctx, dryRun: opts.dryRun });
+    const fed = this.fed(federation);
+    const awaitsOperator = fed.designatedPrimary === null || fed.operation?.state === "operatorRequired";
+    const refusal = resolveRefusal(fed, args.primary, awaitsOperator, fed.diverged.includes(args.primary));
+    if (opts.dryRun) return { kind: "plan", plan: this.plan(fed, "resolve", args.primary, refusal, 0) };
+    if (refusal) throw new ServiceError("refused", refusal, "primary");
+    if (fed.designatedPrimary !== args.primary) fed.epoch += 1;
+    fed.designatedPrimary = args.primary;
+    fed.operation = null;
+    this.audit1(fed, ctx.requestedBy, "resolve", ctx.reason, `${args.primary} named primary of ${fed.name}`, {}, null);
     return { kind: "done", federation: structuredClone(fed) };
   }
 

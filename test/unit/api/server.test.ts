@@ -197,6 +197,34 @@ describe("rejoin, pause, resume", () => {
   });
 });
 
+describe("resolve", () => {
+  beforeEach(resetFederation);
+
+  it("is refused (422) when nothing requires an operator, and checks the body and role first", async () => {
+    const none = await h.call("POST", "/v1/federations/orders/resolve", { body: { primary: "pg-eu" } });
+    expect(none).toMatchObject({ status: 422, body: { reason: "Refused" } });
+    expect(String(none.body.message)).toContain("nothing requires an operator");
+    expect((await h.call("POST", "/v1/federations/orders/resolve", { body: {} })).status).toBe(400);
+    expect((await h.call("POST", "/v1/federations/orders/resolve", { body: { primary: "pg-zz" } })).status).toBe(404);
+    expect((await h.call("POST", "/v1/federations/orders/resolve", { token: VIEWER_TOKEN, body: { primary: "pg-eu" } })).status).toBe(403);
+  });
+
+  it("with no designated primary: refuses a replica, plans and then designates the unfenced primary (epoch + 1)", async () => {
+    const fed = h.fake.feds.get("orders");
+    if (!fed) throw new Error("no orders");
+    fed.designatedPrimary = null;
+    const epoch = fed.epoch;
+    const replica = await h.call("POST", "/v1/federations/orders/resolve", { body: { primary: "pg-us" } });
+    expect(replica.status).toBe(422);
+    expect(String(replica.body.message)).toContain("it is not a primary cluster");
+    const plan = await h.call("POST", "/v1/federations/orders/resolve?dryRun=true", { body: { primary: "pg-eu" } });
+    expect(plan).toMatchObject({ status: 200, body: { kind: "resolve", target: "pg-eu", allowed: true } });
+    expect(fed.designatedPrimary).toBeNull();
+    const done = await h.call("POST", "/v1/federations/orders/resolve", { body: { primary: "pg-eu", reason: "checked by hand" } });
+    expect(done).toMatchObject({ status: 200, body: { designatedPrimary: "pg-eu", epoch: epoch + 1 } });
+  });
+});
+
 describe("operations: long-poll and events", () => {
   beforeEach(resetFederation);
 

@@ -210,6 +210,19 @@ describe("failover, approve, pause, audit", () => {
     expect((await cli(["resume", "orders"])).out).not.toContain("(PAUSED)");
   });
 
+  it("resolves a federation waiting for an operator, naming the primary", async () => {
+    const fed = h.fake.feds.get("orders");
+    if (!fed) throw new Error("no orders");
+    fed.designatedPrimary = null;
+    const refused = await cli(["resolve", "orders", "--primary", "pg-us", "--yes"]);
+    expect(refused.code).toBe(2);
+    expect(refused.err).toContain("it is not a primary cluster");
+    const r = await cli(["resolve", "orders", "--primary", "pg-eu", "--yes", "--reason", "checked"]);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toContain("primary pg-eu");
+    expect((await cli(["resolve", "orders", "--yes"])).code).toBe(64);
+  });
+
   it("prints the audit trail", async () => {
     const r = await cli(["audit", "orders", "--since", "1h"]);
     expect(r.code).toBe(0);
