@@ -104,7 +104,8 @@ export function recloneManifest(old: Cluster, opts: { primary: string; epoch: nu
     spec.backup = { ...spec.backup, barmanObjectStore: { ...(recordOf(spec.backup?.barmanObjectStore) ?? {}), serverName: fresh } };
   }
   // Other members read this member's WAL through its own externalClusters entry: keep it consistent.
-  spec.externalClusters = (spec.externalClusters ?? []).map((e) => (e.name === self ? withServerName(e, kept, fresh) : e));
+  // (Where it named the kept server name: the rule the other members' entries follow, see retargetArchive.)
+  spec.externalClusters = (spec.externalClusters ?? []).map((e) => (e.name === self && entryArchiveServerName(e) === kept ? entryWithServerName(e, fresh) : e));
 
   const annotations: Record<string, string> = { ...(old.metadata.annotations ?? {}) };
   delete annotations[FENCED_INSTANCES_ANNOTATION];
@@ -141,15 +142,6 @@ export function entryWithServerName<E extends { plugin?: Record<string, unknown>
   const out = { ...e };
   if (e.plugin?.name === BARMAN_PLUGIN) out.plugin = { ...e.plugin, parameters: { ...(recordOf(e.plugin.parameters) ?? {}), serverName: to } };
   if (e.barmanObjectStore !== undefined) out.barmanObjectStore = { ...e.barmanObjectStore, serverName: to };
-  return out;
-}
-
-/** An externalClusters entry's archive reference moved from `from` to `to` (only where it named `from`). */
-function withServerName<E extends { plugin?: Record<string, unknown>; barmanObjectStore?: Record<string, unknown> }>(e: E, from: string, to: string): E {
-  const out = { ...e };
-  const pluginParams = recordOf(e.plugin?.parameters);
-  if (e.plugin && pluginParams?.serverName === from) out.plugin = { ...e.plugin, parameters: { ...pluginParams, serverName: to } };
-  if (e.barmanObjectStore && e.barmanObjectStore.serverName === from) out.barmanObjectStore = { ...e.barmanObjectStore, serverName: to };
   return out;
 }
 

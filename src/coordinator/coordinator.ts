@@ -19,7 +19,7 @@ import {
 import type { Config, FederationConfig } from "../config.js";
 import { PgfedError, errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
-import { failoverRefusal, rejoinRefusal, switchoverRefusal, formatMs, type FederationContext } from "../../machines/index.js";
+import { failoverRefusal, isEligibleTarget, rejoinRefusal, switchoverRefusal, formatMs, type FederationContext } from "../../machines/index.js";
 import { CoordinatorAlerting, type AlertingOptions } from "./alerting.js";
 import { LeaderDirectory } from "./leader.js";
 import { createCoordinatorMetrics, type CoordinatorMetrics } from "./metrics.js";
@@ -530,7 +530,7 @@ class CoordinatorImpl implements Coordinator {
   async resolve(federation: string, args: { primary: string }, ctx: RequestContext, opts: { dryRun: boolean }): Promise<ActionResult | { kind: "done"; federation: FederationView }> {
     const rt = this.runtime(federation);
     const fc = this.ctxOf(rt);
-    const refusal = resolveRefusal(rt.view() as FederationView, args.primary, rt.awaitsOperator, fc.diverged.includes(args.primary) || fc.pendingFence.includes(args.primary));
+    const refusal = resolveRefusal(rt.view() as FederationView, args.primary, rt.awaitsOperator, !isEligibleTarget(fc, args.primary));
     if (opts.dryRun) return { kind: "plan", plan: this.simplePlan(federation, "resolve", refusal === null, refusal, args.primary) };
     if (refusal) throw this.refusalError(refusal, "primary");
     rt.send({ type: "RESOLVE", primary: args.primary, by: ctx.requestedBy, reason: ctx.reason });

@@ -10,7 +10,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { isFullyFenced } from "../../src/cnpg/index.js";
 import { LAB_NAMESPACE } from "../../src/lab/lab.js";
-import { FED, connectionOf, federation, finished, query, startE2E, startWriteProbe, waitUntil, type E2E, type ProbeResult } from "./fixture.js";
+import { FED, createProbeTable, federation, finished, overlappingWrites, startE2E, startWriteProbe, waitUntil, type E2E, type ProbeResult } from "./fixture.js";
 
 const PROBE_TABLE = "pgfed_probe";
 const MEMBERS = ["pg-eu", "pg-us"] as const;
@@ -20,7 +20,7 @@ let e: E2E;
 
 beforeAll(async () => {
   e = await startE2E("agent-crash");
-  await query(connectionOf(e.lab, "pg-eu"), `CREATE TABLE IF NOT EXISTS ${PROBE_TABLE} (id bigserial PRIMARY KEY, member text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())`);
+  await createProbeTable(e, PROBE_TABLE);
 });
 
 afterAll(async () => {
@@ -28,11 +28,15 @@ afterAll(async () => {
 });
 
 
-/** Accepted writes on both members whose intervals overlap: two writable primaries at once. */
-function overlapsOf(results: ProbeResult[]): number {
-  const eu = results.filter((r) => r.ok && r.member === "pg-eu");
-  const us = results.filter((r) => r.ok && r.member === "pg-us");
-  return eu.reduce((n, a) => n + us.filter((b) => a.startMs <= b.endMs && b.startMs <= a.endMs).length, 0);
+/** The lab's federation with pg-eu as its primary, and a probe writing to both members every 50 ms that pg-eu has already accepted. */
+async function probeWithPgEuPrimary() {
+  const cfg = e.plane.config.federations[0];
+  if (!cfg) throw new Error("no federation in the lab config");
+  const before = federation(e);
+  expect(before.designatedPrimary).toBe("pg-eu");
+  const probe = startWriteProbe(e, PROBE_TABLE, MEMBERS, 50);
+  await waitUntil("the probe to write on pg-eu", 10_000, () => probe.results.filter((r) => r.ok && r.member === "pg-eu").length > 20);
+  return { cfg, before, probe };
 }
 
 const agentDownAlert = () => e.plane.coordinator.alerting.active().find((a) => a.name === "PgfedAgentDown");
@@ -45,12 +49,7 @@ async function crashAgent(region: string): Promise<void> {
 
 describe("a crashed agent beside a primary that still serves", () => {
   it("(a) does not fail over: the primary's Kubernetes API shows it healthy; PgfedAgentDown fires and resolves when the agent is back", async () => {
-    const cfg = e.plane.config.federations[0];
-    if (!cfg) throw new Error("no federation in the lab config");
-    const before = federation(e);
-    expect(before.designatedPrimary).toBe("pg-eu");
-    const probe = startWriteProbe(e, PROBE_TABLE, MEMBERS, 50);
-    await waitUntil("the probe to write on pg-eu", 10_000, () => probe.results.filter((r) => r.ok && r.member === "pg-eu").length > 20);
+    const { cfg, before, probe } = await probeWithPgEuPrimary();
 
     const t0 = Date.now();
     await crashAgent("eu-west");
@@ -85,7 +84,7 @@ describe("a crashed agent beside a primary that still serves", () => {
     expect(after.epoch).toBe(before.epoch);
     expect(after.designatedPrimary).toBe("pg-eu");
     expect(notExactlyOne).toEqual([]);
-    expect(overlapsOf(probe.results)).toBe(0);
+    expect(overlappingWrites(probe.results).length).toBe(0);
     expect(alert?.labels).toMatchObject({ federation: FED, member: "pg-eu", region: "eu-west" });
     expect(withheld[0]?.description).toMatch(new RegExp(`^not failing over ${FED} from pg-eu: agent of eu-west silent \\d+\\.\\d s, but pg-eu is the healthy unfenced primary per eu-west's Kubernetes API$`));
     expect(withheld).toHaveLength(1);
@@ -106,12 +105,7 @@ describe("a crashed agent beside a primary that still serves", () => {
   });
 
   it("(b) when the primary's Postgres dies too, fences it through its Kubernetes API and fails over: never two writable primaries", async () => {
-    const cfg = e.plane.config.federations[0];
-    if (!cfg) throw new Error("no federation in the lab config");
-    const before = federation(e);
-    expect(before.designatedPrimary).toBe("pg-eu");
-    const probe = startWriteProbe(e, PROBE_TABLE, MEMBERS, 50);
-    await waitUntil("the probe to write on pg-eu", 10_000, () => probe.results.filter((r) => r.ok && r.member === "pg-eu").length > 20);
+    const { cfg, before, probe } = await probeWithPgEuPrimary();
 
     await crashAgent("eu-west");
     await waitUntil("the coordinator to hold the failover back (PgfedAgentDown)", 20_000, () => agentDownAlert() !== undefined, 100);
@@ -131,7 +125,7 @@ describe("a crashed agent beside a primary that still serves", () => {
     const after = federation(e);
     const confirm = (await e.plane.coordinator.audit(FED, { sinceMs: tKill })).find((a) => a.action === "failover.confirm");
     const euCluster = await e.lab.getCluster("pg-eu");
-    const overlaps = overlapsOf(probe.results);
+    const overlaps = overlappingWrites(probe.results).length;
     const bound = cfg.failover.leaseTtl + cfg.failover.clockSkewMargin + 2_000;
 
     console.log(

@@ -148,6 +148,17 @@ export interface ProbeResult {
  * Tries one INSERT into `table` (columns id bigserial, member text) on every member every `everyMs`
  * (a round), each member on its own kept connection, and records every attempt.
  */
+/** The table startWriteProbe writes into, created on the primary pg-eu (replicated to the others). */
+export async function createProbeTable(e: E2E, table: string): Promise<void> {
+  await query(connectionOf(e.lab, "pg-eu"), `CREATE TABLE IF NOT EXISTS ${table} (id bigserial PRIMARY KEY, member text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())`);
+}
+
+/** Two writable primaries at the same moment: an accepted write on pg-eu and one on pg-us whose intervals overlap. */
+export function overlappingWrites(results: readonly ProbeResult[]): { eu: ProbeResult; us: ProbeResult }[] {
+  const us = results.filter((r) => r.ok && r.member === "pg-us");
+  return results.filter((r) => r.ok && r.member === "pg-eu").flatMap((a) => us.filter((b) => a.startMs <= b.endMs && b.startMs <= a.endMs).map((b) => ({ eu: a, us: b })));
+}
+
 export function startWriteProbe(e: E2E, table: string, members: readonly string[], everyMs: number): { results: ProbeResult[]; stop(): Promise<void> } {
   const results: ProbeResult[] = [];
   const clients = new Map<string, pg.Client>();

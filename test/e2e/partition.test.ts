@@ -6,7 +6,7 @@
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { connectionOf, federation, finished, query, startE2E, startWriteProbe, waitUntil, type E2E } from "./fixture.js";
+import { connectionOf, createProbeTable, federation, finished, overlappingWrites, query, startE2E, startWriteProbe, waitUntil, type E2E } from "./fixture.js";
 
 const PROBE_TABLE = "pgfed_probe";
 const MEMBERS = ["pg-eu", "pg-us"] as const;
@@ -16,7 +16,7 @@ let e: E2E;
 
 beforeAll(async () => {
   e = await startE2E("partition");
-  await query(connectionOf(e.lab, "pg-eu"), `CREATE TABLE IF NOT EXISTS ${PROBE_TABLE} (id bigserial PRIMARY KEY, member text NOT NULL, at timestamptz NOT NULL DEFAULT clock_timestamp())`);
+  await createProbeTable(e, PROBE_TABLE);
 });
 
 afterAll(async () => {
@@ -58,8 +58,7 @@ describe("partition of the primary's agent from the bus", () => {
     const firstUsOk = usOk[0];
     if (!lastEuOk || !firstUsOk) throw new Error("the probe saw no write on one of the members");
     const firstEuFail = results.find((r) => r.member === "pg-eu" && !r.ok && r.startMs > lastEuOk.startMs);
-    // Two writable primaries at the same moment: an accepted write on each whose intervals overlap.
-    const overlaps = euOk.flatMap((a) => usOk.filter((b) => a.startMs <= b.endMs && b.startMs <= a.endMs).map((b) => ({ eu: a, us: b })));
+    const overlaps = overlappingWrites(results);
 
     const fenceMs = (firstEuFail?.startMs ?? lastEuOk.endMs) - t0;
     const failoverMs = firstUsOk.endMs - t0;
