@@ -56,7 +56,7 @@ import { observeCluster, sameObservation, unknownObservation, unreachableObserva
 import { recloneRecordSchema, runReclone, type RecloneOutcome, type RecloneRecord } from "./reclone.js";
 import { PrimaryGuard, type FenceOutcome, type FenceReason, type GuardStatus } from "./primary-guard.js";
 import { recordKnowledge, specStateOf, sweepVerdict, type RecordKnowledge } from "./startup-fence.js";
-import { withTimeout } from "../timeout.js";
+import { orFailAfter, withTimeout } from "../timeout.js";
 
 // ---- options and status ------------------------------------------------------------------------
 
@@ -1001,19 +1001,8 @@ class RegionAgent implements Agent {
   }
 
   /** Bounds one call (Kubernetes API, KV) by the kube timeout; `code` names what did not answer. */
-  private async bounded<T>(p: Promise<T>, doing: string, code: string): Promise<T> {
-    const ac = new AbortController();
-    try {
-      return await Promise.race([
-        p,
-        sleep(this.kubeTimeoutMs, undefined, { signal: ac.signal }).then(() => {
-          throw new PgfedError(code, `${doing} in region ${this.region}: no answer within ${this.kubeTimeoutMs} ms`, { region: this.region });
-        }),
-      ]);
-    } finally {
-      ac.abort();
-      p.catch(() => undefined); // a late failure of the abandoned call is not unhandled
-    }
+  private bounded<T>(p: Promise<T>, doing: string, code: string): Promise<T> {
+    return orFailAfter(p, this.kubeTimeoutMs, () => new PgfedError(code, `${doing} in region ${this.region}: no answer within ${this.kubeTimeoutMs} ms`, { region: this.region }));
   }
 }
 

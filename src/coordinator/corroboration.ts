@@ -19,6 +19,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { PHASES, clusterPhase, clusterRole, fencePatch, isFencedForSure, isReady, type Cluster, type MergePatch } from "../cnpg/index.js";
 import { PgfedError, errorMessage } from "../errors.js";
 import type { ObjectRef } from "../kube/region.js";
+import { orFailAfter } from "../timeout.js";
 
 /** What the coordinator needs of a region's Kubernetes API (a src/kube RegionClient is one). */
 export interface RegionClusterAccess {
@@ -86,18 +87,8 @@ export interface CorroboratorOptions {
 export const DEFAULT_PROBE_TIMEOUT_MS = 2_000;
 export const DEFAULT_PROBE_INTERVAL_MS = 1_000;
 
-async function bounded<T>(p: Promise<T>, timeoutMs: number, what: string): Promise<T> {
-  const ac = new AbortController();
-  try {
-    return await Promise.race([
-      p,
-      sleep(timeoutMs, undefined, { signal: ac.signal }).then(() => {
-        throw new PgfedError("coordinator.kube_timeout", `${what}: no answer within ${timeoutMs} ms`);
-      }),
-    ]);
-  } finally {
-    ac.abort();
-  }
+function bounded<T>(p: Promise<T>, timeoutMs: number, what: string): Promise<T> {
+  return orFailAfter(p, timeoutMs, () => new PgfedError("coordinator.kube_timeout", `${what}: no answer within ${timeoutMs} ms`));
 }
 
 /** One per federation: probes the designated primary's Cluster through its region's Kubernetes API. */
