@@ -1,14 +1,41 @@
 #!/usr/bin/env bash
-# One setup step for both README commands (`npm run lab`, `npm test`):
-#  1. `npm ci` when node_modules is missing or older than package-lock.json;
-#  2. the Debian packages the command needs, installed with apt-get when missing and running as
-#     root, otherwise a message naming them.
+# One setup step for both README commands (`npm run lab`, `npm test`) and the benchmarks:
+#  1. a supported Node.js: the machine's own when it is >= 22.19, otherwise Node 24 installed from
+#     the npm registry (the `node` package, which ships the binary) into .tools/node24 (ignored by
+#     git); which Node runs is printed;
+#  2. `npm ci` when node_modules is missing or was installed from another package-lock.json;
+#  3. the Debian packages the command needs, installed with apt-get when missing and running as
+#     root, otherwise a message naming them;
+#  4. with `-- COMMAND…`, exec COMMAND with that Node first on PATH (and node_modules/.bin), so
+#     tsx, vitest, tsc and eslint all run on it.
+# Usage: scripts/setup.sh lab|test|none [-- COMMAND…]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 purpose="${1:-test}"
+shift || true
+if [ "${1:-}" = "--" ]; then shift; fi
+
+# Node 20 reached end of life on 2026-04-30; client-node 2.x, commander 15 and vitest 5 need >= 22.
+node_ok() { # $1 = node binary; true when it is >= 22.19
+  "$1" -e 'const [a,b]=process.versions.node.split(".").map(Number);process.exit(a>22||(a===22&&b>=19)?0:1)' 2>/dev/null
+}
+tools_node="$PWD/.tools/node24/node_modules/node/bin"
+if command -v node >/dev/null 2>&1 && node_ok node; then
+  :
+elif [ -x "$tools_node/node" ] && node_ok "$tools_node/node"; then
+  export PATH="$tools_node:$PATH"
+else
+  echo "setup: Node $(node --version 2>/dev/null || echo '(none)') is older than 22.19; installing Node 24 from the npm registry into .tools/node24…" >&2
+  mkdir -p .tools/node24
+  npm install --prefix .tools/node24 --no-audit --no-fund --no-save --loglevel=error node@24 >&2
+  node_ok "$tools_node/node" || { echo "setup: the Node 24 install in .tools/node24 does not run" >&2; exit 1; }
+  export PATH="$tools_node:$PATH"
+fi
+echo "setup: Node $(node --version) ($(command -v node))" >&2
 
 stamp="node_modules/.pgfed-lock.sha256"
-want=$(sha256sum package-lock.json | cut -d' ' -f1)
+# The stamp names the lockfile and Node's major: a change of either reinstalls.
+want="$(sha256sum package-lock.json | cut -d' ' -f1) node$(node -p 'process.versions.node.split(".")[0]')"
 if [ ! -d node_modules ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing npm packages (npm ci)…" >&2
   npm ci --no-audit --no-fund --loglevel=error >&2
@@ -25,9 +52,10 @@ declare -A pkg_of=(
   [prometheus-alertmanager]=prometheus-alertmanager
 )
 case "$purpose" in
+  none) needed=() ;;
   lab)  needed=(initdb nats-server) ;;
   test) needed=(initdb nats-server kubectl prometheus promtool prometheus-alertmanager) ;;
-  *)    echo "setup: unknown purpose '$purpose' (lab|test)" >&2; exit 64 ;;
+  *)    echo "setup: unknown purpose '$purpose' (lab|test|none)" >&2; exit 64 ;;
 esac
 
 have() {
@@ -38,11 +66,17 @@ have() {
   fi
 }
 
+run_command() {
+  [ $# -eq 0 ] && exit 0
+  export PATH="$PWD/node_modules/.bin:$PATH"
+  exec "$@"
+}
+
 missing=()
 for c in "${needed[@]}"; do
   have "$c" || missing+=("${pkg_of[$c]}")
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+[ ${#missing[@]} -eq 0 ] && run_command "$@"
 mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -56,9 +90,13 @@ made_policy=0
 if [ ! -e /usr/sbin/policy-rc.d ]; then
   printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && made_policy=1
 fi
-trap '[ $made_policy -eq 1 ] && rm -f /usr/sbin/policy-rc.d' EXIT
+drop_policy() { if [ $made_policy -eq 1 ]; then rm -f /usr/sbin/policy-rc.d; fi; }
+trap drop_policy EXIT
 export DEBIAN_FRONTEND=noninteractive
 if ! apt-get install -y -q --no-install-recommends "${missing[@]}" >&2; then
   apt-get update -q >&2
   apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
 fi
+drop_policy
+trap - EXIT
+run_command "$@"

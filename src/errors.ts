@@ -19,6 +19,22 @@ export function wrapError(code: string, doing: string, cause: unknown, details: 
   return new PgfedError(code, `${doing}: ${errorMessage(cause)}`, details, { cause });
 }
 
+/**
+ * The message with its causes: undici (client-node 2.x, Node's fetch) reports a refused connection
+ * as "fetch failed" and keeps "connect ECONNREFUSED 127.0.0.1:6443" in `cause`, which on-call
+ * needs to see. Each cause is appended once, at most four deep.
+ */
+export function errorMessageWithCauses(err: unknown): string {
+  let text = errorMessage(err);
+  let cause: unknown = err instanceof Error ? err.cause : undefined;
+  for (let depth = 0; depth < 4 && cause !== undefined && cause !== null; depth++) {
+    const more = errorMessage(cause);
+    if (more && !text.includes(more)) text += `: ${more}`;
+    cause = cause instanceof Error ? cause.cause : undefined;
+  }
+  return text;
+}
+
 export function errorMessage(err: unknown): string {
   if (err instanceof Error) return err.message;
   if (typeof err === "string") return err;

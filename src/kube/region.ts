@@ -19,7 +19,7 @@ import {
 } from "@kubernetes/client-node";
 import { CNPG_GROUP, CNPG_PLURAL, CNPG_VERSION, safeParseCluster, type Cluster } from "../cnpg/cluster.js";
 import type { MergePatch } from "../cnpg/patches.js";
-import { errorMessage, PgfedError } from "../errors.js";
+import { errorMessage, errorMessageWithCauses, PgfedError } from "../errors.js";
 import type { Logger } from "../log.js";
 
 export interface RegionClientOptions {
@@ -55,7 +55,7 @@ export function kubeError(region: string, doing: string, err: unknown): PgfedErr
     }
     return new PgfedError(code, `${doing} in region ${region}: ${message}`, { region, status }, { cause: err });
   }
-  return new PgfedError("kube.unreachable", `${doing} in region ${region}: ${errorMessage(err)}`, { region }, { cause: err });
+  return new PgfedError("kube.unreachable", `${doing} in region ${region}: ${errorMessageWithCauses(err)}`, { region }, { cause: err });
 }
 
 export class RegionClient {

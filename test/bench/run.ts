@@ -7,6 +7,7 @@ import { resolve } from "node:path";
 import { performance } from "node:perf_hooks";
 import { pathToFileURL } from "node:url";
 import { errorMessage } from "../../src/errors.js";
+import { cliBench } from "./cli.js";
 import { coordinatorBench } from "./coordinator.js";
 import { samplerBench } from "./sampler.js";
 
@@ -26,7 +27,7 @@ export interface BenchCase {
 }
 
 /** Every case `npm run bench` knows, in the order they run. */
-export const CASES: readonly BenchCase[] = [samplerBench, coordinatorBench];
+export const CASES: readonly BenchCase[] = [samplerBench, coordinatorBench, cliBench];
 
 function printFigures(figures: Figure[]): void {
   const width = Math.max(...figures.map((f) => f.name.length));

@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CoreV1Api, CustomObjectsApi, KubeConfig, Watch } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { errorMessageWithCauses } from "../../../src/errors.js";
 import { waitFor } from "../../../src/lab/proc.js";
 import { startKubeApi, writeKubeconfig, type KubeApiServer } from "../../../src/lab/kube-api/index.js";
 import { ADMIN_TOKEN, cluster, connectOutcome, kubeConfigFor, obj, refusal, TOKENS } from "./helpers.js";
@@ -93,7 +94,7 @@ describe("kube API stand-in fault injection", () => {
       .getNamespacedCustomObject({ ...G, namespace: NS, name: "pg-eu" })
       .then(
         () => "answered",
-        (e: unknown) => String(e),
+        (e: unknown) => errorMessageWithCauses(e),
       );
     expect(during).toMatch(/ECONNREFUSED/);
     // The region keeps working in-process: the lab's operator is on the other side of the partition.
@@ -151,7 +152,7 @@ describe("kube API stand-in over HTTPS", () => {
         () => undefined,
         (e: unknown) => e,
       );
-    expect(String(err)).toMatch(/self[- ]signed|unable to verify|certificate/i);
+    expect(errorMessageWithCauses(err)).toMatch(/self[- ]signed|unable to verify|certificate/i);
   });
 
   it("reuses existing certificates when restarted on the same directory", async () => {

@@ -12,8 +12,11 @@ const lines = text.split("\n").filter((l) => !l.trimStart().startsWith("#"));
 const instructions = (name: string): string[] => lines.filter((l) => l.startsWith(`${name} `));
 
 describe("deploy/Dockerfile", () => {
-  it("is multi-stage on node:20-bookworm-slim", () => {
-    expect(text).toMatch(/^ARG NODE_IMAGE=node:20-bookworm-slim$/m);
+  it("is multi-stage on node:24-bookworm-slim, a Node that package.json's engines accepts", () => {
+    expect(text).toMatch(/^ARG NODE_IMAGE=node:24-bookworm-slim$/m);
+    const pkg = JSON.parse(readFileSync(join(REPO, "package.json"), "utf8")) as { engines?: { node?: string } };
+    // Node 20 reached end of life on 2026-04-30; 22.19 is the oldest Node the current majors run on.
+    expect(pkg.engines?.node).toBe(">=22.19");
     const froms = instructions("FROM");
     expect(froms.length).toBeGreaterThanOrEqual(2);
     for (const f of froms) expect(f).toMatch(/^FROM \$\{NODE_IMAGE\} AS \w+$/);
