@@ -2,7 +2,7 @@
 # One setup step for both README commands (`npm run lab`, `npm test`) and the benchmarks:
 #  1. a supported Node.js: the machine's own when it is >= 22.19, otherwise Node 24 installed from
 #     the npm registry (the `node` package, which ships the binary) into .tools/node24 (ignored by
-#     git); which Node runs is printed;
+#     git); which Node runs is printed (for lab and test; `none` prints only an install);
 #  2. `npm ci` when node_modules is missing or was installed from another package-lock.json;
 #  3. the Debian packages the command needs, installed with apt-get when missing and running as
 #     root, otherwise a message naming them;
@@ -31,7 +31,8 @@ else
   node_ok "$tools_node/node" || { echo "setup: the Node 24 install in .tools/node24 does not run" >&2; exit 1; }
   export PATH="$tools_node:$PATH"
 fi
-echo "setup: Node $(node --version) ($(command -v node))" >&2
+# `none` serves `npm run pgfed` and single tools: keep their output clean unless Node was installed.
+[ "$purpose" = none ] || echo "setup: Node $(node --version) ($(command -v node))" >&2
 
 stamp="node_modules/.pgfed-lock.sha256"
 # The stamp names the lockfile and Node's major: a change of either reinstalls.
