@@ -472,6 +472,11 @@ const PRIMARY_STAYS = "the primary stays designated";
 const PRIMARY_STAYS_MAYBE_FENCED = "the primary stays designated (it may have been fenced)";
 const OLD_PRIMARY_FENCED = "nothing promoted; the old primary stays designated but is fenced";
 const MEMBER_STAYS_DIVERGED = "the member stays diverged";
+const OLD_PRIMARY_DEMOTED_NO_TOKEN =
+  "not undoing: the old primary is already a clean replica and nothing was promoted, so no member accepts writes; operator required (docs/operations.md, \"Demotion without a token\")";
+
+/** The error code the awaitDemotionToken effect throws when CNPG ended the switch without a token. */
+export const DEMOTION_TOKEN_LOST = "coordinator.demotion_token_lost";
 
 const setStep = (step: OperationStep) => ({ type: "setStep", params: { step } }) as const;
 const finishAs = (outcome: OperationOutcome) => ({ type: "finishOperation", params: { outcome } }) as const;
@@ -541,6 +546,7 @@ export const federationMachine = setup({
     rejoinAllowed: ({ context, event }) => event.type === "REJOIN" && rejoinRefusal(context, event.member) === null,
     rejoinPreapproved: ({ event }) => event.type === "REJOIN" && event.approved === true,
     automationPaused: ({ context }) => context.paused,
+    demotionTokenLost: ({ event }) => "error" in event && typeof event.error === "object" && event.error !== null && "code" in event.error && event.error.code === DEMOTION_TOKEN_LOST,
     abortMatches: ({ context, event }) => event.type === "ABORT" && context.operation?.id === event.operationId,
     approvalMatches: ({ context, event }) => event.type === "APPROVE" && context.operation?.id === event.operationId,
     approvalCoversLoss: ({ context, event }) => {
@@ -1042,7 +1048,13 @@ export const federationMachine = setup({
                   actions: { type: "storeToken", params: ({ event }) => event.output },
                   description: "primary demoted cleanly; demotion token available; promoting the target with it",
                 },
-                onError: abortToUndo("switchover aborted: reading the demotion token failed; re-designating the old primary; alert raised"),
+                onError: [
+                  {
+                    guard: "demotionTokenLost",
+                    ...abortToOperator(OLD_PRIMARY_DEMOTED_NO_TOKEN, "switchover stopped: CNPG completed the demotion but wrote no demotion token (CNPG issue #11074); nothing promoted; operator required; alert raised"),
+                  },
+                  abortToUndo("switchover aborted: reading the demotion token failed; re-designating the old primary; alert raised"),
+                ],
               },
               after: {
                 tokenTimeout: abortToUndo("switchover aborted: the demotion token never came; re-designating the old primary; alert raised"),

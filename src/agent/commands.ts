@@ -15,6 +15,7 @@ import {
   clearTokenPatch,
   clusterRole,
   demotePatch,
+  followPatch,
   designatedPrimary,
   entryArchiveServerName,
   entryWithServerName,
@@ -24,6 +25,7 @@ import {
   lastPromotionToken,
   promoteWithTokenPatch,
   promoteWithoutTokenPatch,
+  promotedPastToken,
   reclonedForEpoch,
   selfName,
   specPromotionToken,
@@ -56,6 +58,8 @@ export function planCommand(c: Cluster, cmd: ClusterCommand, ctx: PlanContext): 
   switch (cmd.kind) {
     case "demote":
       return planDemote(c, ctx.topologyName(cmd.to), cmd.to, ctx);
+    case "follow":
+      return planFollow(c, ctx.topologyName(cmd.primary), cmd.primary, ctx);
     case "promoteWithToken":
       return planPromoteWithToken(c, cmd.token, ctx);
     case "promoteWithoutToken":
@@ -76,18 +80,41 @@ export function planCommand(c: Cluster, cmd: ClusterCommand, ctx: PlanContext): 
 function planDemote(c: Cluster, to: string, toMember: string, ctx: PlanContext): CommandPlan {
   const self = selfName(c);
   const primary = designatedPrimary(c);
+  const source = c.spec.replica?.source;
   const token = specPromotionToken(c);
   const doing = `refusing to demote ${ctx.who} to follow ${toMember}`;
   if (to === self) return refuse("agent.invalid_command", `${doing}: that is the member itself (topology name ${self}); a promotion is a promote command`);
   if (!(c.spec.externalClusters ?? []).some((e) => e.name === to)) {
     return refuse("agent.unknown_member", `${doing}: spec.externalClusters has no entry named ${to}, so CNPG could not follow it`);
   }
-  if (primary === to && token === undefined) {
+  if (primary === to && source === to && token === undefined) {
     return none(`${ctx.who} already follows ${toMember}${switchInProgress(c) ? " (its demotion is in progress)" : ""}; nothing to patch`);
   }
-  if (switchInProgress(c)) return refuse("agent.switch_in_progress", `${doing}: a replica cluster switch is in progress (status.switchReplicaClusterStatus.inProgress) and CNPG refuses role changes until it ends`);
-  const fields = [primary === to ? undefined : "spec.replica.primary", token === undefined ? undefined : "removed spec.replica.promotionToken"].filter((f) => f !== undefined);
+  // Only a change of role is refused during a switch (CNPG's webhook); pointing source at the new primary is not one.
+  if (switchInProgress(c) && (primary !== to || token !== undefined)) {
+    return refuse("agent.switch_in_progress", `${doing}: a replica cluster switch is in progress (status.switchReplicaClusterStatus.inProgress) and CNPG refuses role changes until it ends`);
+  }
+  const fields = [primary === to ? undefined : "spec.replica.primary", source === to ? undefined : "spec.replica.source", token === undefined ? undefined : "removed spec.replica.promotionToken"].filter((f) => f !== undefined);
   return { action: "patch", patch: demotePatch(to), sentence: `demoted ${ctx.who} to follow ${toMember} (patched ${fields.join(", ")})` };
+}
+
+/**
+ * A replica cluster after a change of primary: name it and follow it. Never a change of role: a
+ * member whose spec makes it the primary is demoted (demote), one that would become primary promoted.
+ */
+function planFollow(c: Cluster, to: string, toMember: string, ctx: PlanContext): CommandPlan {
+  const self = selfName(c);
+  const primary = designatedPrimary(c);
+  const source = c.spec.replica?.source;
+  const doing = `refusing to point ${ctx.who} at ${toMember}`;
+  if (to === self) return refuse("agent.invalid_command", `${doing}: that is the member itself (topology name ${self}); a promotion is a promote command`);
+  if (clusterRole(c) === "primary") return refuse("agent.is_primary", `${doing}: its spec makes it the primary cluster (spec.replica.primary ${primary ?? "(unset)"}); a former primary is demoted, not repointed`);
+  if (!(c.spec.externalClusters ?? []).some((e) => e.name === to)) {
+    return refuse("agent.unknown_member", `${doing}: spec.externalClusters has no entry named ${to}, so CNPG could not follow it`);
+  }
+  if (primary === to && source === to) return none(`${ctx.who} already names ${toMember} as primary and follows it; nothing to patch`);
+  const fields = [primary === to ? undefined : `spec.replica.primary (was ${primary ?? "unset"})`, source === to ? undefined : `spec.replica.source (was ${source ?? "unset"})`].filter((f) => f !== undefined);
+  return { action: "patch", patch: followPatch(to), sentence: `pointed ${ctx.who} at ${toMember} (patched ${fields.join(", ")})` };
 }
 
 function planPromoteWithToken(c: Cluster, token: string, ctx: PlanContext): CommandPlan {
@@ -97,6 +124,10 @@ function planPromoteWithToken(c: Cluster, token: string, ctx: PlanContext): Comm
   const doing = `refusing to promote ${ctx.who} with a demotion token`;
   if (isDesignated && pending === token) return none(`${ctx.who} is already being promoted with this token (CNPG checks it); nothing to patch`);
   if (isDesignated && lastPromotionToken(c) === token) return none(`${ctx.who} was already promoted with this token (status.lastPromotionToken); nothing to patch`);
+  if (isDesignated && pending === undefined && clusterRole(c) === "primary" && !switchInProgress(c) && promotedPastToken(token, c.status?.timelineID, c.status?.systemID)) {
+    // A retried promote after the token was cleared: CNPG emptied lastPromotionToken, the timeline shows the promotion.
+    return none(`${ctx.who} was already promoted past this token (primary on timeline ${c.status?.timelineID ?? "?"}, newer than the token's); nothing to patch`);
+  }
   if (switchInProgress(c)) return refuse("agent.switch_in_progress", `${doing}: a replica cluster switch is in progress and CNPG refuses role changes until it ends`);
   if (isDesignated && pending === undefined) {
     return refuse("agent.already_primary", `${doing}: it is already the primary cluster and no promotion is pending, so the token would check nothing`);
@@ -240,6 +271,8 @@ export function describeCommand(cmd: Command): string {
   switch (cmd.kind) {
     case "demote":
       return `demote (to ${cmd.to})`;
+    case "follow":
+      return `follow (${cmd.primary})`;
     case "promoteWithToken":
       return "promoteWithToken";
     case "reclone":

@@ -13,13 +13,13 @@ import {
   clusterPhase,
   clusterRole,
   demotionToken,
-  isFenced,
+  designatedPrimary,
+  isFencedForSure,
   isReady,
   lastPromotionToken,
   switchInProgress,
   type Cluster,
 } from "../cnpg/index.js";
-import { errorMessage } from "../errors.js";
 
 const MAX_REASON = 2_048;
 const MAX_PHASE = 512;
@@ -27,13 +27,11 @@ const MAX_PHASE = 512;
 /** The wire observation of a parsed Cluster; an object the readers refuse yields role "unknown". */
 export function observeCluster(c: Cluster): Observation {
   const resourceVersion = (c.metadata.resourceVersion ?? "").slice(0, 128);
-  let fenced: boolean;
-  try {
-    fenced = isFenced(c);
-  } catch (e) {
-    // An unreadable fencing annotation: CNPG cannot tell either, so neither role nor writability is known.
-    return unknownObservation(errorMessage(e), resourceVersion, { fenced: true, phase: clusterPhase(c) ?? "" });
-  }
+  // Fenced means "no instance runs Postgres": all instances ("*"). CNPG counts an unparseable
+  // annotation as no fencing at all (api/v1/cluster_funcs.go, IsInstanceFenced) and a partial list
+  // leaves the other instances running (one may be promoted), so both read as not fenced here:
+  // the member may write, and a member that must stay fenced is fenced again with ["*"].
+  const fenced = isFencedForSure(c);
   const timeline = c.status?.timelineID;
   const candidate: Observation = {
     role: clusterRole(c),
@@ -44,6 +42,8 @@ export function observeCluster(c: Cluster): Observation {
     ...optional("lastPromotionToken", lastPromotionToken(c)),
     ...(timeline !== undefined && timeline > 0 ? { timelineID: timeline } : {}),
     ...optional("currentPrimary", c.status?.currentPrimary),
+    ...optional("specPrimary", designatedPrimary(c)),
+    ...optional("specSource", c.spec.replica?.source),
     reachable: true,
     ready: isReady(c),
     archiving: archivingStatus(c),

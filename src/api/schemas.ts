@@ -118,7 +118,12 @@ const memberView = z.object({
   lagBytes: numOrNull,
   lagSeconds: numOrNull,
   lossIfPromotedSeconds: numOrNull,
-  timeline: numOrNull,
+  timeline: numOrNull.meta({ description: "Postgres's timeline from the member's last WAL sample (CNPG's status.timelineID only before the first sample: CNPG does not refresh it on replica clusters)." }),
+  following: z.boolean().meta({
+    description:
+      "false: a replica that does not follow the designated primary: sampled on another timeline for longer than a few seconds, or its spec.replica.source/primary does not lead to the primary. Its lag and loss then grow with the primary's WAL, and it is refused as a switchover target.",
+  }),
+  notFollowing: z.string().optional().meta({ description: 'Why it is not following, e.g. "on timeline 1, primary pg-ap on timeline 2" or "follows pg-us, which is not the primary pg-ap"; absent while following.' }),
   lastSeenAt: z
     .string()
     .nullable()

@@ -58,6 +58,9 @@ export const observationSchema = z.object({
   lastPromotionToken: z.string().min(1).max(8_192).optional(),
   timelineID: z.number().int().positive().optional(),
   currentPrimary: z.string().max(253).optional(),
+  /** `spec.replica.primary` and `spec.replica.source` as written (topology names: a member's `cluster`): whom this member names as primary and follows. */
+  specPrimary: z.string().min(1).max(253).optional(),
+  specSource: z.string().min(1).max(253).optional(),
   /** Whether the agent could read the Cluster at all (false: the rest is last known). */
   reachable: z.boolean(),
   /** Why the member is `unknown` or unreachable, in words. */
@@ -110,6 +113,8 @@ const commandBase = {
 export const commandSchema = z.discriminatedUnion("kind", [
   /** Make this member a replica cluster of `to` (the member that will be primary). */
   z.object({ kind: z.literal("demote"), to: nameSchema, ...commandBase }),
+  /** A replica cluster (not a former primary: that is demote): name `primary` as primary and follow it (`spec.replica.primary` and `source`). */
+  z.object({ kind: z.literal("follow"), primary: nameSchema, ...commandBase }),
   /** Promote using the old primary's demotion token (planned switchover). */
   z.object({ kind: z.literal("promoteWithToken"), token: z.string().min(1).max(8_192), ...commandBase }),
   /** Promote without a token (unplanned failover, gated by rule 3 before it is sent). */

@@ -124,14 +124,18 @@ export function formatFederation(f: FederationView): string {
   ];
   const rows = [["MEMBER", "REGION", "ROLE", "STATE", "PHASE", "LAG", "LOSS"]];
   const stale: string[] = [];
+  const lost: string[] = [];
   for (const m of f.members) {
-    const state = m.fenced ? `${m.state},fenced` : m.diverged && m.state !== "diverged" ? `${m.state},diverged` : m.state;
+    const base = m.fenced ? `${m.state},fenced` : m.diverged && m.state !== "diverged" ? `${m.state},diverged` : m.state;
+    // "*": not following the primary (its lag grows, it is no switchover target); the reason goes below the table.
+    const state = m.following === false ? `${base}*` : base;
+    if (m.following === false) lost.push(wrap(`* ${m.name} is NOT FOLLOWING the primary: ${m.notFollowing ?? "no reason given"}`, 80, "  "));
     // A report older than the lease TTL may describe a member that is gone: say so instead of showing it as current.
     const old = m.observedAgoSeconds !== null && m.observedAgoSeconds > f.failover.leaseTtlSeconds;
     if (old) stale.push(wrap(`${m.name}: unreachable? last report ${fmtAgo(m.observedAgoSeconds)} ago (lease TTL ${fmtSec(f.failover.leaseTtlSeconds)}); its role, state and phase are from that report`, 80, "  "));
     rows.push([m.name, m.region, old ? `${m.role}?` : m.role, old ? `${state}?` : state, cut(m.phase, 24), m.role === "primary" ? "-" : fmtSec(m.lagSeconds), m.role === "primary" ? "-" : fmtSec(m.lossIfPromotedSeconds)]);
   }
-  const tail: string[] = [...stale];
+  const tail: string[] = [...stale, ...lost];
   if (f.operation && !isFinishedState(f.operation.state)) tail.push(wrap(`operation ${f.operation.id}: ${f.operation.kind} → ${f.operation.target ?? "?"} (${f.operation.state}, step ${f.operation.step})`, 80, "  "));
   for (const a of f.alerts) tail.push(wrap(`alert ${a.name}: ${a.reason}`, 80, "  "));
   if (f.diverged.length > 0) tail.push(`diverged: ${f.diverged.join(", ")} (pgfed rejoin ${f.name} <member>)`);

@@ -4,3 +4,4 @@ export * from "./readers.js";
 export * from "./token.js";
 export * from "./patches.js";
 export * from "./reclone.js";
+export * from "./versions.js";

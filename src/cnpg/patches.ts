@@ -13,11 +13,23 @@ export type JsonValue = string | number | boolean | null | JsonValue[] | { [key:
 export type MergePatch = { [key: string]: JsonValue };
 
 /**
- * Step 1 of a switchover, on the old primary: follow `newPrimary`. The leftover promotion token of
+ * Step 1 of a switchover, on the old primary: follow `newPrimary`, and stream/restore from it
+ * (`source`: CNPG follows `source`, not `primary`, so with three or more members a demotion that
+ * left `source` on a third member would follow the wrong cluster). The leftover promotion token of
  * an earlier promotion goes in the same patch, since CNPG only allows a token on a primary (#9273).
  */
 export function demotePatch(newPrimary: string): MergePatch {
-  return { spec: { replica: { primary: requireName(newPrimary, "newPrimary"), promotionToken: null } } };
+  const to = requireName(newPrimary, "newPrimary");
+  return { spec: { replica: { primary: to, source: to, promotionToken: null } } };
+}
+
+/**
+ * Every replica after a change of primary: name `primary` as the topology's primary and follow it
+ * directly (no cascading: a replica following another replica depends on that one's health too).
+ */
+export function followPatch(primary: string): MergePatch {
+  const to = requireName(primary, "primary");
+  return { spec: { replica: { primary: to, source: to } } };
 }
 
 /**

@@ -95,6 +95,8 @@ export function fencedInstances(c: Cluster): string[] {
       { cause: err },
     );
   }
+  // JSON null unmarshals into an empty Go slice: the empty set (CNPG's pkg/utils/fencing.go, GetFencedInstances).
+  if (parsed === null) return [];
   if (!Array.isArray(parsed) || !parsed.every((item): item is string => typeof item === "string")) {
     throw new PgfedError(
       "cnpg.invalid_fencing",

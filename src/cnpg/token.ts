@@ -216,3 +216,18 @@ function jsonKind(value: unknown): string {
   if (Array.isArray(value)) return "array";
   return typeof value;
 }
+
+/**
+ * Whether a primary on `timelineID` was promoted with `token` or after it: CNPG empties
+ * `status.lastPromotionToken` once the token leaves the spec (internal/controller/cluster_status.go),
+ * so a promotion that already happened is recognised by its result instead: same system, a
+ * timeline newer than the one the token was taken on. An undecodable token proves nothing.
+ */
+export function promotedPastToken(token: string, timelineID: number | undefined, systemID?: string): boolean {
+  const decoded = tryDecodeToken(token);
+  if (!decoded.ok || timelineID === undefined) return false;
+  const tokenTimeline = Number(decoded.token.latestCheckpointTimelineID);
+  if (!Number.isInteger(tokenTimeline)) return false;
+  if (systemID !== undefined && systemID !== "" && systemID !== decoded.token.databaseSystemIdentifier) return false;
+  return timelineID > tokenTimeline;
+}

@@ -28,6 +28,7 @@ import {
   type UndoDemotionInput,
   type VerifySwitchoverInput,
   type VerifySwitchoverOutput,
+  DEMOTION_TOKEN_LOST,
   defaultDelays,
 } from "../../machines/index.js";
 import {
@@ -52,7 +53,7 @@ import type { Logger } from "../log.js";
 import { FederationEvaluator, type Evaluation } from "../wal/monitor.js";
 import { formatLsn } from "../wal/lsn.js";
 import type { ExposureEstimate } from "../wal/exposure.js";
-import { PHASES } from "../cnpg/index.js";
+import { PHASES, cnpgVersionWarnings, promotedPastToken, tryDecodeToken } from "../cnpg/index.js";
 import type { CoordinatorMetrics } from "./metrics.js";
 import { MAX_KEPT_OPERATIONS, type FederationRecord, type OperationRecord } from "./record.js";
 import type { AuditEntry, ExposureView, FederationView, MemberView, OperationView } from "./service.js";
@@ -61,9 +62,12 @@ import type { FederationTick } from "./alerting.js";
 import { PrimaryCorroborator, verdictWords, type KubeVerdict, type ProbeTarget, type RegionClusterAccess } from "./corroboration.js";
 import type { FederationIntakeLike } from "./intake.js";
 import type { Limit } from "./limiter.js";
+import { followingOf, followingRefusal, lossOf } from "./following.js";
+import { membersToRepoint } from "./topology.js";
 
 type CommandSpec =
   | { kind: "demote"; to: string }
+  | { kind: "follow"; primary: string }
   | { kind: "promoteWithToken"; token: string }
   | { kind: "promoteWithoutToken" }
   | { kind: "clearToken" }
@@ -151,6 +155,10 @@ const TICK_MS = 250;
  */
 const QUIET_EVALUATION_MS = 1_000;
 const ATTEMPT_MS = 5_000;
+/** How long a former primary may sit fenced and switching with no token before pgfed takes its demotion as never completing (CNPG retries every 10 s). */
+const STUCK_DEMOTION_MS = 15_000;
+/** Between two steady-state passes that repoint replicas still naming an old primary or source. */
+const REPOINT_EVERY_MS = 5_000;
 
 function isoOf(ms: number): string {
   return new Date(ms).toISOString();
@@ -198,6 +206,9 @@ export class FederationRuntime {
   private lastSnapshotStep = "";
   private refencing: Promise<void> | undefined;
   private lastRefenceAtMs = 0;
+  private repointing: Promise<void> | undefined;
+  private readonly cnpgVersionsSeen = new Set<string>();
+  private lastRepointAtMs = 0;
   private readonly corroborator: PrimaryCorroborator;
   private agentDown: AgentDown | undefined;
   private heldBack: string | undefined;
@@ -314,6 +325,11 @@ export class FederationRuntime {
     if (primaries.length === 1) return primaries[0]?.name ?? null;
     this.log.warn(`${this.name}: ${primaries.length} members are observed as unfenced primaries (${primaries.map((p) => p.name).join(", ") || "none"}); no designated primary until an operator resolves`);
     return null;
+  }
+
+  /** The member's name in the CNPG topology (`spec.replica.primary` values): its `cluster`. */
+  private topologyName(member: string): string {
+    return this.cfg.members.find((m) => m.name === member)?.cluster ?? member;
   }
 
   private regionOf(member: string): string {
@@ -733,14 +749,39 @@ export class FederationRuntime {
 
   private async awaitDemotionToken(input: AwaitDemotionTokenInput, signal: AbortSignal): Promise<AwaitDemotionTokenOutput> {
     const before = this.operations.get(input.operationId)?.tokenBefore ?? null;
+    // CNPG before 1.28.4 / 1.29.2 / 1.30.0 can end the switch with an empty token (CNPG issue
+    // #11074): seen switching, then done with no new token, is that bug; waiting longer cannot help.
+    let switching = false;
     const o = await this.awaitObservation(
       input.member,
       `to be demoted with a new demotion token${before ? " (different from the stale one seen before the demote)" : ""}`,
-      (x) => x.role === "replica" && !x.switchInProgress && x.demotionToken !== undefined && x.demotionToken !== before,
+      (x) => {
+        switching ||= x.switchInProgress;
+        const done = x.role === "replica" && !x.switchInProgress;
+        const fresh = x.demotionToken !== undefined && x.demotionToken !== before;
+        return done && (fresh || switching);
+      },
       this.cfg.switchover.tokenTimeout,
       signal,
     );
-    return { token: o.demotionToken ?? "" };
+    if (o.demotionToken === undefined || o.demotionToken === before) {
+      const sentence = `CNPG completed the demotion of ${this.name}/${input.member} (ReplicaClusterSwitch done, switch no longer in progress) but wrote no demotion token: CNPG issue #11074, fixed in 1.28.4, 1.29.2 and 1.30.0; upgrade the operator`;
+      this.audit("switchover.token_lost", sentence, "without the token no replica can be promoted with the zero-loss check; nothing was promoted", { epoch: input.epoch }, input.operationId, input.member, input.epoch);
+      throw new PgfedError(DEMOTION_TOKEN_LOST, sentence, { federation: this.name, member: input.member });
+    }
+    this.warnAboutCnpg(o.demotionToken, input.member);
+    return { token: o.demotionToken };
+  }
+
+  /** The token names the CNPG that wrote it: say once per version when it is too old or has the token-loss bug. */
+  private warnAboutCnpg(token: string, member: string): void {
+    const decoded = tryDecodeToken(token);
+    if (!decoded.ok || this.cnpgVersionsSeen.has(decoded.token.operatorVersion)) return;
+    this.cnpgVersionsSeen.add(decoded.token.operatorVersion);
+    for (const warning of cnpgVersionWarnings(decoded.token.operatorVersion)) {
+      this.log.warn({ member, operatorVersion: decoded.token.operatorVersion }, `${this.name}/${member}: ${warning}`);
+      this.audit("cnpg.version_warning", warning, `read from the demotion token of ${member}`, { operatorVersion: decoded.token.operatorVersion }, null, member);
+    }
   }
 
   private async promoteWithToken(input: PromoteWithTokenInput, signal: AbortSignal): Promise<void> {
@@ -749,20 +790,91 @@ export class FederationRuntime {
     await this.awaitObservation(
       input.target,
       "to be promoted with the demotion token",
-      (x) => x.role === "primary" && x.lastPromotionToken === input.token && !x.switchInProgress && x.phase !== PHASES.promoting,
+      // CNPG empties lastPromotionToken once the token leaves the spec (a resumed step after verify's
+      // clearToken): a primary on a timeline newer than the token's was promoted by it or after it.
+      (x) => x.role === "primary" && (x.lastPromotionToken === input.token || promotedPastToken(input.token, x.timelineID)) && !x.switchInProgress && x.phase !== PHASES.promoting,
       f.switchover.promoteTimeout,
       signal,
     );
   }
 
   private async verifySwitchover(input: VerifySwitchoverInput, signal: AbortSignal): Promise<VerifySwitchoverOutput> {
+    const verifyDeadline = this.now() + STEP_TIMEOUT_MS - 5_000;
     // A leader resuming this step has not heard from the target yet: wait for it (bounded) before judging.
     const t = await this.awaitObservation(input.target, "to run as an unfenced primary", (x) => x.role === "primary" && !x.fenced, 10_000, signal).catch(() => this.observations.get(input.target)?.obs);
     if (t?.role !== "primary" || t.fenced) return { ok: false, reason: `${input.target} is not an unfenced primary (role ${t?.role ?? "?"}, fenced ${String(t?.fenced)})` };
     // CNPG issue #9273: the token must leave the new primary's spec before it is demoted again.
     await this.command(input.target, { kind: "clearToken" }, { ...input, step: "verify", timeoutMs: 20_000, signal });
-    await this.awaitObservation(input.from, `to follow ${input.target} as a replica`, (x) => x.role === "replica" && !x.fenced, 20_000, signal);
+    const [, followers] = await Promise.all([
+      this.awaitObservation(input.from, `to follow ${input.target} as a replica`, (x) => x.role === "replica" && !x.fenced, 20_000, signal),
+      this.ensureFollowers({ ...input, primary: input.target, skip: [input.from], step: "verify", budgetMs: 20_000, signal }),
+    ]);
+    // Whatever is left of the step's minute (the machine's stepTimeout), less a margin.
+    const left = Math.max(1_000, verifyDeadline - this.now());
+    await this.awaitTimeline(input.target, [input.from, ...followers.repointed, ...followers.unchanged], input, left, signal);
     return { ok: true };
+  }
+
+  /**
+   * Ensure step "every replica follows the primary" (topology.ts): a `follow` command to each
+   * replica whose spec names another primary or source, all at once. A member that cannot be
+   * changed (its region down) does not fail the operation: it is audited and the steady-state pass
+   * (tick) repoints it once it answers. Returns who was repointed, who already followed, who failed.
+   */
+  private async ensureFollowers(p: { epoch: number; operationId: string; primary: string; skip: readonly string[]; step: string; budgetMs: number; signal: AbortSignal }): Promise<{ repointed: string[]; unchanged: string[]; failed: string[] }> {
+    const ctx = this.context;
+    const skip = new Set([...p.skip, ...(ctx?.diverged ?? []), ...(ctx?.pendingFence ?? []), ...(ctx?.fencing ? [ctx.fencing] : [])]);
+    const needs = membersToRepoint(this.cfg.members, p.primary, (m) => this.observations.get(m)?.obs, skip);
+    const needing = new Set(needs.map((n) => n.member));
+    const unchanged = this.cfg.members.map((m) => m.name).filter((m) => m !== p.primary && !skip.has(m) && !needing.has(m));
+    const outcomes = await Promise.all(
+      needs.map(async (n) => {
+        try {
+          await this.command(n.member, { kind: "follow", primary: p.primary }, { epoch: p.epoch, operationId: p.operationId, step: p.step, timeoutMs: p.budgetMs, signal: p.signal });
+          this.audit("topology.follow", `${n.member} now names ${p.primary} as primary and follows it`, `it ${n.why}`, { epoch: p.epoch }, p.operationId, n.member, p.epoch);
+          return { member: n.member, ok: true };
+        } catch (e) {
+          const why = errorMessage(e);
+          this.audit("topology.follow_failed", `${n.member} could not be pointed at ${p.primary}`, `it ${n.why}; ${why}; pgfed tries again once it answers`, { epoch: p.epoch }, p.operationId, n.member, p.epoch);
+          this.log.warn({ op: p.operationId, member: n.member }, `could not point ${this.name}/${n.member} at ${p.primary}: ${why}`);
+          return { member: n.member, ok: false };
+        }
+      }),
+    );
+    return { repointed: outcomes.filter((o) => o.ok).map((o) => o.member), unchanged, failed: outcomes.filter((o) => !o.ok).map((o) => o.member) };
+  }
+
+  /**
+   * Waits (bounded) until each of `members` replays on the primary's timeline per its own Postgres
+   * (lag samples; CNPG's status.timelineID is stale on replica clusters). Members still behind are
+   * audited as not following; this never fails the operation, which is done: the member view says
+   * "not following" until they catch up.
+   */
+  private async awaitTimeline(primary: string, members: readonly string[], p: { epoch: number; operationId: string }, timeoutMs: number, signal: AbortSignal): Promise<void> {
+    const until = this.now() + timeoutMs;
+    const behind = (): { member: string; timeline: number }[] => {
+      const pr = this.samples.get(primary)?.current(this.now(), 5_000);
+      const want = pr?.status === "up" && pr.sample.role === "primary" ? pr.sample.timeline : undefined;
+      return members.flatMap((m) => {
+        const st = this.samples.get(m)?.current(this.now(), 5_000);
+        const tl = st?.status === "up" && st.sample.role === "replica" ? st.sample.timeline : 0;
+        return want !== undefined && tl === want ? [] : [{ member: m, timeline: tl }];
+      });
+    };
+    let left = behind();
+    while (left.length > 0 && this.now() < until && !signal.aborted && !this.stopped) {
+      await sleep(200);
+      left = behind();
+    }
+    const pr = this.samples.get(primary)?.current(this.now(), 5_000);
+    const timeline = pr?.status === "up" ? pr.sample.timeline : null;
+    if (left.length === 0) {
+      this.audit("topology.following", `every replica replays ${primary}'s timeline ${String(timeline)}`, `${members.join(", ") || "no replica"} checked after the change of primary`, { epoch: p.epoch, timeline }, p.operationId, null, p.epoch);
+      return;
+    }
+    const list = left.map((b) => `${b.member} (timeline ${b.timeline === 0 ? "unknown" : b.timeline})`).join(", ");
+    this.audit("topology.not_following", `${list} not yet on ${primary}'s timeline ${String(timeline)} after ${timeoutMs / 1000} s`, "the operation is done; these members show as not following until they catch up or are rejoined", { epoch: p.epoch, timeline }, p.operationId, null, p.epoch);
+    this.log.warn({ op: p.operationId }, `${this.name}: ${list} not yet on ${primary}'s timeline ${String(timeline)}`);
   }
 
   private async undoDemotion(input: UndoDemotionInput, signal: AbortSignal): Promise<void> {
@@ -784,6 +896,9 @@ export class FederationRuntime {
     // The spec says primary at once; Postgres itself must have left recovery (a lag sample says so).
     const until = this.now() + f.switchover.promoteTimeout;
     while (this.samples.get(input.target)?.role() !== "primary" && this.now() < until && !signal.aborted) await sleep(100);
+    // The other replicas follow the new primary (the former one is fenced and demoted when seen again).
+    const followers = await this.ensureFollowers({ ...input, primary: input.target, skip: input.former ? [input.former] : [], step: "promoteWithoutToken", budgetMs: 20_000, signal });
+    await this.awaitTimeline(input.target, [...followers.repointed, ...followers.unchanged], input, 20_000, signal);
   }
 
   private async fenceAndDemoteFormer(input: FenceAndDemoteFormerInput, signal: AbortSignal): Promise<void> {
@@ -799,18 +914,34 @@ export class FederationRuntime {
       if (!alreadyDemoted) {
         // The role follows the spec at once; the demotion is over (and its unfence done) only once CNPG
         // was seen switching, or published a new demotion token (a fast switch may be coalesced away).
+        // A former primary that crashed never finishes: CNPG demotes only a cleanly shut down data
+        // directory and a fenced instance never runs crash recovery (CNPG's
+        // pkg/reconciler/replicaclusterswitch/shutdown_wal.go), so it stays fenced, switching, with no
+        // token. That is as safe as a finished demotion (it cannot write) and is accepted once it has
+        // lasted longer than CNPG's 10 s retry; the member is diverged either way and a rejoin
+        // re-clones it without a token.
         const tokenBefore = seen?.demotionToken;
+        const toCluster = this.topologyName(to);
         let switching = false;
-        await this.awaitObservation(
+        let stuckSinceMs: number | undefined;
+        const o = await this.awaitObservation(
           input.member,
           `to finish its demotion to follow ${to}`,
           (x) => {
             switching ||= x.switchInProgress;
+            const stuck = x.fenced && x.switchInProgress && x.specPrimary === toCluster && x.demotionToken === undefined;
+            stuckSinceMs = stuck ? (stuckSinceMs ?? this.now()) : undefined;
+            if (stuckSinceMs !== undefined && this.now() - stuckSinceMs >= STUCK_DEMOTION_MS) return true;
             return x.role === "replica" && !x.switchInProgress && (switching || (x.demotionToken !== undefined && x.demotionToken !== tokenBefore));
           },
           30_000,
           signal,
         );
+        if (o.switchInProgress) {
+          const sentence = `former primary ${input.member} of ${this.name} cannot finish its demotion: it is fenced and names ${to} as primary, but CNPG produced no demotion token for ${(STUCK_DEMOTION_MS / 1000).toFixed(0)} s`;
+          this.log.warn({ member: input.member, epoch: input.epoch }, sentence);
+          this.audit("former.demotion_stuck", sentence, "its data directory was not shut down cleanly (it crashed with its region): CNPG retries forever and never starts it; it stays fenced and diverged, and a rejoin re-clones it", { epoch: input.epoch, stuckSeconds: STUCK_DEMOTION_MS / 1000 }, null, input.member, input.epoch);
+        }
       }
       await this.command(input.member, { kind: "fence" }, { ...p, step: "refence" });
     }
@@ -975,24 +1106,43 @@ export class FederationRuntime {
     if (!t.ready) return no(`${input.target} is not ready (phase ${t.phase})`);
     const f = this.observations.get(input.from)?.obs;
     if (!f?.reachable || f.role !== "primary") return no(`${input.from} is not observed as a reachable primary`);
+    // Rule 7: a target that does not follow the primary would never reach its demotion token.
+    const st = this.lastEvaluation?.members.find((m) => m.name === input.target);
+    const verdict = followingOf({ member: input.target, members: this.cfg.members, observation: (m) => this.observations.get(m)?.obs, primary: input.from, status: st });
+    const refusal = followingRefusal({ target: input.target, primary: input.from, verdict, status: st, primaryTimeline: this.lastEvaluation?.primaryTimeline, nowMs: this.now() });
+    if (refusal) return no(refusal.reason, refusal.wait);
     if (!lag) return no(`no lag figure for ${input.target} yet (waiting for samples of both members)`, true);
     return { ok: true, targetLagBytes: lag.bytes, targetLagMs: lag.ms };
   }
 
   targetLag(member: string): { bytes: number; ms: number } | undefined {
     const st = this.lastEvaluation?.members.find((m) => m.name === member);
-    if (!st?.lag) return undefined;
-    return { bytes: Number(st.lag.bytes), ms: st.lag.ms };
+    const verdict = followingOf({ member, members: this.cfg.members, observation: (m) => this.observations.get(m)?.obs, primary: this.context?.designatedPrimary ?? null, status: st });
+    const lag = lossOf(st, verdict);
+    if (!lag) return undefined;
+    return { bytes: Number(lag.bytes), ms: lag.ms };
   }
 
-  /** Worst-case loss per eligible candidate: last known loss of each replica + time since the primary's last sample. */
+  /**
+   * Worst-case loss per eligible candidate: last known loss of each replica + time since the
+   * primary's last sample. Members not following the primary (following.ts) are left out while any
+   * replica follows it; when none does, all are offered with their grown loss for the RPO gate.
+   */
   lossCandidates(from: string | null): LossEstimate[] {
     const est = this.lastEstimate;
     if (!est) return [];
     const silence = Math.max(0, this.now() - est.primarySampledAtMs);
-    return est.replicas
+    const primary = this.context?.designatedPrimary ?? from;
+    const rows = est.replicas
       .filter((r) => r.name !== from)
-      .map((r) => ({ target: r.name, worstCaseLossMs: Math.round(r.lossIfPromoted.ms + silence), lossBytes: Number(r.lossIfPromoted.bytes) }));
+      .map((r) => {
+        const st = this.lastEvaluation?.members.find((m) => m.name === r.name);
+        const v = followingOf({ member: r.name, members: this.cfg.members, observation: (m) => this.observations.get(m)?.obs, primary, status: st });
+        const loss = !v.following && v.rule === "topology" ? r.lossWithoutArchive : r.lossIfPromoted;
+        return { following: v.following, estimate: { target: r.name, worstCaseLossMs: Math.round(loss.ms + silence), lossBytes: Number(loss.bytes) } };
+      });
+    const following = rows.filter((x) => x.following);
+    return (following.length > 0 ? following : rows).map((x) => x.estimate);
   }
 
   private async readPrimaryLease() {
@@ -1105,6 +1255,7 @@ export class FederationRuntime {
       if (!ctx) return;
       if (!this.quiet(ctx, nowMs)) this.evaluationPass(ctx, nowMs);
       await this.detect(ctx, nowMs);
+      this.repointStragglers(ctx, nowMs);
       const op = ctx.operation;
       if (op?.kind === "failover" && op.step === "awaitApproval" && nowMs - this.lastEstimatesSentAtMs > 10_000) this.refreshEstimates();
     } catch (e) {
@@ -1112,6 +1263,30 @@ export class FederationRuntime {
     } finally {
       this.ticking = false;
     }
+  }
+
+  /**
+   * Level-triggered repair of the topology between operations: a replica that was unreachable
+   * during the last change of primary (or a coordinator that crashed between two follow commands)
+   * still names the old primary or source; point it at the designated primary once it answers.
+   * Not while paused (someone else may be changing the topology on purpose), not during an
+   * operation (its own steps do it), one pass in flight, one every REPOINT_EVERY_MS.
+   */
+  private repointStragglers(ctx: FederationContext, nowMs: number): void {
+    const primary = ctx.designatedPrimary;
+    if (!primary || ctx.operation !== null || ctx.paused || this.repointing !== undefined || nowMs - this.lastRepointAtMs < REPOINT_EVERY_MS) return;
+    const p = this.observations.get(primary)?.obs;
+    if (!p?.reachable || p.role !== "primary" || p.fenced || p.switchInProgress) return;
+    const skip = new Set([...ctx.diverged, ...ctx.pendingFence, ...(ctx.fencing ? [ctx.fencing] : [])]);
+    if (membersToRepoint(this.cfg.members, primary, (m) => this.observations.get(m)?.obs, skip).length === 0) return;
+    this.lastRepointAtMs = nowMs;
+    const input = { epoch: ctx.epoch, operationId: `repoint-e${ctx.epoch}`, primary, skip: [], step: "repoint", budgetMs: 10_000, signal: this.stopSignal.signal };
+    this.repointing = this.ensureFollowers(input)
+      .then(() => undefined)
+      .catch((e: unknown) => this.log.warn({ err: errorMessage(e) }, `repointing replicas of ${this.name} at ${primary} failed: ${errorMessage(e)}`))
+      .finally(() => {
+        this.repointing = undefined;
+      });
   }
 
   /** Nothing new since a healthy pass less than QUIET_EVALUATION_MS ago: that pass still stands. */
@@ -1332,6 +1507,8 @@ export class FederationRuntime {
       const actor = this.members.get(m.name);
       const snap = actor?.getSnapshot();
       const st = ev?.members.find((x) => x.name === m.name);
+      const verdict = followingOf({ member: m.name, members: this.cfg.members, observation: (x) => this.observations.get(x)?.obs, primary: ctx.designatedPrimary, status: st });
+      const lag = lossOf(st, verdict);
       const diverged = ctx.diverged.includes(m.name);
       // The agent re-reads every member each heartbeat and publishes changes, so a reachable
       // observation is current as of the region's last heartbeat; an unreachable one is last known
@@ -1349,10 +1526,13 @@ export class FederationRuntime {
         fenced: o?.fenced ?? false,
         reachable: o?.reachable ?? false,
         diverged,
-        lagBytes: st?.lag ? Number(st.lag.bytes) : null,
-        lagSeconds: st?.lag ? st.lag.ms / 1000 : null,
-        lossIfPromotedSeconds: st?.lag ? st.lag.ms / 1000 : null,
-        timeline: o?.timelineID ?? null,
+        lagBytes: lag ? Number(lag.bytes) : null,
+        lagSeconds: lag ? lag.ms / 1000 : null,
+        lossIfPromotedSeconds: lag ? lag.ms / 1000 : null,
+        // Postgres's own (the lag sample's); CNPG's status.timelineID is stale on replica clusters.
+        timeline: st?.timeline ?? o?.timelineID ?? null,
+        following: verdict.following,
+        ...(verdict.following ? {} : { notFollowing: verdict.reason }),
         lastSeenAt: currentAtMs !== undefined ? isoOf(currentAtMs) : null,
         observedAgoSeconds: currentAtMs !== undefined ? Math.max(0, nowMs - currentAtMs) / 1000 : null,
         reason: snap?.context.reason ?? o?.reason ?? null,

@@ -25,7 +25,12 @@ export interface MemberView {
   lagSeconds: number | null;
   /** What this member could not recover if promoted now. */
   lossIfPromotedSeconds: number | null;
+  /** Postgres's timeline from the member's last lag sample (CNPG's status.timelineID only before any sample). */
   timeline: number | null;
+  /** false: a replica not following the designated primary (another timeline, or a source that does not lead to it); its lag then grows. */
+  following: boolean;
+  /** Why not, in words: "on timeline 1, primary pg-ap on timeline 2", "follows pg-us, which is not the primary pg-ap". */
+  notFollowing?: string;
   /**
    * When the member's observed fields (role, phase, fenced, reachable…) were last known current:
    * its agent's last heartbeat while it could read the Cluster, else when it stopped being able to.

@@ -10,7 +10,8 @@
  * Every position a caller passes may be stale: positions only grow, so an old reading is a lower
  * bound of the current one and using it can only over-estimate exposure, never under-estimate it.
  * All positions are assumed to lie on the primary's WAL history (a replica that diverged on another
- * timeline must not be passed in).
+ * timeline must not be passed in: the evaluator, src/wal/monitor.ts, passes such a replica with only
+ * the position it last held on the primary's timeline, or none, so its loss grows with the primary).
  */
 import { PgfedError } from "../errors.js";
 import type { LsnSample, PrimaryLsnHistory, WritePastLsn } from "./history.js";
@@ -85,6 +86,8 @@ export interface ReplicaExposure {
   readonly recoverableVia: RecoverableVia;
   /** What promoting this replica now would lose: WAL past `recoverableLsn`. */
   readonly lossIfPromoted: PositionLag;
+  /** The same from its own received/replayed WAL alone (no archive credit): for a replica that does not read the primary's archive. */
+  readonly lossWithoutArchive: PositionLag;
 }
 
 export interface ExposureEstimate {
@@ -233,6 +236,7 @@ export function estimateExposure(input: ExposureInput): ExposureEstimate {
       recoverableLsn,
       recoverableVia,
       lossIfPromoted: lagOf(recoverableLsn),
+      lossWithoutArchive: lagOf(own[0]),
     });
   }
 

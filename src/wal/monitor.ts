@@ -64,6 +64,7 @@ export interface EvaluatorMember {
 export type Signal =
   | { kind: "archive_failing"; member: string; reason: string }
   | { kind: "replica_stalled"; member: string; reason: string }
+  | { kind: "replica_not_following"; member: string; reason: string }
   | { kind: "member_unreachable"; member: string; reason: string }
   | { kind: "no_primary"; reason: string }
   | { kind: "several_primaries"; reason: string }
@@ -97,6 +98,23 @@ export interface MemberStatus {
   replica: ReplicaHealth | undefined;
   /** What promoting this member would lose now (replicas only). */
   lag: { bytes: bigint; ms: number; via: string } | undefined;
+  /** The same from its own WAL alone, without the primary's archive (a replica whose source is not the primary does not read it). */
+  ownLag?: { bytes: bigint; ms: number; via: string } | undefined;
+  /** Its last sampled timeline (Postgres's, sampler.ts), undefined when never sampled. */
+  timeline?: number | undefined;
+  /**
+   * false: a replica whose sampled timeline has differed from the primary's for FOLLOW_GRACE_MS or
+   * longer (its lag then grows from what it last held on the primary's timeline). true otherwise:
+   * the primary, a member with no sample, one within the grace. Topology (spec.replica.source) is
+   * judged by the coordinator (src/coordinator/following.ts). Absent (hand-made statuses): true.
+   */
+  following?: boolean;
+  /** Why it is not following, in words: "on timeline 1, primary pg-ap on timeline 2". */
+  notFollowing?: string | undefined;
+  /** Since when its sampled timeline differs from the primary's (also within the grace); undefined when it matches. */
+  offTimelineSinceMs?: number | undefined;
+  /** When it was last sampled holding WAL on the primary's current timeline; undefined: never. */
+  lastOnTimelineAtMs?: number | undefined;
 }
 
 export interface NudgeDecision {
@@ -111,6 +129,8 @@ export interface Evaluation {
   federation: string;
   atMs: number;
   primary: string | undefined;
+  /** The primary's timeline, from its newest sample (last known while it is silent). */
+  primaryTimeline?: number | undefined;
   estimate: ExposureEstimate | undefined;
   worstCase: WorstCaseExposure | undefined;
   budget: BudgetVerdict & { budgetMs: number };
@@ -137,9 +157,26 @@ interface MemberTrack {
   lastPos: Lsn | undefined;
   samplesWithoutProgress: number;
   stalled: boolean;
+  /** Since when its sampled timeline differs from the primary's (reset when the primary's timeline changes). */
+  offTimelineSinceMs: number | undefined;
+  /** Its furthest own position last sampled on the primary's timeline: what it held when it stopped following. */
+  held: { lsn: Lsn; timeline: number; atMs: number } | undefined;
 }
 
 export const DEFAULT_STALL_AFTER_SAMPLES = 10;
+
+/**
+ * How long a replica may be sampled on another timeline than the primary's before it counts as not
+ * following: right after a promotion every replica is still on the old timeline until its WAL
+ * receiver reconnects (or its restore_command, retried every wal_retrieve_retry_interval, 5 s by
+ * default, fetches the new .history file) and replays the switch, and its next sample shows it.
+ */
+export const FOLLOW_GRACE_MS = 10_000;
+
+/** "on timeline 1, primary pg-ap on timeline 2" (the view's notFollowing, the preflight's refusal). */
+export function timelineWords(timeline: number, primary: string, primaryTimeline: number): string {
+  return `on timeline ${timeline}, primary ${primary} on timeline ${primaryTimeline}`;
+}
 
 /** Pure enforcement state for one federation: feed it every round of samples with `evaluate`. */
 export class FederationEvaluator {
@@ -147,6 +184,8 @@ export class FederationEvaluator {
   #tracks = new Map<string, MemberTrack>();
   #primary: string | undefined;
   #primaryTimeline: number | undefined;
+  /** When the primary was first sampled on its current timeline: no replica can have missed it for longer. */
+  #primaryTimelineSinceMs: number | undefined;
   /**
    * The primary's commit-bearing position over time: its current LSN, except while no transaction
    * holds or gets an xid, when it stays where that quiet run began. Exposure is measured on this,
@@ -228,6 +267,8 @@ export class FederationEvaluator {
       this.#archiveEnd = undefined;
       this.#quiet = undefined;
       this.#primaryTimeline = primarySample.timeline;
+      this.#primaryTimelineSinceMs = primarySample.atMs;
+      for (const t of this.#tracks.values()) t.offTimelineSinceMs = undefined;
     }
     if (primarySample && primarySample.atMs > (this.committed.latest()?.atMs ?? -1)) this.#pushCommitted(primarySample);
 
@@ -259,7 +300,24 @@ export class FederationEvaluator {
         archive: track.archive,
         replica: undefined,
         lag: undefined,
+        ownLag: undefined,
+        timeline: lastSampleOf(m.state)?.timeline,
+        following: true,
+        notFollowing: undefined,
+        offTimelineSinceMs: undefined,
+        lastOnTimelineAtMs: undefined,
       });
+    }
+
+    // 2b. Which replicas follow the primary's timeline (positions on another one are not comparable).
+    if (primary) {
+      for (const m of input.members) {
+        if (m.spec.name === primary.spec.name) continue;
+        const st = statuses.get(m.spec.name);
+        if (!st) continue;
+        this.#judgeTimeline(m.spec, lastSampleOf(m.state), primary.spec.name, primarySample, nowMs, st);
+        if (st.following === false) signals.push({ kind: "replica_not_following", member: m.spec.name, reason: `${m.spec.name} is not following: ${st.notFollowing ?? "?"}` });
+      }
     }
 
     // 3. The archive's reach, from the primary's archiver.
@@ -299,7 +357,9 @@ export class FederationEvaluator {
     // 5. Replica lag and stall detection.
     for (const r of shown?.replicas ?? []) {
       const st = statuses.get(r.name);
-      if (st) st.lag = { bytes: r.lossIfPromoted.bytes, ms: r.lossIfPromoted.ms, via: r.recoverableVia };
+      if (!st) continue;
+      st.lag = { bytes: r.lossIfPromoted.bytes, ms: r.lossIfPromoted.ms, via: r.recoverableVia };
+      st.ownLag = { bytes: r.lossWithoutArchive.bytes, ms: r.lossWithoutArchive.ms, via: r.recoverableVia === "archive" ? "none" : r.recoverableVia };
     }
     for (const m of input.members) {
       if (m.spec.name === primary?.spec.name) continue;
@@ -318,13 +378,17 @@ export class FederationEvaluator {
       signals.push(budget.level === "exceeded" ? { kind: "budget_exceeded", reason: words } : { kind: "budget_warn", reason: words });
     }
 
-    const bestTarget = shown ? bestFailoverTarget(shown) : undefined;
+    // Members not following come last: only when no replica follows is one of them the best target.
+    const followers = [...statuses.values()].filter((st) => st.following !== false).map((st) => st.name);
+    const anyFollower = shown?.replicas.some((r) => followers.includes(r.name)) ?? false;
+    const bestTarget = shown ? bestFailoverTarget(shown, anyFollower ? { candidates: followers } : {}) : undefined;
     const nudge = primarySample && primary ? this.#nudgeDecision(nowMs, primary.spec.name, this.committed, primarySample, statuses.get(primary.spec.name)?.archive) : undefined;
 
     return {
       federation: cfg.federation,
       atMs: nowMs,
       primary: primary?.spec.name,
+      primaryTimeline: this.#primaryTimeline,
       estimate,
       worstCase,
       budget,
@@ -350,7 +414,16 @@ export class FederationEvaluator {
   #track(name: string): MemberTrack {
     let t = this.#tracks.get(name);
     if (!t) {
-      t = { lastSampleAtMs: undefined, prevFailedCount: undefined, archive: undefined, lastPos: undefined, samplesWithoutProgress: 0, stalled: false };
+      t = {
+        lastSampleAtMs: undefined,
+        prevFailedCount: undefined,
+        archive: undefined,
+        lastPos: undefined,
+        samplesWithoutProgress: 0,
+        stalled: false,
+        offTimelineSinceMs: undefined,
+        held: undefined,
+      };
       this.#tracks.set(name, t);
     }
     return t;
@@ -381,10 +454,18 @@ export class FederationEvaluator {
       const own = last?.role === "replica" ? last : undefined;
       // The primary's view of a streaming standby is read in the same round trip as its LSN.
       const seen = m.spec.applicationName ? primarySample.standbys.find((s) => s.applicationName === m.spec.applicationName) : undefined;
-      const receivedLsn = maxLsn(own?.receiveLsn, seen?.flushLsn);
-      const replayedLsn = maxLsn(own?.replayLsn, seen?.replayLsn);
       // Never seen: pgfed cannot vouch for a replica it has not read once.
       if (!own && !seen) continue;
+      if (!seen && own && own.timeline !== primarySample.timeline) {
+        // On another timeline its positions say nothing about the primary's WAL: only what it held
+        // on the primary's timeline counts (or nothing), and it reads no archive of the primary's.
+        const held = this.#track(m.spec.name).held;
+        const onHistory = held !== undefined && held.timeline === primarySample.timeline ? held : undefined;
+        out.push({ name: m.spec.name, receivedLsn: undefined, replayedLsn: onHistory?.lsn, sampledAtMs: onHistory?.atMs ?? own.atMs, readsArchive: false });
+        continue;
+      }
+      const receivedLsn = maxLsn(own?.receiveLsn, seen?.flushLsn);
+      const replayedLsn = maxLsn(own?.replayLsn, seen?.replayLsn);
       out.push({
         name: m.spec.name,
         receivedLsn,
@@ -394,6 +475,32 @@ export class FederationEvaluator {
       });
     }
     return out;
+  }
+
+  /**
+   * Timeline rule of "following": a replica sampled on another timeline than the primary's for
+   * FOLLOW_GRACE_MS or longer is not following it. Also records what it held while on the
+   * primary's timeline, the most its loss may count on once it stops following.
+   */
+  #judgeTimeline(spec: EvaluatorMember, sample: MemberSample | undefined, primaryName: string, primarySample: PrimarySample | undefined, nowMs: number, st: MemberStatus): void {
+    const track = this.#track(spec.name);
+    const primaryTimeline = this.#primaryTimeline;
+    if (sample?.role !== "replica" || primaryTimeline === undefined) return;
+    // The primary itself lists it streaming: whatever its restartpoint says, it receives the primary's WAL.
+    const streamsFromPrimary = spec.applicationName !== undefined && primarySample?.standbys.some((s) => s.applicationName === spec.applicationName) === true;
+    if (sample.timeline === primaryTimeline || streamsFromPrimary) {
+      track.offTimelineSinceMs = undefined;
+      const pos = maxLsn(sample.receiveLsn, sample.replayLsn);
+      if (pos !== undefined) track.held = { lsn: pos, timeline: primaryTimeline, atMs: sample.atMs };
+    } else {
+      track.offTimelineSinceMs ??= Math.max(sample.atMs, this.#primaryTimelineSinceMs ?? sample.atMs);
+    }
+    st.offTimelineSinceMs = track.offTimelineSinceMs;
+    st.lastOnTimelineAtMs = track.held?.timeline === primaryTimeline ? track.held.atMs : undefined;
+    if (track.offTimelineSinceMs !== undefined && nowMs - track.offTimelineSinceMs >= FOLLOW_GRACE_MS) {
+      st.following = false;
+      st.notFollowing = timelineWords(sample.timeline, primaryName, primaryTimeline);
+    }
   }
 
   /**

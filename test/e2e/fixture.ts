@@ -28,20 +28,23 @@ export function testLogger(): Logger {
   return process.env.PGFED_TEST_LOG ? createLogger({ level: process.env.PGFED_TEST_LOG, pretty: false }) : silentLogger();
 }
 
-/** Starts a 2-region lab and its control plane; waits until the coordinator leads and has lag figures. */
-export async function startE2E(name: string, opts: { config?: (c: Config) => Config; plane?: Pick<ControlPlaneOptions, "coordinatorLeaseTtlMs" | "agentHeartbeatMs"> } = {}): Promise<E2E> {
+/** Starts a lab (2 regions unless told) and its control plane; waits until the coordinator leads and has lag figures for every replica. */
+export async function startE2E(
+  name: string,
+  opts: { regions?: 2 | 3; config?: (c: Config) => Config; plane?: Pick<ControlPlaneOptions, "coordinatorLeaseTtlMs" | "agentHeartbeatMs"> } = {},
+): Promise<E2E> {
   const dir = await mkdtemp(join(tmpdir(), `pgfed-e2e-${name}-`));
   await chmod(dir, 0o755); // Postgres runs as the postgres user
   const log = testLogger();
-  const lab = await startLab({ dir, regions: 2, log });
+  const lab = await startLab({ dir, regions: opts.regions ?? 2, log });
   let plane: ControlPlane | undefined;
   try {
     plane = await startControlPlane(lab, { log, ...opts.plane, ...(opts.config ? { config: opts.config(lab.config) } : {}) });
     await plane.coordinator.waitLeader(30_000);
-    await waitUntil("the coordinator to see pg-eu as primary and a lag figure for pg-us", 30_000, () => {
+    await waitUntil("the coordinator to see pg-eu as primary and a lag figure for every replica", 30_000, () => {
       const f = plane?.coordinator.getFederation(FED);
-      const us = f?.members.find((m) => m.name === "pg-us");
-      return f?.designatedPrimary === "pg-eu" && us?.lagSeconds !== null && us?.lagSeconds !== undefined;
+      const replicas = f?.members.filter((m) => m.name !== "pg-eu") ?? [];
+      return f?.designatedPrimary === "pg-eu" && replicas.length > 0 && replicas.every((m) => m.lagSeconds !== null && m.lagSeconds !== undefined);
     });
   } catch (e) {
     await plane?.stop().catch(() => undefined);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { planCommand, type ClusterCommand, type CommandPlan, type PlanContext } from "../../../src/agent/index.js";
-import { applyMergePatch, parseCluster, type Cluster } from "../../../src/cnpg/index.js";
+import { applyMergePatch, encodeToken, parseCluster, type Cluster } from "../../../src/cnpg/index.js";
 
 const ctx: PlanContext = { who: "orders/pg-eu", topologyName: (m) => (m === "us-member" ? "pg-us" : m) };
 const base = { operationId: "op-1", deadlineAt: "2030-01-01T00:00:00Z" };
@@ -140,5 +140,57 @@ describe("planCommand retargetArchive (after a rejoin gave a member a fresh arch
     const third = planCommand(withEntries([{ name: "pg-us", plugin: plugin("elsewhere") }]), cmd, ctx);
     expect(third).toMatchObject({ action: "refuse", code: "agent.archive_mismatch" });
     expect(sentenceOf(third)).toContain("it reads archive server elsewhere, neither the old pg-us nor the new pg-us-e3");
+  });
+});
+
+describe("planCommand with three members (every replica follows the primary directly)", () => {
+  const three = (replica: Record<string, unknown>, status: Record<string, unknown> = {}): Cluster =>
+    parseCluster({
+      apiVersion: "postgresql.cnpg.io/v1",
+      kind: "Cluster",
+      metadata: { name: "pg-eu", namespace: "db", resourceVersion: "9" },
+      spec: { replica: { self: "pg-eu", ...replica }, externalClusters: [{ name: "pg-eu" }, { name: "pg-us" }, { name: "pg-ap" }] },
+      status: { phase: "Cluster in healthy state", ...status },
+    });
+
+  it("demote points source at the new primary in the same patch, so a former primary never follows a third member", () => {
+    const { first, second, after } = applyAndReplan(three({ primary: "pg-eu", source: "pg-us" }), { kind: "demote", to: "pg-ap", ...base });
+    expect(first).toMatchObject({ action: "patch", sentence: "demoted orders/pg-eu to follow pg-ap (patched spec.replica.primary, spec.replica.source)" });
+    expect(after.spec.replica).toMatchObject({ primary: "pg-ap", source: "pg-ap" });
+    expect(second.action).toBe("none");
+    // During the switch only a change of role is refused: fixing the source is not one.
+    const demoting = three({ primary: "pg-ap", source: "pg-us" }, { switchReplicaClusterStatus: { inProgress: true } });
+    expect(planCommand(demoting, { kind: "demote", to: "pg-ap", ...base }, ctx).action).toBe("patch");
+  });
+
+  it("follow repoints a replica's primary and source at once, then has nothing to do", () => {
+    const { first, second, after } = applyAndReplan(three({ primary: "pg-eu-old", source: "pg-us" }), { kind: "follow", primary: "pg-ap", ...base });
+    expect(first).toMatchObject({ action: "patch", sentence: "pointed orders/pg-eu at pg-ap (patched spec.replica.primary (was pg-eu-old), spec.replica.source (was pg-us))" });
+    expect(after.spec.replica).toMatchObject({ primary: "pg-ap", source: "pg-ap" });
+    expect(second).toEqual({ action: "none", sentence: "orders/pg-eu already names pg-ap as primary and follows it; nothing to patch" });
+  });
+
+  it("follow never changes a role: it refuses the primary itself, an unknown member and the member itself", () => {
+    expect(planCommand(three({ primary: "pg-eu", source: "pg-us" }), { kind: "follow", primary: "pg-ap", ...base }, ctx)).toMatchObject({ action: "refuse", code: "agent.is_primary" });
+    expect(planCommand(three({ primary: "pg-us", source: "pg-us" }), { kind: "follow", primary: "pg-xx", ...base }, ctx)).toMatchObject({ action: "refuse", code: "agent.unknown_member" });
+    expect(planCommand(three({ primary: "pg-us", source: "pg-us" }), { kind: "follow", primary: "pg-eu", ...base }, ctx)).toMatchObject({ action: "refuse", code: "agent.invalid_command" });
+  });
+
+  it("a promote retried after CNPG emptied lastPromotionToken is a no-op when the timeline shows the promotion", () => {
+    const token = encodeToken({
+      latestCheckpointTimelineID: "2",
+      redoWalFile: "000000020000000000000005",
+      databaseSystemIdentifier: "7000000000000000001",
+      latestCheckpointREDOLocation: "0/5000028",
+      timeOfLatestCheckpoint: "Thu Dec  3 13:00:00 2026",
+      operatorVersion: "1.30.0",
+    });
+    const promoted = three({ primary: "pg-eu", source: "pg-us" }, { timelineID: 3, systemID: "7000000000000000001" });
+    expect(planCommand(promoted, { kind: "promoteWithToken", token, ...base }, ctx)).toMatchObject({ action: "none" });
+    // Same timeline as the token (not promoted by it), or another system: still refused.
+    const notYet = three({ primary: "pg-eu", source: "pg-us" }, { timelineID: 2, systemID: "7000000000000000001" });
+    expect(planCommand(notYet, { kind: "promoteWithToken", token, ...base }, ctx)).toMatchObject({ action: "refuse", code: "agent.already_primary" });
+    const other = three({ primary: "pg-eu", source: "pg-us" }, { timelineID: 3, systemID: "7000000000000000009" });
+    expect(planCommand(other, { kind: "promoteWithToken", token, ...base }, ctx)).toMatchObject({ action: "refuse", code: "agent.already_primary" });
   });
 });

@@ -30,6 +30,8 @@ describe("observeCluster", () => {
       switchInProgress: false,
       timelineID: 2,
       currentPrimary: "pg-eu-1",
+      specPrimary: "pg-eu",
+      specSource: "pg-us",
       reachable: true,
       ready: true,
       archiving: "failing",
@@ -44,10 +46,17 @@ describe("observeCluster", () => {
     expect(o.timelineID).toBeUndefined();
   });
 
-  it("puts a member with an unreadable fencing annotation in unknown, with the reason, and not writable", () => {
-    const o = observeCluster(cluster({ annotations: { "cnpg.io/fencedInstances": "all of them" } }));
-    expect(o).toMatchObject({ role: "unknown", fenced: true, reachable: true, ready: false });
-    expect(o.reason).toMatch(/cnpg.io\/fencedInstances.*not JSON/);
+  it("reads an unparseable or partial fencing annotation as not fenced, as CNPG does (it keeps running)", () => {
+    for (const value of ["all of them", '["pg-eu-2"]', "null", "[]"]) {
+      const o = observeCluster(cluster({ annotations: { "cnpg.io/fencedInstances": value } }));
+      expect(o, value).toMatchObject({ role: "primary", fenced: false, reachable: true });
+    }
+  });
+
+  it("reports the spec's primary and source, the topology names the member follows", () => {
+    const o = observeCluster(cluster({ primary: "pg-us" }));
+    expect(o).toMatchObject({ role: "replica", specPrimary: "pg-us" });
+    expect(typeof o.specSource).toBe("string");
   });
 
   it("puts a member whose status does not fit the wire schema in unknown", () => {

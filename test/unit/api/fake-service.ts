@@ -52,6 +52,7 @@ function member(name: string, region: string, role: MemberView["role"], lagSecon
     lagSeconds,
     lossIfPromotedSeconds: lagSeconds,
     timeline: role === "primary" ? 3 : null,
+    following: true,
     lastSeenAt: new Date().toISOString(),
     observedAgoSeconds: 0.5,
     reason: null,

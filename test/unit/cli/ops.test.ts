@@ -1,7 +1,7 @@
 import { mkdtemp, mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFinished } from "vitest";
 import { resolveTarget } from "../../../src/cli/client.js";
 import { formatSummary } from "../../../src/cli/ops.js";
 import { runCli } from "../../../src/cli/program.js";
@@ -64,6 +64,34 @@ describe("pgfed status", () => {
 
     eu.observedAgoSeconds = 10; // exactly the TTL: still current
     expect((await cli(["status", "orders"])).out).not.toContain("unreachable?");
+  });
+
+  it("marks a member that does not follow the primary and says why, within 80 columns", async () => {
+    const us = h.fake.feds.get("orders")?.members.find((m) => m.name === "pg-us");
+    if (!us) throw new Error("no fixture");
+    us.following = false;
+    us.notFollowing = "on timeline 1, primary pg-eu on timeline 3";
+    onTestFinished(() => {
+      us.following = true;
+      delete us.notFollowing;
+    });
+    const r = await cli(["status", "orders"]);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toMatch(/MEMBER\s+REGION\s+ROLE\s+STATE\s+PHASE\s+LAG\s+LOSS/);
+    expect(r.out).toMatch(/pg-us\s+us-east\s+replica\s+replica\*\s+Cluster in healthy state\s/);
+    expect(r.out).toMatch(/pg-ap\s+ap-south\s+replica\s+replica\s+Cluster/);
+    expect(r.out).toContain("* pg-us is NOT FOLLOWING the primary: on timeline 1, primary pg-eu on timeline 3");
+    for (const line of r.out.split("\n")) expect(line.length, line).toBeLessThanOrEqual(80);
+    const j = JSON.parse((await cli(["status", "orders", "-o", "json"])).out) as { members: { name: string; following: boolean; notFollowing?: string }[] };
+    expect(j.members.find((m) => m.name === "pg-us")).toMatchObject({ following: false, notFollowing: "on timeline 1, primary pg-eu on timeline 3" });
+    expect(j.members.find((m) => m.name === "pg-ap")).toMatchObject({ following: true });
+    expect(j.members.find((m) => m.name === "pg-ap")?.notFollowing).toBeUndefined();
+  });
+
+  it("prints no marker while every member follows", async () => {
+    const r = await cli(["status", "orders"]);
+    expect(r.out).not.toContain("NOT FOLLOWING");
+    expect(r.out).not.toMatch(/replica\*/);
   });
 
   it("prints JSON and YAML", async () => {

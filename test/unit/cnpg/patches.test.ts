@@ -5,6 +5,7 @@ import {
   clearTokenPatch,
   clusterRole,
   demotePatch,
+  followPatch,
   fencePatch,
   fencedInstances,
   parseCluster,
@@ -89,12 +90,22 @@ describe("demotePatch", () => {
   it("is a one-field change when there is no token to remove, and a no-op when already applied", () => {
     const a = member("pg-a", { primary: "pg-a", source: "pg-b" });
     expect(changes(a, demotePatch("pg-b")).changed).toEqual([{ path: "spec.replica.primary", before: "pg-a", after: "pg-b" }]);
+    const third = member("pg-a", { primary: "pg-a", source: "pg-c" });
+    expect(changes(third, demotePatch("pg-b")).changed).toEqual([
+      { path: "spec.replica.primary", before: "pg-a", after: "pg-b" },
+      { path: "spec.replica.source", before: "pg-c", after: "pg-b" },
+    ]);
     const demoted = applyMergePatch(a, demotePatch("pg-b")) as Record<string, unknown>;
     expect(changes(demoted, demotePatch("pg-b")).changed).toEqual([]);
   });
 
   it("puts the primary change and the token removal in one patch", () => {
-    expect(demotePatch("pg-b")).toEqual({ spec: { replica: { primary: "pg-b", promotionToken: null } } });
+    expect(demotePatch("pg-b")).toEqual({ spec: { replica: { primary: "pg-b", source: "pg-b", promotionToken: null } } });
+  });
+
+  it("points a replica at the new primary: primary and source in one patch", () => {
+    expect(followPatch("pg-c")).toEqual({ spec: { replica: { primary: "pg-c", source: "pg-c" } } });
+    expect(() => followPatch("")).toThrow(expect.objectContaining({ code: "cnpg.invalid_patch" }));
   });
 });
 

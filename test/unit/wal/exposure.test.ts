@@ -191,6 +191,9 @@ describe("estimateExposure", () => {
     expect(bestFailoverTarget(e)).toMatchObject({ name: "archive-fed", lossBytes: MiB, lossMs: 1_500 });
     expect(bestFailoverTarget(e, { candidates: ["stream-only"] })).toMatchObject({ name: "stream-only" });
     expect(bestFailoverTarget(e, { candidates: [] })).toBeUndefined();
+    // Without the archive's credit (its source is not the primary): only the WAL it holds itself.
+    expect(fed?.lossWithoutArchive).toMatchObject({ lsn: parseLsn("0/5000000"), bytes: 2n * MiB, ms: 2_500 });
+    expect(only?.lossWithoutArchive).toEqual(only?.lossIfPromoted);
   });
 
   it("never reports negative lag for a replica sampled after the primary", () => {
