@@ -30,11 +30,18 @@ export type Phase = (typeof PHASES)[keyof typeof PHASES];
 /** `status.phaseReason` when a replica refused the demotion token it was given (fatal, nothing promoted). */
 export const PROMOTION_TOKEN_MISMATCH_REASON = "Promotion token content is not correct for current instance";
 
+/** `status.phaseReason` the operator writes with phase `Promoting to primary cluster` (CNPG internal/controller/cluster_controller.go). */
+export const REPLICA_PROMOTION_IN_PROGRESS_REASON = "Replica cluster promotion in progress";
+
 /** `status.conditions[].type` values pgfed reads. */
 export const CONDITIONS = {
   ready: "Ready",
   continuousArchiving: "ContinuousArchiving",
   replicaClusterSwitch: "ReplicaClusterSwitch",
+  /** Demotion bookkeeping (CNPG pkg/reconciler/replicaclusterswitch/conditions): False = asked of the instance manager, True = done; removed at the end. */
+  designatedPrimaryTransition: "ReplicaClusterDesignatedPrimaryTransition",
+  /** True while the demotion's own fencing is in place; removed at the end (same file). */
+  replicaClusterFencing: "ReplicaClusterFencing",
 } as const;
 
 const stringMap = z.record(z.string(), z.string());

@@ -15,7 +15,7 @@ import type { Config } from "../config.js";
 import { parseConfig } from "../config.js";
 import { PgfedError } from "../errors.js";
 import { silentLogger, type Logger } from "../log.js";
-import { startCnpgOperator, type CnpgOperator } from "./cnpg/operator.js";
+import { startCnpgOperator, type CnpgFault, type CnpgOperator } from "./cnpg/operator.js";
 import { ExternalClusterRegistry } from "./cnpg/registry.js";
 import { startKubeApi, writeKubeconfig, type KubeApiServer } from "./kube-api/index.js";
 import { startNats, type NatsServer } from "./nats.js";
@@ -44,6 +44,12 @@ export interface LabOptions {
   operatorPollMs?: number;
   /** false: replica clusters restore from the archive only (no connectionParameters, no streaming). Default true. */
   streaming?: boolean;
+  /** Promotion token re-check interval of the CNPG stand-in (default CNPG's 10 s). */
+  promotionRetryMs?: number;
+  /** Demotion token retry interval while a demotion waits for a clean shutdown (default CNPG's 10 s). */
+  demotionRetryMs?: number;
+  /** `operatorVersion` the stand-in writes into demotion tokens (default LAB_OPERATOR_VERSION). */
+  operatorVersion?: string;
 }
 
 export interface LabMember {
@@ -159,6 +165,13 @@ export class Lab {
     await r.kubeApi.faults.set({ partitioned: true });
     r.condition = "killed";
     this.log.warn({ region: name }, `region ${name} killed: Postgres SIGKILLed, Kubernetes API refusing connections`);
+  }
+
+  /** Arms a fault in the CNPG stand-in of `member`'s region for that member's Cluster (fires once; see CnpgOperator.injectFault). */
+  injectFault(member: string, fault: CnpgFault): void {
+    const r = this.regionOfMember(member);
+    r.operator.injectFault(r.member.namespace, r.member.cluster, fault);
+    this.log.warn({ member, fault }, `fault ${fault} armed for ${member}'s next demotion`);
   }
 
   /** A partitioned region: its kube-api refuses connections; Postgres keeps running and serving. */
@@ -416,6 +429,9 @@ export async function startLab(opts: LabOptions): Promise<Lab> {
         registry,
         log: log.child({ region: m.region, component: "cnpg" }),
         ...(opts.operatorPollMs !== undefined ? { pollIntervalMs: opts.operatorPollMs } : {}),
+        ...(opts.promotionRetryMs !== undefined ? { promotionRetryMs: opts.promotionRetryMs } : {}),
+        ...(opts.demotionRetryMs !== undefined ? { demotionRetryMs: opts.demotionRetryMs } : {}),
+        ...(opts.operatorVersion !== undefined ? { operatorVersion: opts.operatorVersion } : {}),
       });
       started.push(operator);
       regions.set(m.region, { name: m.region, member: m, kubeApi: kubeApis.get(m.region) as KubeApiServer, operator, kubeConfig: kc, condition: "up" });

@@ -10,30 +10,38 @@ import { postgresUser, run } from "../proc.js";
 
 export const ARCHIVE_SCRIPT = "archive-wal.sh";
 export const RESTORE_SCRIPT = "restore-wal.sh";
+/** Where the archive script leaves the message of its last failure (in the scripts' directory). */
+export const ARCHIVE_ERROR_FILE = "archive-last-error";
 
 // Usage: archive-wal.sh <archive dir> <path of the file> <name in the archive>
 // Atomic (temp name, fsync, hard link) and never overwrites: an existing file with the same
-// content is success (Postgres retries after a crash), a different one is a failure.
+// content is success (Postgres retries after a crash), a different one is a failure. A failure's
+// message also goes to ARCHIVE_ERROR_FILE next to the script: CNPG's wal-archive reports its error
+// text as the ContinuousArchiving condition message (internal/cmd/manager/walarchive/cmd.go).
 const ARCHIVE_SH = `#!/bin/sh
 set -u
 dir="$1"; src="$2"; name="$3"
 dst="$dir/$name"
+errfile="$(dirname "$0")/${ARCHIVE_ERROR_FILE}"
+fail() {
+  echo "$1" >&2
+  echo "$1" > "$errfile" 2>/dev/null
+  exit 1
+}
 if [ -f "$dst" ]; then
   if cmp -s "$src" "$dst"; then exit 0; fi
-  echo "archive-wal: $name is already archived in $dir with different content" >&2
-  exit 1
+  fail "archive-wal: $name is already archived in $dir with different content"
 fi
 tmp="$dir/.$name.$$.tmp"
-cp "$src" "$tmp" || { rm -f "$tmp"; exit 1; }
-sync "$tmp" || { rm -f "$tmp"; exit 1; }
+out=$(cp "$src" "$tmp" 2>&1) || { rm -f "$tmp"; fail "archive-wal: cannot copy $name into $dir: $out"; }
+out=$(sync "$tmp" 2>&1) || { rm -f "$tmp"; fail "archive-wal: cannot sync $name in $dir: $out"; }
 if ln "$tmp" "$dst" 2>/dev/null; then
   rm -f "$tmp"; sync "$dir"; exit 0
 fi
 rm -f "$tmp"
 # Lost a race with another archiver: fine only if it wrote the same bytes.
 if cmp -s "$src" "$dst"; then exit 0; fi
-echo "archive-wal: $name appeared in $dir with different content" >&2
-exit 1
+fail "archive-wal: $name appeared in $dir with different content"
 `;
 
 // Usage: restore-wal.sh <source archive dir> <wal file name> <destination path>

@@ -1,5 +1,14 @@
 // The lab's CNPG stand-in: real Postgres instances run the way CNPG runs them (CNPG.md).
-export { startCnpgOperator, LAB_OPERATOR_VERSION, type CnpgOperator, type CnpgOperatorOptions } from "./operator.js";
+export {
+  startCnpgOperator,
+  LAB_OPERATOR_VERSION,
+  CNPG_DEMOTION_RETRY_MS,
+  CNPG_PROMOTION_RETRY_MS,
+  type CnpgFault,
+  type CnpgOperator,
+  type CnpgOperatorOptions,
+} from "./operator.js";
+export { FENCE_ALL, fenceAllPatch, isInstanceFenced, readFencedSet, type FencedSet } from "./fencing.js";
 export { ExternalClusterRegistry, type ExternalClusterEndpoint } from "./registry.js";
 export {
   PgInstance,

@@ -14,7 +14,7 @@ import { PgfedError, errorMessage } from "../../errors.js";
 import type { Logger } from "../../log.js";
 import { silentLogger } from "../../log.js";
 import { type ManagedProcess, freePort, pgBin, run, spawnManaged } from "../proc.js";
-import { archiveFile, chownToPostgres, ensureArchiveDir, writeArchiveScripts } from "./archive.js";
+import { ARCHIVE_ERROR_FILE, archiveFile, chownToPostgres, ensureArchiveDir, writeArchiveScripts } from "./archive.js";
 
 /** How a client reaches an instance (the lab prints these as psql strings). */
 export interface PgConnectionInfo {
@@ -487,17 +487,13 @@ export class PgInstance {
     }
   }
 
-  /**
-   * Brings a crashed (not cleanly shut down) data directory to "shut down" without accepting any
-   * connection: single-user mode runs crash recovery and writes a shutdown checkpoint on exit.
-   */
-  async recoverOffline(): Promise<void> {
-    if (this.running) throw new PgfedError("lab.running", `while recovering ${this.name} offline: postgres is running`);
+  /** The message of the archive command's last failure (ARCHIVE_ERROR_FILE), if it ever failed. */
+  async lastArchiveError(): Promise<string | undefined> {
     try {
-      // archive_mode stays as configured so the end-of-recovery checkpoint keeps un-archived segments.
-      await run(pgBin("postgres"), ["--single", "-D", this.pgdata, "postgres"], { asPostgres: true, input: "", timeoutMs: 120_000 });
-    } catch (e) {
-      throw new PgfedError("lab.recovery_failed", `while recovering ${this.name} offline: ${errorMessage(e)}`, { cluster: this.name }, { cause: e });
+      const text = (await readFile(join(this.dir, ARCHIVE_ERROR_FILE), "utf8")).trim();
+      return text === "" ? undefined : text;
+    } catch {
+      return undefined;
     }
   }
 

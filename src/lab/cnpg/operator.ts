@@ -14,7 +14,13 @@
  * always `<cluster>-1`); no Services, Pods or Secrets; the object store is a local directory.
  * Real CNPG reconciles on watch events and requeues about every 10 s; this one lists every
  * `pollIntervalMs` (lab default 100 ms), which is the same level-triggered contract, reacts
- * within one interval and needs no watch-reconnection logic.
+ * within one interval and needs no watch-reconnection logic. The two waits CNPG times itself keep
+ * CNPG's 10 s by default: the demotion token retry (operator) and the promotion token re-check
+ * (instance manager); both are options so tests can shorten them.
+ *
+ * Each pass plays both CNPG actors for the Cluster: first the operator's replica cluster switch
+ * (pkg/reconciler/replicaclusterswitch), then the instance manager's part (fencing, designated
+ * primary transition, start, promotion token check; internal/management/controller).
  */
 import { dirname, join } from "node:path";
 import { ApiException, CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
@@ -30,19 +36,19 @@ import {
   type MergePatch,
   PHASES,
   PROMOTION_TOKEN_MISMATCH_REASON,
+  REPLICA_PROMOTION_IN_PROGRESS_REASON,
   SERVER_NAME,
   archiveServerName,
   entryArchiveServerName,
   clusterRole,
+  conditionIs,
   databaseClusterState,
   decodeToken,
   encodeToken,
-  fencePatch,
-  fencedInstances,
+  getCondition,
   safeParseCluster,
   selfName,
   specPromotionToken,
-  switchInProgress,
   tokenFromControlData,
   unfencePatch,
 } from "../../cnpg/index.js";
@@ -50,10 +56,17 @@ import { PgfedError, errorMessage } from "../../errors.js";
 import type { Logger } from "../../log.js";
 import { silentLogger } from "../../log.js";
 import { type InstanceProbe, type InstanceRole, PgInstance, checkParameters } from "./instance.js";
-import { checkPromotionToken, replicaControlPoint } from "./promotion.js";
+import { FENCE_ALL, fenceAllPatch, isInstanceFenced } from "./fencing.js";
+import { type TokenVerdict, checkPromotionToken, replicaControlPoint } from "./promotion.js";
 import { type ExternalClusterEndpoint, ExternalClusterRegistry } from "./registry.js";
 
 export const LAB_OPERATOR_VERSION = "pgfed-lab-1.0";
+/** CNPG's instance manager re-checks an unmet promotion token after 10 s (internal/management/controller/instance_controller.go). */
+export const CNPG_PROMOTION_RETRY_MS = 10_000;
+/** CNPG's operator retries the demotion token every 10 s while Postgres is not shut down (pkg/reconciler/replicaclusterswitch/reconciler.go). */
+export const CNPG_DEMOTION_RETRY_MS = 10_000;
+/** Faults the lab can inject into the stand-in (`injectFault`). */
+export type CnpgFault = "tokenLoss";
 const MERGE_PATCH = setHeaderOptions("Content-Type", PatchStrategy.MergePatch);
 
 export interface CnpgOperatorOptions {
@@ -64,8 +77,10 @@ export interface CnpgOperatorOptions {
   dataDir: string;
   /** How often every Cluster is listed and reconciled. Real CNPG: on events, requeue ~10 s. Lab default 100 ms. */
   pollIntervalMs?: number;
-  /** Retry interval while a promotion token is ahead of the replica. Real CNPG: 10 s. Lab default 250 ms. */
+  /** Re-check interval while a promotion token is not reached yet. Default CNPG's 10 s (CNPG_PROMOTION_RETRY_MS); a new token is checked at once. */
   promotionRetryMs?: number;
+  /** Retry interval while a demotion waits for a clean shutdown. Default CNPG's 10 s (CNPG_DEMOTION_RETRY_MS). */
+  demotionRetryMs?: number;
   /** `operatorVersion` written into demotion tokens. */
   operatorVersion?: string;
   /** Shared by the lab's operators: how a replica finds its source in another region (registry.ts). */
@@ -90,6 +105,13 @@ export interface CnpgOperator {
   restartInstance(namespace: string, name: string): Promise<void>;
   /** Reconciles now instead of at the next poll; resolves when the passes ran. */
   reconcileNow(): Promise<void>;
+  /**
+   * Arms a fault for the next demotion of `namespace/name` (the Cluster need not exist yet); it
+   * fires once. "tokenLoss": CNPG #11074 (fixed in 1.28.4, 1.29.2, 1.30.0) — the cleanup after
+   * publishing the token fails once, and the requeued pass writes the empty "unchanged" token back:
+   * the demotion completes with `status.demotionToken` absent.
+   */
+  injectFault(namespace: string, name: string, fault: CnpgFault): void;
   /** Stops reconciling and stops every Postgres it started (fast shutdown, or SIGKILL with `kill`). */
   stop(opts?: { kill?: boolean }): Promise<void>;
 }
@@ -108,8 +130,11 @@ interface Managed {
   held: boolean;
   /** A promotion token this replica refused for good (fatal); a different token is checked again. */
   refusedToken: string | undefined;
+  /** The promotion token checked last, and when it is checked again (a new token is checked at once). */
+  checkedToken: string | undefined;
   nextTokenCheckAt: number;
-  lastTokenWait: string | undefined;
+  /** When the operator tries the demotion token again after pg_controldata said "not shut down". */
+  nextDemotionCheckAt: number;
   inFlight: Promise<void> | undefined;
   again: boolean;
   lastError: string | undefined;
@@ -124,6 +149,16 @@ interface StepOutcome {
   ready?: boolean;
   /** The step changed something: run the next pass at once instead of after the poll interval. */
   requeue?: boolean;
+  /** Leave phase and phaseReason as they are: CNPG returns from this pass before registering a phase. */
+  keepPhase?: boolean;
+}
+
+/** State of an injected tokenLoss fault: armed, then (after the failed cleanup) about to wipe the token. */
+type TokenLossState = "armed" | "wipeNext";
+
+/** What a Cluster's reconcile state starts as, and is reset to when the Cluster is replaced. */
+function freshState(): Pick<Managed, "uid" | "instance" | "registeredAs" | "startedWith" | "held" | "refusedToken" | "checkedToken" | "nextTokenCheckAt" | "nextDemotionCheckAt" | "lastError" | "lastWarning"> {
+  return { uid: undefined, instance: undefined, registeredAs: undefined, startedWith: undefined, held: false, refusedToken: undefined, checkedToken: undefined, nextTokenCheckAt: 0, nextDemotionCheckAt: 0, lastError: undefined, lastWarning: undefined };
 }
 
 export async function startCnpgOperator(opts: CnpgOperatorOptions): Promise<CnpgOperator> {
@@ -138,7 +173,9 @@ class Operator implements CnpgOperator {
   private readonly dataDir: string;
   private readonly pollIntervalMs: number;
   private readonly promotionRetryMs: number;
+  private readonly demotionRetryMs: number;
   private readonly operatorVersion: string;
+  private readonly faults = new Map<string, TokenLossState>();
   private readonly registry: ExternalClusterRegistry;
   private readonly log: Logger;
   private readonly clusters = new Map<string, Managed>();
@@ -152,7 +189,8 @@ class Operator implements CnpgOperator {
     this.api = opts.kube.makeApiClient(CustomObjectsApi);
     this.dataDir = opts.dataDir;
     this.pollIntervalMs = opts.pollIntervalMs ?? 100;
-    this.promotionRetryMs = opts.promotionRetryMs ?? 250;
+    this.promotionRetryMs = opts.promotionRetryMs ?? CNPG_PROMOTION_RETRY_MS;
+    this.demotionRetryMs = opts.demotionRetryMs ?? CNPG_DEMOTION_RETRY_MS;
     this.operatorVersion = opts.operatorVersion ?? LAB_OPERATOR_VERSION;
     this.registry = opts.registry;
     this.log = (opts.log ?? silentLogger()).child({ region: opts.region, component: "cnpg-operator" });
@@ -188,6 +226,12 @@ class Operator implements CnpgOperator {
 
   async reconcileNow(): Promise<void> {
     await this.pass();
+  }
+
+  injectFault(namespace: string, name: string, fault: CnpgFault): void {
+    if (fault !== "tokenLoss") throw new PgfedError("lab.unknown_fault", `cannot inject fault ${JSON.stringify(fault)} into ${namespace}/${name} in ${this.region}: the CNPG stand-in knows only "tokenLoss"`);
+    this.faults.set(`${namespace}/${name}`, "armed");
+    this.log.warn({ cluster: `${namespace}/${name}` }, `fault armed for ${namespace}/${name}: its next demotion loses its token (CNPG #11074)`);
   }
 
   async stop(opts: { kill?: boolean } = {}): Promise<void> {
@@ -242,7 +286,7 @@ class Operator implements CnpgOperator {
       seen.add(key);
       let m = this.clusters.get(key);
       if (!m) {
-        m = { namespace, name, key, uid: undefined, instance: undefined, registeredAs: undefined, startedWith: undefined, held: false, refusedToken: undefined, nextTokenCheckAt: 0, lastTokenWait: undefined, inFlight: undefined, again: false, lastError: undefined, lastWarning: undefined };
+        m = { namespace, name, key, ...freshState(), inFlight: undefined, again: false };
         this.clusters.set(key, m);
       }
       runs.push(this.schedule(m));
@@ -295,7 +339,7 @@ class Operator implements CnpgOperator {
     this.log.info({ cluster: m.key }, `Cluster ${m.key} was deleted and created again (uid ${m.uid ?? "?"} → ${uid}): removing the old instance's data directory; its archive stays`);
     if (m.registeredAs) this.registry.unregister(m.registeredAs, { region: this.region, namespace: m.namespace, cluster: m.name });
     const old = m.instance;
-    Object.assign(m, { instance: undefined, registeredAs: undefined, startedWith: undefined, held: false, refusedToken: undefined, nextTokenCheckAt: 0, lastTokenWait: undefined, lastError: undefined, lastWarning: undefined });
+    Object.assign(m, { ...freshState(), uid: m.uid });
     await old?.destroy();
   }
 
@@ -348,30 +392,36 @@ class Operator implements CnpgOperator {
     const problems = checkParameters(params);
     if (problems.length > 0) return { phase: PHASES.unrecoverable, phaseReason: `invalid spec.postgresql.parameters: ${problems.join("; ")}`, ready: false };
     const inst = await this.ensureInstance(m, c);
-    const desired = clusterRole(c);
-    let fenced: boolean;
-    try {
-      const list = fencedInstances(c);
-      fenced = list.includes("*") || list.includes(`${m.name}-1`);
-    } catch (e) {
-      // Unparseable fencing: stay stopped rather than guess "unfenced" (a fenced primary must not write).
-      fenced = true;
-      if (m.lastWarning !== errorMessage(e)) this.log.warn({ cluster: m.key, err: errorMessage(e) }, `treating ${m.key} as fenced: ${errorMessage(e)}`);
-      m.lastWarning = errorMessage(e);
-    }
-
+    // CNPG's reading: an annotation that does not parse fences nothing (api/v1/cluster_funcs.go).
+    const fenced = isInstanceFenced(c, podName(m));
     const disk = inst.diskRole;
     if (disk === undefined) return this.bootstrap(m, c, inst, fenced);
-    if (desired === "replica" && disk === "primary") return this.demote(m, c, inst);
-    if (switchInProgress(c) && disk === "replica") return this.finishDemotion(m, c);
 
+    const operator = clusterRole(c) === "replica" ? await this.reconcileReplicaSwitch(m, c, inst, fenced, disk) : undefined;
+    if (operator?.acted) return operator.outcome;
+    const own = await this.instanceManager(m, c, inst, fenced, disk, params);
+    // A demotion waiting for a clean shutdown returns before CNPG registers any phase.
+    return operator?.outcome.keepPhase ? { ...own, keepPhase: true } : own;
+  }
+
+  /**
+   * The instance manager's part, after the operator's: fencing stops Postgres and keeps it stopped
+   * (so a crashed data directory is never recovered), a fenced former primary becomes a designated
+   * primary on disk, then start/restart and the promotion (internal/management/controller/instance_controller.go).
+   */
+  private async instanceManager(m: Managed, c: Cluster, inst: PgInstance, fenced: boolean, disk: "primary" | "replica", params: Readonly<Record<string, string>>): Promise<StepOutcome> {
+    const desired = clusterRole(c);
     if (fenced || m.held) {
+      const down: StepOutcome = { phase: PHASES.waitingForInstances, phaseReason: fenced ? `Instance ${podName(m)} is fenced` : `Instance ${podName(m)} is not running`, ready: false };
       if (inst.running) {
         this.log.info({ cluster: m.key }, `${fenced ? "fencing" : "holding down"} ${m.key}: fast shutdown of its instance`);
         await inst.stop();
         m.startedWith = undefined;
+        return { ...down, requeue: true };
       }
-      return { phase: PHASES.waitingForInstances, phaseReason: fenced ? `Instance ${m.name}-1 is fenced` : `Instance ${m.name}-1 is not running`, ready: false };
+      // A held instance is a lost node: no instance manager runs to do anything.
+      if (fenced && !m.held && desired === "replica" && conditionIs(c, CONDITIONS.designatedPrimaryTransition, "False")) return { ...down, ...(await this.designatedPrimaryTransition(m, c, inst, params)) };
+      return down;
     }
 
     const role = this.roleFor(c, disk);
@@ -381,6 +431,8 @@ class Operator implements CnpgOperator {
       await inst.stop();
     }
     if (!inst.running) {
+      // As CNPG's instance manager at pod start: Postgres starts with the role its data directory
+      // has (a crashed primary runs crash recovery here), even when the spec now says replica.
       await this.withStep(`while starting ${m.key}`, async () => {
         await inst.configure(role, params);
         m.startedWith = fingerprint;
@@ -469,94 +521,131 @@ class Operator implements CnpgOperator {
     return { phase: PHASES.creatingReplica, ready: false, requeue: true };
   }
 
+  // ---------------------------------------------------------------------------------------------
+  // The demotion, as CNPG's pkg/reconciler/replicaclusterswitch/reconciler.go drives it, one step
+  // per pass, its progress kept in status conditions: fence and ask for the transition
+  // (DesignatedPrimaryTransition=False); the instance manager stops Postgres and writes the standby
+  // configuration (=True); the operator reads the token from pg_controldata of the cleanly shut
+  // down data directory, archives the shutdown segment as .partial, publishes the token, unfences
+  // and marks the switch completed. Without a clean shutdown there is no token, ever.
+  // ---------------------------------------------------------------------------------------------
+
+  /** The operator's part on a replica Cluster; `acted`: it took this pass's step (the instance manager's part waits). */
+  private async reconcileReplicaSwitch(m: Managed, c: Cluster, inst: PgInstance, fenced: boolean, disk: "primary" | "replica"): Promise<{ acted: boolean; outcome: StepOutcome } | undefined> {
+    const transition = getCondition(c, CONDITIONS.designatedPrimaryTransition)?.status;
+    if (transition === "True") return this.reconcileDemotionToken(m, c, inst);
+    // Requested: waiting for the instance manager.
+    if (transition === "False") return undefined;
+    if (!reportsAsPrimary(m, inst, fenced, disk)) return undefined;
+    return { acted: true, outcome: await this.startTransition(m, c) };
+  }
+
+  private async startTransition(m: Managed, c: Cluster): Promise<StepOutcome> {
+    const doing = `while fencing primary cluster ${m.key} to demote it`;
+    let patch: MergePatch | undefined;
+    try {
+      patch = fenceAllPatch(c);
+    } catch (e) {
+      // CNPG's reconcile fails here and retries; nothing is fenced, nothing changes in status.
+      this.warnOnce(m, `${doing}: ${errorMessage(e)}`);
+      return { keepPhase: true };
+    }
+    const fence = patch;
+    if (fence) await this.withStep(doing, () => this.patchObject(m, fence));
+    this.log.info({ cluster: m.key }, `demoting ${m.key}: spec.replica.primary is now ${c.spec.replica?.primary}; ${fence ? "fenced" : "already fenced"}, starting the replica cluster transition`);
+    let conditions = c.status?.conditions ?? [];
+    conditions = withCondition(conditions, { type: CONDITIONS.designatedPrimaryTransition, status: "False", ...TRANSITION_REQUESTED });
+    // Recorded even when the Cluster was fenced already: cleanup lifts any "*" fencing (reconciler.go).
+    conditions = withCondition(conditions, { type: CONDITIONS.replicaClusterFencing, status: "True", ...TRANSITION_REQUESTED });
+    conditions = withCondition(conditions, { type: CONDITIONS.replicaClusterSwitch, status: "False", ...SWITCH_STARTING });
+    return { keepPhase: true, requeue: true, status: { conditions, switchReplicaClusterStatus: { ...c.status?.switchReplicaClusterStatus, inProgress: true } } };
+  }
+
   /**
-   * CNPG.md, planned switchover step 2, one step per pass: fence and mark in progress; shut down
-   * cleanly; read the token and ship the shutdown segment as .partial; publish the token; turn the
-   * data directory into a standby; unfence and mark completed (finishDemotion).
+   * The instance manager's half (instance_controller.go reconcileDesignatedPrimary): the fenced
+   * former primary's data directory gets the standby configuration, whether or not it was shut
+   * down cleanly, and the transition is reported done.
    */
-  private async demote(m: Managed, c: Cluster, inst: PgInstance): Promise<StepOutcome> {
+  private async designatedPrimaryTransition(m: Managed, c: Cluster, inst: PgInstance, params: Readonly<Record<string, string>>): Promise<StepOutcome> {
+    await this.withStep(`while demoting ${m.key}: writing the designated primary's standby configuration`, () => inst.configure(this.roleFor(c, "replica"), params));
+    m.startedWith = undefined;
+    this.log.info({ cluster: m.key }, `demoting ${m.key}: data directory configured as a standby of ${c.spec.replica?.source}`);
+    return { requeue: true, status: { conditions: withCondition(c.status?.conditions ?? [], { type: CONDITIONS.designatedPrimaryTransition, status: "True", ...TRANSITION_COMPLETED }) } };
+  }
+
+  /** reconciler.go reconcileDemotionToken: token (or a retry every demotionRetryMs), then cleanup. */
+  private async reconcileDemotionToken(m: Managed, c: Cluster, inst: PgInstance): Promise<{ acted: boolean; outcome: StepOutcome }> {
     const doing = `while demoting ${m.key}`;
-    if (!switchInProgress(c)) {
-      await this.withStep(`${doing}: fencing the primary cluster`, () => this.patchObject(m, fencePatch(["*"])));
-      this.log.info({ cluster: m.key }, `demoting ${m.key}: spec.replica.primary is now ${c.spec.replica?.primary}; fenced, starting the replica cluster transition`);
-      return {
-        ready: false,
-        requeue: true,
-        status: {
-          switchReplicaClusterStatus: { inProgress: true },
-          conditions: withCondition(c.status?.conditions ?? [], {
-            type: CONDITIONS.replicaClusterSwitch,
-            status: "False",
-            reason: "ReplicaEnabledSetTrue",
-            message: "Starting the Replica cluster transition",
-          }),
-        },
-      };
+    if (Date.now() < m.nextDemotionCheckAt) return { acted: false, outcome: { keepPhase: true } };
+    const generated = await this.generateDemotionToken(m, c, inst);
+    if (generated === undefined) {
+      m.nextDemotionCheckAt = Date.now() + this.demotionRetryMs;
+      return { acted: false, outcome: { keepPhase: true } };
     }
-    if (inst.running) {
-      const t0 = Date.now();
-      await this.withStep(`${doing}: shutting down Postgres`, () => inst.stop());
-      m.startedWith = undefined;
-      this.log.info({ cluster: m.key, ms: Date.now() - t0 }, `demoting ${m.key}: clean fast shutdown done in ${Date.now() - t0} ms`);
-      return { ready: false, requeue: true };
+    m.nextDemotionCheckAt = 0;
+    const stored = c.status?.demotionToken ?? "";
+    const fault = this.faults.get(m.key);
+    // "" means "stored token is current": the #11074 fix skips it; the injected fault writes it back.
+    const write = fault === "wipeNext" ? generated !== stored : generated !== "" && generated !== stored;
+    if (write) {
+      await this.withStep(`${doing}: setting the demotion token`, () => this.patchStatus(m, { demotionToken: generated === "" ? null : generated }));
+      if (generated === "") this.log.warn({ cluster: m.key }, `demoting ${m.key}: wrote the empty demotion token back (injected fault tokenLoss, CNPG #11074)`);
+      else this.log.info({ cluster: m.key }, `demoting ${m.key}: shutdown segment archived as .partial; demotion token published`);
     }
-    const token = await this.withStep(`${doing}: building the demotion token`, async () => {
-      let cd = await inst.controlData();
-      if (databaseClusterState(cd) !== "shut down") {
-        // Crashed before the demotion: recover offline so the token describes a clean shutdown.
-        this.log.warn({ cluster: m.key }, `demoting ${m.key}: data directory was not shut down cleanly (${databaseClusterState(cd)}); recovering offline`);
-        await inst.recoverOffline();
-        cd = await inst.controlData();
-      }
-      const content = tokenFromControlData(cd, this.operatorVersion);
-      await inst.archivePartialSegment(content.redoWalFile);
-      return encodeToken(content);
-    });
-    if (c.status?.demotionToken !== token) {
-      this.log.info({ cluster: m.key }, `demoting ${m.key}: shutdown segment archived as .partial; demotion token published`);
-      return { ready: false, requeue: true, status: { demotionToken: token } };
+    if (fault === "wipeNext") this.faults.delete(m.key);
+    if (fault === "armed") {
+      this.faults.set(m.key, "wipeNext");
+      this.log.error({ cluster: m.key }, `${doing}: while cleaning up demotion transition metadata: the patch failed (injected fault tokenLoss); retrying`);
+      return { acted: true, outcome: { keepPhase: true, requeue: true } };
     }
-    await this.withStep(`${doing}: turning the data directory into a standby`, async () => {
-      await inst.configure(this.roleFor(c, "replica"), c.spec.postgresql?.parameters ?? {});
-    });
-    return { ready: false, requeue: true };
+    return { acted: true, outcome: await this.cleanupTransitionMetadata(m, c) };
   }
 
-  private async finishDemotion(m: Managed, c: Cluster): Promise<StepOutcome> {
-    await this.withStep(`while demoting ${m.key}: unfencing`, () => this.patchObject(m, unfencePatch()));
-    this.log.info({ cluster: m.key }, `demoted ${m.key}: unfenced, completed the replica cluster transition`);
-    return {
-      ready: false,
-      requeue: true,
-      status: {
-        switchReplicaClusterStatus: { inProgress: false },
-        conditions: withCondition(c.status?.conditions ?? [], {
-          type: CONDITIONS.replicaClusterSwitch,
-          status: "True",
-          reason: "ReplicaEnabledSetTrue",
-          message: "Completed the Replica cluster transition",
-        }),
-      },
-    };
+  /**
+   * pkg/reconciler/replicaclusterswitch/shutdown_wal.go: undefined while pg_controldata does not say
+   * "shut down" (or "shut down in recovery"); "" when the stored token is already this one;
+   * otherwise the new token, once the segment holding the shutdown checkpoint is archived as .partial.
+   */
+  private async generateDemotionToken(m: Managed, c: Cluster, inst: PgInstance): Promise<string | undefined> {
+    const doing = `while demoting ${m.key}`;
+    const cd = await this.withStep(`${doing}: reading pg_controldata`, () => inst.controlData());
+    const state = databaseClusterState(cd);
+    if (!isShutDown(state)) {
+      this.warnOnce(m, `demoting ${m.key}: no demotion token while pg_controldata says "${state}" (not shut down cleanly); retrying every ${this.demotionRetryMs} ms`);
+      return undefined;
+    }
+    const content = await this.withStep(`${doing}: building the demotion token`, async () => tokenFromControlData(cd, this.operatorVersion));
+    const token = encodeToken(content);
+    if (token === (c.status?.demotionToken ?? "")) return "";
+    await this.withStep(`${doing}: archiving the shutdown checkpoint's WAL file`, () => inst.archivePartialSegment(content.redoWalFile));
+    return token;
   }
 
-  /** CNPG.md, step 4 (with a token) or the failover path (without one). */
+  /** reconciler.go cleanupTransitionMetadata: unfence (only "*" fencing, only if the demotion recorded fencing), mark completed. */
+  private async cleanupTransitionMetadata(m: Managed, c: Cluster): Promise<StepOutcome> {
+    const unfence = conditionIs(c, CONDITIONS.replicaClusterFencing, "True") && isInstanceFenced(c, FENCE_ALL);
+    if (unfence) await this.withStep(`while demoting ${m.key}: unfencing`, () => this.patchObject(m, unfencePatch()));
+    this.log.info({ cluster: m.key }, `demoted ${m.key}: ${unfence ? "unfenced, " : ""}completed the replica cluster transition`);
+    let conditions = withoutCondition(c.status?.conditions ?? [], CONDITIONS.designatedPrimaryTransition);
+    conditions = withoutCondition(conditions, CONDITIONS.replicaClusterFencing);
+    conditions = withCondition(conditions, { type: CONDITIONS.replicaClusterSwitch, status: "True", ...SWITCH_COMPLETED });
+    return { keepPhase: true, requeue: true, status: { conditions, switchReplicaClusterStatus: { ...c.status?.switchReplicaClusterStatus, inProgress: false } } };
+  }
+
+  /**
+   * CNPG.md step 4 (with a token) or the failover path (without one). A token is checked only while
+   * it differs from status.lastPromotionToken (api/v1/cluster_funcs.go ShouldPromoteFromReplicaCluster);
+   * a new token at once, an unmet one again every promotionRetryMs (instance_controller.go).
+   */
   private async promote(m: Managed, c: Cluster, inst: PgInstance, params: Readonly<Record<string, string>>): Promise<StepOutcome> {
     const doing = `while promoting ${m.key}`;
     const token = specPromotionToken(c);
-    if (token !== undefined) {
+    const check = token !== undefined && token !== c.status?.lastPromotionToken;
+    if (check) {
       if (m.refusedToken === token) return { phase: PHASES.unrecoverable, phaseReason: PROMOTION_TOKEN_MISMATCH_REASON, ready: false };
-      if (Date.now() < m.nextTokenCheckAt) return { phase: PHASES.promoting, phaseReason: m.lastTokenWait, ready: false };
-      const verdict = await this.withStep(`${doing}: checking the promotion token`, async () => {
-        let decoded: DemotionToken;
-        try {
-          decoded = decodeToken(token);
-        } catch (e) {
-          return { verdict: "fatal" as const, reason: errorMessage(e) };
-        }
-        await inst.checkpoint();
-        return checkPromotionToken(decoded, replicaControlPoint(await inst.controlData()));
-      });
+      if (m.checkedToken === token && Date.now() < m.nextTokenCheckAt) return promotionWait(c);
+      const verdict = await this.withStep(`${doing}: checking the promotion token`, () => checkTokenNow(inst, token));
+      m.checkedToken = token;
       if (verdict.verdict === "fatal") {
         m.refusedToken = token;
         this.log.error({ cluster: m.key, why: verdict.reason }, `refusing to promote ${m.key}: ${verdict.reason}`);
@@ -564,9 +653,8 @@ class Operator implements CnpgOperator {
       }
       if (verdict.verdict === "wait") {
         m.nextTokenCheckAt = Date.now() + this.promotionRetryMs;
-        m.lastTokenWait = `waiting to replay up to the promotion token: ${verdict.reason}`;
         this.log.info({ cluster: m.key }, `not promoting ${m.key} yet: ${verdict.reason}; checking again in ${this.promotionRetryMs} ms`);
-        return { phase: PHASES.promoting, phaseReason: m.lastTokenWait, ready: false };
+        return promotionWait(c);
       }
     }
     const t0 = Date.now();
@@ -575,10 +663,10 @@ class Operator implements CnpgOperator {
     // archives like "on" on a primary), so no restart is needed.
     await this.withStep(`${doing}: rewriting its settings as a primary`, () => inst.configure({ kind: "primary" }, params));
     m.startedWith = JSON.stringify({ role: { kind: "primary" }, params });
-    m.lastTokenWait = undefined;
+    m.checkedToken = undefined;
     m.nextTokenCheckAt = 0;
-    this.log.info({ cluster: m.key, ms: Date.now() - t0 }, `promoted ${m.key} ${token ? "after checking its promotion token" : "without a token (failover)"} in ${Date.now() - t0} ms`);
-    return token ? { status: { lastPromotionToken: token } } : {};
+    this.log.info({ cluster: m.key, ms: Date.now() - t0 }, `promoted ${m.key} ${check ? "after checking its promotion token" : "without checking a token (failover)"} in ${Date.now() - t0} ms`);
+    return check ? { status: { lastPromotionToken: token } } : {};
   }
 
   private async withStep<T>(doing: string, fn: () => Promise<T>): Promise<T> {
@@ -593,9 +681,21 @@ class Operator implements CnpgOperator {
     await this.api.patchNamespacedCustomObject({ group: CNPG_GROUP, version: CNPG_VERSION, namespace: m.namespace, plural: CNPG_PLURAL, name: m.name, body }, MERGE_PATCH);
   }
 
+  /** A status merge patch written at once, as CNPG's `cli.Status().Patch` in the middle of a step. */
+  private async patchStatus(m: Managed, status: MergePatch): Promise<void> {
+    await this.api.patchNamespacedCustomObjectStatus({ group: CNPG_GROUP, version: CNPG_VERSION, namespace: m.namespace, plural: CNPG_PLURAL, name: m.name, body: { status } }, MERGE_PATCH);
+  }
+
   // ---------------------------------------------------------------------------------------------
   // Status: phase, conditions and the fields pgfed reads, written only when something changed.
   // ---------------------------------------------------------------------------------------------
+
+  /** Logs a condition that holds the Cluster back once per distinct message (it is seen every pass). */
+  private warnOnce(m: Managed, message: string): void {
+    if (m.lastWarning === message) return;
+    m.lastWarning = message;
+    this.log.warn({ cluster: m.key }, message);
+  }
 
   /** Logs a failing step once per distinct message (reconcile retries it every pass). */
   private noteError(m: Managed, message: string): void {
@@ -615,15 +715,19 @@ class Operator implements CnpgOperator {
       }
     }
     const ready = outcome.ready ?? probe !== undefined;
+    const keep = outcome.keepPhase === true && typeof old.phase === "string";
     const next: Record<string, unknown> = {
-      phase: outcome.phase ?? (ready ? PHASES.healthy : PHASES.waitingForInstances),
-      phaseReason: outcome.phaseReason ?? (ready ? "" : inst?.running ? "Instance is starting" : `Instance ${m.name}-1 is not running`),
+      phase: keep ? old.phase : (outcome.phase ?? (ready ? PHASES.healthy : PHASES.waitingForInstances)),
+      phaseReason: keep ? old.phaseReason : (outcome.phaseReason ?? (ready ? "" : inst?.running ? "Instance is starting" : `Instance ${m.name}-1 is not running`)),
       instances: c?.spec.instances ?? 1,
       readyInstances: ready && probe ? 1 : 0,
       currentPrimary: `${m.name}-1`,
       targetPrimary: `${m.name}-1`,
       writeService: `${m.name}-rw`,
-      ...(probe ? { timelineID: probe.timelineID, systemID: probe.systemID } : {}),
+      // Only an instance out of recovery moves timelineID (internal/controller/cluster_status.go): stale on replica clusters.
+      ...(probe && !probe.inRecovery && probe.timelineID !== 0 ? { timelineID: probe.timelineID } : {}),
+      ...(probe ? { systemID: probe.systemID } : {}),
+      ...(c ? clearedTokens(c) : {}),
       ...(outcome.status ?? {}),
     };
     let conditions = (next.conditions as Condition[] | undefined) ?? c?.status?.conditions ?? [];
@@ -633,7 +737,7 @@ class Operator implements CnpgOperator {
       reason: ready && probe ? "ClusterIsReady" : "ClusterIsNotReady",
       message: ready && probe ? "Cluster is Ready" : "Cluster Is Not Ready",
     });
-    const archiving = probe ? archivingCondition(probe) : undefined;
+    const archiving = probe && inst ? archivingCondition(probe, await inst.lastArchiveError()) : undefined;
     if (archiving) conditions = withCondition(conditions, archiving);
     next.conditions = conditions;
 
@@ -657,16 +761,87 @@ interface ConditionInput {
   message: string;
 }
 
-/** ContinuousArchiving from pg_stat_archiver: failing when the last failure is newer than the last success. */
-function archivingCondition(p: InstanceProbe): ConditionInput | undefined {
+/**
+ * ContinuousArchiving from pg_stat_archiver: failing when the last failure is newer than the last
+ * success. Messages as CNPG's instance manager writes them: a fixed text on success, the archive
+ * command's own error on failure (pkg/management/postgres/webserver/local.go).
+ */
+function archivingCondition(p: InstanceProbe, lastError: string | undefined): ConditionInput | undefined {
   const a = p.archiver;
   const failedAt = a.lastFailedTime?.getTime() ?? 0;
   const okAt = a.lastArchivedTime?.getTime() ?? 0;
   if (a.failedCount > 0 && failedAt > okAt) {
-    return { type: CONDITIONS.continuousArchiving, status: "False", reason: "ContinuousArchivingFailing", message: `archiving ${a.lastFailedWal ?? "WAL"} failed` };
+    return { type: CONDITIONS.continuousArchiving, status: "False", reason: "ContinuousArchivingFailing", message: lastError ?? `archiving ${a.lastFailedWal ?? "WAL"} failed` };
   }
-  if (a.archivedCount > 0) return { type: CONDITIONS.continuousArchiving, status: "True", reason: "ContinuousArchivingSuccess", message: "" };
+  if (a.archivedCount > 0) return { type: CONDITIONS.continuousArchiving, status: "True", reason: "ContinuousArchivingSuccess", message: "Continuous archiving is working" };
   return undefined;
+}
+
+// Condition reasons and messages of the demotion (pkg/reconciler/replicaclusterswitch/reconciler.go, conditions/conditions.go).
+const TRANSITION_REQUESTED = { reason: "ReplicaClusterAfterCreation", message: "Enabled external cluster after a node was generated" } as const;
+const TRANSITION_COMPLETED = { reason: "TransitionCompleted", message: "Instance Manager has completed the DesignatedPrimary transition" } as const;
+const SWITCH_STARTING = { reason: "ReplicaEnabledSetTrue", message: "Starting the Replica cluster transition" } as const;
+const SWITCH_COMPLETED = { reason: "ReplicaEnabledSetTrue", message: "Completed the Replica cluster transition" } as const;
+
+/** The stand-in's only instance. */
+function podName(m: Managed): string {
+  return `${m.name}-1`;
+}
+
+/**
+ * Whether CNPG would see a primary instance (reconciler.go containsPrimaryInstance): a running one
+ * reports `NOT pg_is_in_recovery()`; a fenced one reports the role on disk
+ * (pkg/management/postgres/probes.go); a held one (lost node) reports nothing; an unfenced one not
+ * running yet is first started by its instance manager.
+ */
+function reportsAsPrimary(m: Managed, inst: PgInstance, fenced: boolean, disk: "primary" | "replica"): boolean {
+  return disk === "primary" && !m.held && (inst.running || fenced);
+}
+
+/** pkg/utils/parser.go PgDataState.IsShutdown. */
+function isShutDown(state: string): boolean {
+  return state === "shut down" || state === "shut down in recovery";
+}
+
+/**
+ * internal/controller/cluster_status.go: lastPromotionToken is emptied once the spec has no token
+ * (only with a replica stanza), demotionToken on a primary; empty + omitempty = the field removed.
+ */
+function clearedTokens(c: Cluster): Record<string, null> {
+  const out: Record<string, null> = {};
+  if (c.spec.replica !== undefined && specPromotionToken(c) === undefined && c.status?.lastPromotionToken !== undefined) out.lastPromotionToken = null;
+  if (clusterRole(c) === "primary" && c.status?.demotionToken !== undefined) out.demotionToken = null;
+  return out;
+}
+
+/**
+ * Waiting for a promotion token: the operator registers `Promoting to primary cluster` with its
+ * reason unless the phase is already that or unrecoverable (internal/controller/cluster_controller.go);
+ * the instance manager sets the phase only, so a reason already there stays.
+ */
+function promotionWait(c: Cluster): StepOutcome {
+  const phase = c.status?.phase;
+  const keepReason = phase === PHASES.promoting || phase === PHASES.unrecoverable;
+  return { phase: PHASES.promoting, phaseReason: keepReason ? (c.status?.phaseReason ?? "") : REPLICA_PROMOTION_IN_PROGRESS_REASON, ready: false };
+}
+
+/**
+ * internal/management/controller/instance_token.go: restartpoint, then compare with pg_controldata.
+ * A token that does not decode is not a verification error there: it is retried, never fatal.
+ */
+async function checkTokenNow(inst: PgInstance, token: string): Promise<TokenVerdict> {
+  let decoded: DemotionToken;
+  try {
+    decoded = decodeToken(token);
+  } catch (e) {
+    return { verdict: "wait", reason: `while decoding the promotion token: ${errorMessage(e)}` };
+  }
+  await inst.checkpoint();
+  return checkPromotionToken(decoded, replicaControlPoint(await inst.controlData()));
+}
+
+function withoutCondition(conds: readonly Condition[], type: string): Condition[] {
+  return conds.filter((c) => c.type !== type);
 }
 
 /** Sets a condition like meta.SetStatusCondition: lastTransitionTime changes only when status does. */

@@ -40,13 +40,16 @@ export async function createRowsTable(conn: PgConnectionInfo): Promise<void> {
   }
 }
 
-/** Starts inserting ids 1, 2, 3… into `target()` (asked again after every failure), `pauseMs` apart. */
-export function startRowWriter(target: () => PgConnectionInfo, pauseMs = 5): RowWriter {
+/**
+ * Starts inserting ids `firstId`, `firstId + 1`… into `target()` (asked again after every
+ * failure), `pauseMs` apart. Start past the ids already in the table: a taken id fails and is skipped.
+ */
+export function startRowWriter(target: () => PgConnectionInfo, pauseMs = 5, opts: { firstId?: number } = {}): RowWriter {
   const committed: number[] = [];
   const inDoubt: number[] = [];
   let failures = 0;
   let lastError: string | undefined;
-  let nextId = 1;
+  let nextId = opts.firstId ?? 1;
   let lastOkAt = Date.now();
   let maxGapMs = 0;
   let maxGapStartedAt = lastOkAt;

@@ -260,11 +260,11 @@ describe("region agent", () => {
     timings.push(`observation of a created (unreadable) Cluster: ${(performance.now() - t).toFixed(1)} ms after create`);
     expect(bad.data.reason).toMatch(/invalid CNPG Cluster/);
 
-    // A change the coordinator reads (one instance fenced) is published at once, not at the next heartbeat.
+    // A change the coordinator reads (all instances fenced) is published at once, not at the next heartbeat.
     from = seen.length;
     t = performance.now();
-    must(servers, "us").store.patch("clusters", { namespace: NS, name: "pg-us" }, { metadata: { annotations: { "cnpg.io/fencedInstances": '["pg-us-2"]' } } });
-    await waitMessage("pg-us observed as (partly) fenced", isObs("pg-us", (o) => o.fenced), { from });
+    must(servers, "us").store.patch("clusters", { namespace: NS, name: "pg-us" }, { metadata: { annotations: { "cnpg.io/fencedInstances": '["*"]' } } });
+    await waitMessage("pg-us observed as fenced", isObs("pg-us", (o) => o.fenced), { from });
     const changeMs = performance.now() - t;
     timings.push(`observation after a Cluster change: ${changeMs.toFixed(1)} ms`);
     expect(changeMs).toBeLessThan(HEARTBEAT_MS);

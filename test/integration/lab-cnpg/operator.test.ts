@@ -2,15 +2,17 @@
  * Layer 2 of the CNPG stand-in: two regions (two Kubernetes API stand-ins), one operator each,
  * driven only through @kubernetes/client-node with the merge patches CNPG.md lists, over real
  * Postgres. Proves what pgfed relies on: token-checked switchover with zero loss, refused tokens,
- * failover without a token, fencing, kill and restart.
+ * failover without a token, fencing, kill and restart, and CNPG 1.30's strictness: no demotion
+ * token without a clean shutdown, tokens cleared, the #11074 token-loss fault, CNPG's reading of
+ * the fencing annotation, a stale timelineID on replica clusters.
  */
-import { chmod, mkdtemp, rm } from "node:fs/promises";
+import { chmod, mkdtemp, readFile, readdir, rm } from "node:fs/promises";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { PHASES, PROMOTION_TOKEN_MISMATCH_REASON, decodeToken, encodeToken, type Cluster } from "../../../src/cnpg/index.js";
+import { CONDITIONS, PHASES, PROMOTION_TOKEN_MISMATCH_REASON, REPLICA_PROMOTION_IN_PROGRESS_REASON, databaseClusterState, decodeToken, encodeToken, type Cluster, type Condition } from "../../../src/cnpg/index.js";
 import { startKubeApi, writeKubeconfig, type KubeApiServer } from "../../../src/lab/kube-api/index.js";
 import { ExternalClusterRegistry } from "../../../src/lab/cnpg/registry.js";
 import { startCnpgOperator, type CnpgOperator } from "../../../src/lab/cnpg/operator.js";
@@ -24,6 +26,9 @@ import { postgresDescendants, replayedTimeline, rowIds } from "../../support/pos
 
 const NS = "db";
 const TOKEN = "test-token";
+// Short CNPG retry intervals (CNPG: 10 s each; defaults.test.ts shows those).
+const TIMING = { pollIntervalMs: 100, promotionRetryMs: 250, demotionRetryMs: 300 } as const;
+const FENCE = "cnpg.io/fencedInstances";
 const MERGE = setHeaderOptions("Content-Type", PatchStrategy.MergePatch);
 const REGIONS = ["eu", "us"] as const;
 type Region = (typeof REGIONS)[number];
@@ -57,6 +62,14 @@ const ref = (region: Region, name: string): ClusterRef => ({ api: api(region), n
 const getCluster = (region: Region, name: string): Promise<Cluster> => readCluster(ref(region, name));
 const waitCluster = (region: Region, name: string, what: string, ok: (c: Cluster) => boolean, timeoutMs?: number): Promise<Cluster> => awaitCluster(ref(region, name), what, ok, timeoutMs);
 
+const condition = (c: Cluster, type: string): Condition | undefined => c.status?.conditions?.find((k) => k.type === type);
+
+/** A demotion that completed after `before` was read: a new ReplicaClusterSwitch=True (not the one of an earlier demotion). */
+const demotionCompletedSince = (before: Cluster) => (c: Cluster): boolean => {
+  const done = condition(c, CONDITIONS.replicaClusterSwitch);
+  return c.status?.switchReplicaClusterStatus?.inProgress === false && done?.status === "True" && done.lastTransitionTime !== condition(before, CONDITIONS.replicaClusterSwitch)?.lastTransitionTime;
+};
+
 async function patch(region: Region, name: string, body: object): Promise<void> {
   await api(region).patchNamespacedCustomObject({ group: "postgresql.cnpg.io", version: "v1", namespace: NS, plural: "clusters", name, body }, MERGE);
 }
@@ -78,6 +91,12 @@ async function createPair(eu: string, us: string, streaming: boolean): Promise<v
   await waitCluster("eu", eu, "healthy", healthy);
   await api("us").createNamespacedCustomObject({ group: "postgresql.cnpg.io", version: "v1", namespace: NS, plural: "clusters", body: clusterManifest(us, eu, eu, members, { streaming, replica: true }) });
   await waitCluster("us", us, "healthy", healthy);
+}
+
+/** One past the highest row id, so a new writer does not spend its time on taken ids. */
+async function nextRowId(inst: PgInstance): Promise<number> {
+  const rows = await inst.query<{ n: string }>(`SELECT coalesce(max(id), 0) + 1 AS n FROM ${ROWS_TABLE}`);
+  return Number(rows[0]?.n ?? 1);
 }
 
 async function inRecovery(inst: PgInstance): Promise<boolean> {
@@ -104,7 +123,7 @@ async function switchover(label: string, from: { region: Region; name: string },
   const fromInst = instanceOf(from.region, from.name);
   const toInst = instanceOf(to.region, to.name);
   let target = fromInst.connection;
-  const writer = startRowWriter(() => target, 2);
+  const writer = startRowWriter(() => target, 2, { firstId: await nextRowId(fromInst) });
   await waitFor("rows before the switchover", () => writer.committedCount > 50, 20_000);
 
   const t0 = Date.now();
@@ -134,6 +153,12 @@ async function switchover(label: string, from: { region: Region; name: string },
   await waitFor(`${from.name} to replay timeline ${decoded.timeline + 1}`, async () => (await replayedTimeline(fromInst)) === decoded.timeline + 1, 30_000, 100);
   const tFollowing = Date.now();
   expect(await inRecovery(fromInst)).toBe(true);
+  // CNPG moves timelineID only from an instance out of recovery: the demoted side keeps its old one.
+  const after = await getCluster(from.region, from.name);
+  expect(after.status?.timelineID).toBe(decoded.timeline);
+  expect(after.metadata.annotations?.[FENCE]).toBeUndefined();
+  expect(after.status?.conditions?.map((k) => k.type)).not.toContain(CONDITIONS.designatedPrimaryTransition);
+  expect(after.status?.conditions?.map((k) => k.type)).not.toContain(CONDITIONS.replicaClusterFencing);
 
   const onNew = await rowIds(toInst);
   expect(report.committed.filter((id) => !onNew.has(id))).toEqual([]);
@@ -156,7 +181,7 @@ beforeAll(async () => {
     const forOperator = new KubeConfig();
     forOperator.loadFromFile(kubeconfig);
     forOperator.setCurrentContext(region);
-    operators.set(region, await startCnpgOperator({ region, kube: forOperator, dataDir: join(labDir, "data"), registry, pollIntervalMs: 100, promotionRetryMs: 250, log: testLog() }));
+    operators.set(region, await startCnpgOperator({ region, kube: forOperator, dataDir: join(labDir, "data"), registry, ...TIMING, log: testLog() }));
     const forTest = new KubeConfig();
     forTest.loadFromFile(kubeconfig);
     forTest.setCurrentContext(region);
@@ -180,6 +205,8 @@ describe("CNPG stand-in through the Kubernetes API", () => {
     const us = await getCluster("us", "pg-us");
     expect(eu.status).toMatchObject({ currentPrimary: "pg-eu-1", targetPrimary: "pg-eu-1", writeService: "pg-eu-rw", instances: 3, readyInstances: 1, timelineID: 1 });
     expect(us.status?.systemID).toBe(eu.status?.systemID);
+    // Never out of recovery, so CNPG never wrote a timeline for it.
+    expect(us.status?.timelineID).toBeUndefined();
     expect(eu.status?.conditions?.find((c) => c.type === "Ready")?.status).toBe("True");
     expect(await inRecovery(instanceOf("us", "pg-us"))).toBe(true);
     const probe = await instanceOf("us", "pg-us").probe();
@@ -201,7 +228,8 @@ describe("CNPG stand-in through the Kubernetes API", () => {
 
     const ahead = encodeToken({ ...token, latestCheckpointREDOLocation: formatLsn(token.redoLsn + 0x10000000n) });
     await patch("eu", "pg-eu", { spec: { replica: { primary: "pg-eu", promotionToken: ahead } } });
-    await waitCluster("eu", "pg-eu", "waiting to replay up to the token", (c) => c.status?.phase === PHASES.promoting);
+    const waiting = await waitCluster("eu", "pg-eu", "waiting to replay up to the token", (c) => c.status?.phase === PHASES.promoting);
+    expect(waiting.status?.phaseReason).toBe(REPLICA_PROMOTION_IN_PROGRESS_REASON);
     expect(await inRecovery(eu)).toBe(true);
 
     const behind = encodeToken({ ...token, latestCheckpointREDOLocation: "0/1000028" });
@@ -223,6 +251,35 @@ describe("CNPG stand-in through the Kubernetes API", () => {
     expect(c.status?.timelineID).toBe(3);
     await waitCluster("us", "pg-us", "following as a replica", healthy);
     await waitFor("pg-us to replay timeline 3", async () => (await replayedTimeline(instanceOf("us", "pg-us"))) === 3, 30_000, 100);
+  });
+
+  it("clears demotionToken on a primary and lastPromotionToken once the spec drops the token (fields removed)", async () => {
+    // pg-eu was demoted in the first switchover and is a primary again: its old demotion token is gone.
+    await waitCluster("eu", "pg-eu", "demotion token cleared on the primary", (c) => c.status?.demotionToken === undefined);
+    const before = await getCluster("eu", "pg-eu");
+    expect(before.status?.lastPromotionToken).toBe(before.spec.replica?.promotionToken);
+    await patch("eu", "pg-eu", { spec: { replica: { promotionToken: null } } });
+    await waitCluster("eu", "pg-eu", "lastPromotionToken cleared", (c) => c.status?.lastPromotionToken === undefined);
+    const raw = (await api("eu").getNamespacedCustomObject({ group: "postgresql.cnpg.io", version: "v1", namespace: NS, plural: "clusters", name: "pg-eu" })) as { status: Record<string, unknown> };
+    expect(Object.keys(raw.status)).not.toContain("lastPromotionToken");
+    expect(Object.keys(raw.status)).not.toContain("demotionToken");
+    // The replica keeps its demotion token.
+    expect((await getCluster("us", "pg-us")).status?.demotionToken).toBeTruthy();
+  });
+
+  it("reads the fencing annotation as CNPG: unparseable and JSON null fence nothing", async () => {
+    const eu = instanceOf("eu", "pg-eu");
+    const pid = eu.pid;
+    for (const value of ["not json", "null", '["pg-eu-1", 7]', '"*"']) {
+      await patch("eu", "pg-eu", { metadata: { annotations: { [FENCE]: value } } });
+      // Several passes: a fenced instance would stop within one.
+      await new Promise((r) => setTimeout(r, 500));
+      const c = await waitCluster("eu", "pg-eu", `still healthy with ${value}`, healthy);
+      expect(c.metadata.annotations?.[FENCE]).toBe(value);
+      expect(eu.pid).toBe(pid);
+      expect(await acceptsTcp(eu.port)).toBe(true);
+    }
+    await patch("eu", "pg-eu", { metadata: { annotations: { [FENCE]: null } } });
   });
 
   it("fencing stops Postgres (connections refused) and unfencing brings it back as the spec says", async () => {
@@ -263,18 +320,22 @@ describe("CNPG stand-in through the Kubernetes API", () => {
       await eu.query(`INSERT INTO ${ROWS_TABLE} (id) VALUES (1000001)`);
       await eu.query("SELECT pg_switch_wal()");
       const c = await waitCluster("eu", "pg-eu", "archiving failing", (k) => k.status?.conditions?.find((x) => x.type === "ContinuousArchiving")?.status === "False");
-      expect(c.status?.conditions?.find((x) => x.type === "ContinuousArchiving")?.reason).toBe("ContinuousArchivingFailing");
+      const failing = c.status?.conditions?.find((x) => x.type === "ContinuousArchiving");
+      expect(failing?.reason).toBe("ContinuousArchivingFailing");
+      // The archive command's own error, as CNPG's wal-archive reports it.
+      expect(failing?.message).toMatch(/^archive-wal: cannot copy [0-9A-F]{24} into .*Permission denied/);
     } finally {
       await chmod(eu.archiveDir, 0o755);
     }
-    await waitCluster("eu", "pg-eu", "archiving ok again", (c) => c.status?.conditions?.find((k) => k.type === "ContinuousArchiving")?.status === "True");
+    const ok = await waitCluster("eu", "pg-eu", "archiving ok again", (c) => c.status?.conditions?.find((k) => k.type === "ContinuousArchiving")?.status === "True");
+    expect(ok.status?.conditions?.find((k) => k.type === "ContinuousArchiving")).toMatchObject({ reason: "ContinuousArchivingSuccess", message: "Continuous archiving is working" });
   });
 
-  it("demotes a primary that crashed with its operator, once a new operator starts, losing no committed row", async () => {
+  it("demotes a primary that crashed with its operator once the new operator restarted it unfenced (crash recovery on start), losing no committed row", async () => {
     const eu = instanceOf("eu", "pg-eu");
     const port = eu.port;
     const previousToken = (await getCluster("eu", "pg-eu")).status?.demotionToken;
-    const writer = startRowWriter(() => eu.connection, 1);
+    const writer = startRowWriter(() => eu.connection, 1, { firstId: await nextRowId(eu) });
     await waitFor("rows on pg-eu", () => writer.committedCount > 100, 20_000);
     // Region lost: operator and Postgres die together (SIGKILL, no shutdown checkpoint).
     await operator("eu").stop({ kill: true });
@@ -284,7 +345,7 @@ describe("CNPG stand-in through the Kubernetes API", () => {
     const kc = new KubeConfig();
     kc.loadFromFile(kubeconfig);
     kc.setCurrentContext("eu");
-    operators.set("eu", await startCnpgOperator({ region: "eu", kube: kc, dataDir: join(labDir, "data"), registry, pollIntervalMs: 100, promotionRetryMs: 250, log: testLog() }));
+    operators.set("eu", await startCnpgOperator({ region: "eu", kube: kc, dataDir: join(labDir, "data"), registry, ...TIMING, log: testLog() }));
     const demoted = await waitCluster("eu", "pg-eu", "a new demotion token", (c) => (c.status?.demotionToken ?? previousToken) !== previousToken && c.status?.switchReplicaClusterStatus?.inProgress === false);
     const token = demoted.status?.demotionToken ?? "";
     await patch("us", "pg-us", { spec: { replica: { primary: "pg-us", promotionToken: token } } });
@@ -292,8 +353,56 @@ describe("CNPG stand-in through the Kubernetes API", () => {
     const onUs = await rowIds(instanceOf("us", "pg-us"));
     expect(report.committed.filter((id) => !onUs.has(id))).toEqual([]);
     await waitCluster("eu", "pg-eu", "following pg-us", healthy);
+    // Recovered by starting Postgres (as CNPG's instance manager does at pod start), not offline.
+    expect(await readFile(instanceOf("eu", "pg-eu").logFile, "utf8")).toMatch(/automatic recovery in progress/);
     expect(instanceOf("eu", "pg-eu").port).toBe(port);
     expect(await inRecovery(instanceOf("eu", "pg-eu"))).toBe(true);
+  });
+
+  it("a completed demotion lifts fencing that was there before it (CNPG records only that it fenced, in ReplicaClusterFencing)", async () => {
+    const us = instanceOf("us", "pg-us");
+    // One instance fenced first: the demotion's fencing replaces it with "*", and its cleanup lifts all of it.
+    await patch("us", "pg-us", { metadata: { annotations: { [FENCE]: '["pg-us-1"]' } } });
+    await waitCluster("us", "pg-us", "fenced by pod name", (c) => c.status?.readyInstances === 0);
+    expect(await acceptsTcp(us.port)).toBe(false);
+    const before = await getCluster("us", "pg-us");
+    await patch("us", "pg-us", { spec: { replica: { primary: "pg-eu", source: "pg-eu", promotionToken: null } } });
+    const demoted = await waitCluster("us", "pg-us", "demotion completed", demotionCompletedSince(before));
+    expect(demoted.metadata.annotations?.[FENCE]).toBeUndefined();
+    expect(condition(demoted, CONDITIONS.replicaClusterSwitch)).toMatchObject({ reason: "ReplicaEnabledSetTrue", message: "Completed the Replica cluster transition" });
+    const token = demoted.status?.demotionToken ?? "";
+    expect(decodeToken(token).timeline).toBe(demoted.status?.timelineID);
+    await patch("eu", "pg-eu", { spec: { replica: { primary: "pg-eu", promotionToken: token } } });
+    await waitCluster("eu", "pg-eu", "promoted with the token", (c) => c.status?.lastPromotionToken === token && healthy(c));
+    await waitCluster("us", "pg-us", "following pg-eu", healthy);
+    await patch("eu", "pg-eu", { spec: { replica: { promotionToken: null } } });
+  });
+
+  it("with the tokenLoss fault (CNPG #11074) a demotion completes without its token, once", async () => {
+    operator("eu").injectFault(NS, "pg-eu", "tokenLoss");
+    const before = await getCluster("eu", "pg-eu");
+    await patch("eu", "pg-eu", { spec: { replica: { primary: "pg-us", source: "pg-us", promotionToken: null } } });
+    const lost = await waitCluster("eu", "pg-eu", "demotion completed", demotionCompletedSince(before));
+    expect(lost.status?.demotionToken).toBeUndefined();
+    const eu = instanceOf("eu", "pg-eu");
+    expect(eu.diskRole).toBe("replica");
+    await waitCluster("eu", "pg-eu", "running as a standby", healthy);
+    expect(await inRecovery(eu)).toBe(true);
+    // The shutdown segment was archived all the same: only the status lost the token.
+    expect((await readdir(eu.archiveDir)).some((f) => f.endsWith(".partial"))).toBe(true);
+
+    // No token to promote with: fail over to pg-us once it has replayed pg-eu's shutdown checkpoint.
+    const us = instanceOf("us", "pg-us");
+    const end = (await eu.query<{ lsn: string }>("SELECT pg_last_wal_replay_lsn()::text AS lsn"))[0]?.lsn ?? "";
+    await waitFor(`pg-us to replay up to ${end}`, async () => (await us.query<{ ok: boolean }>("SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn AS ok", [end]))[0]?.ok === true, 30_000, 50);
+    await patch("us", "pg-us", { spec: { replica: { primary: "pg-us", promotionToken: null } } });
+    await waitCluster("us", "pg-us", "promoted without a token", (c) => healthy(c) && c.status?.demotionToken === undefined);
+    expect(await inRecovery(us)).toBe(false);
+    await waitCluster("eu", "pg-eu", "following pg-us", healthy);
+
+    await switchover("after a token loss", { region: "us", name: "pg-us" }, { region: "eu", name: "pg-eu" });
+    // The fault fired once: pg-eu's next demotion publishes its token (switchover() asserts it).
+    await switchover("fault spent", { region: "eu", name: "pg-eu" }, { region: "us", name: "pg-us" });
   });
 
   it("switches over an archive-only pair, then fails back over without a token", async () => {
@@ -309,6 +418,34 @@ describe("CNPG stand-in through the Kubernetes API", () => {
     expect(await inRecovery(instanceOf("eu", "pg-eu2"))).toBe(false);
     expect(c.status?.lastPromotionToken).toBeUndefined();
     timings.push(`[failover without token] patch → healthy primary on timeline 3: ${Date.now() - t0} ms`);
+  });
+
+  it("never demotes a primary that crashed and was fenced before it restarted: no token, switch in progress, still fenced", async () => {
+    await createPair("pg-eu3", "pg-us3", true);
+    const eu = instanceOf("eu", "pg-eu3");
+    // Region lost (SIGKILL, held); when it returns pgfed fences the Cluster before the instance restarts.
+    await operator("eu").killInstance(NS, "pg-eu3");
+    await patch("eu", "pg-eu3", { metadata: { annotations: { [FENCE]: '["*"]' } } });
+    await operator("eu").restartInstance(NS, "pg-eu3");
+    const before = await waitCluster("eu", "pg-eu3", "fenced and down", (c) => c.status?.phaseReason === "Instance pg-eu3-1 is fenced");
+    await patch("eu", "pg-eu3", { spec: { replica: { primary: "pg-us3", source: "pg-us3", promotionToken: null } } });
+    const stuck = await waitCluster("eu", "pg-eu3", "designated primary transition done", (c) => condition(c, CONDITIONS.designatedPrimaryTransition)?.status === "True");
+    expect(condition(stuck, CONDITIONS.designatedPrimaryTransition)).toMatchObject({ reason: "TransitionCompleted", message: "Instance Manager has completed the DesignatedPrimary transition" });
+    expect(condition(stuck, CONDITIONS.replicaClusterFencing)).toMatchObject({ status: "True", reason: "ReplicaClusterAfterCreation" });
+
+    // Several retries later (every 300 ms here, 10 s in CNPG): still no token, and never will be.
+    await new Promise((r) => setTimeout(r, 2_000));
+    const later = await getCluster("eu", "pg-eu3");
+    expect(later.status?.demotionToken).toBeUndefined();
+    expect(later.status?.switchReplicaClusterStatus?.inProgress).toBe(true);
+    expect(condition(later, CONDITIONS.replicaClusterSwitch)).toMatchObject({ status: "False", reason: "ReplicaEnabledSetTrue", message: "Starting the Replica cluster transition" });
+    expect(later.metadata.annotations?.[FENCE]).toBe('["*"]');
+    expect({ phase: later.status?.phase, reason: later.status?.phaseReason }).toEqual({ phase: before.status?.phase, reason: before.status?.phaseReason });
+    // A fenced instance never starts Postgres, so the crashed data directory is never recovered.
+    expect(eu.running).toBe(false);
+    expect(await acceptsTcp(eu.port)).toBe(false);
+    expect(databaseClusterState(await eu.controlData())).toBe("in production");
+    expect((await readdir(eu.archiveDir)).filter((f) => f.endsWith(".partial"))).toEqual([]);
   });
 
   it("puts a bad object in a phase with a reason and keeps running", async () => {
