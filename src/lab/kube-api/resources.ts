@@ -2,7 +2,9 @@
  * The resources the stand-in serves and how the real API server treats each of them: scope,
  * subresources, whether writes need a resourceVersion, which field selectors it accepts.
  */
+import { CLUSTER_PRINTER_COLUMNS, CLUSTER_SCHEMA, type PrinterColumn } from "./cluster-schema.js";
 import type { GroupResource } from "./status.js";
+import type { StructuralSchema } from "./structural-schema.js";
 import type { ResourceName } from "./types.js";
 
 export type Subresource = "status" | "scale";
@@ -26,6 +28,10 @@ export interface ResourceDef {
   strategicMerge: boolean;
   /** Field selectors beyond metadata.name / metadata.namespace, as dotted paths into the object. */
   extraFieldSelectors: string[];
+  /** The CRD's structural schema (custom resources only): pruning, validation, field ownership, OpenAPI. */
+  schema?: StructuralSchema;
+  /** The CRD's additionalPrinterColumns, for Table responses (core types print name and age). */
+  printerColumns?: PrinterColumn[];
 }
 
 const VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
@@ -49,6 +55,8 @@ export const RESOURCES: Readonly<Record<ResourceName, ResourceDef>> = {
     unconditionalUpdate: false,
     strategicMerge: false,
     extraFieldSelectors: [],
+    schema: CLUSTER_SCHEMA,
+    printerColumns: CLUSTER_PRINTER_COLUMNS,
   },
   namespaces: {
     name: "namespaces",

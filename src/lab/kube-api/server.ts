@@ -9,6 +9,7 @@ import { createServer as createHttpsServer } from "node:https";
 import { readFile } from "node:fs/promises";
 import type { Socket } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
+import { parse as parseYaml } from "yaml";
 import { wrapError } from "../../errors.js";
 import type { Logger } from "../../log.js";
 import { authenticate, isAllowed } from "./auth.js";
@@ -16,13 +17,17 @@ import { cnpgAdmission } from "./cnpg-admission.js";
 import { apiGroup, apiGroupList, apiResourceList, apiVersions, openApiV3Document, openApiV3Root, versionInfo } from "./discovery.js";
 import { applyMergePatch } from "../../cnpg/index.js";
 import { applyJsonPatch, parseJsonPatch, PatchError } from "./json-patch.js";
+import { managerName } from "./managed-fields.js";
 import { decodeObject } from "./objects.js";
+import { decodeNamespace, PROTOBUF } from "./protobuf.js";
 import { apiVersionOf, findResource, groupResource, type ResourceDef } from "./resources.js";
 import { matchesFilter, type ObjectFilter } from "./selectors.js";
-import { KubeStore, type PatchType, type WriteOptions } from "./store.js";
+import { KubeStore, type FieldValidation, type PatchType, type WriteOptions } from "./store.js";
+import { tableOf, wantsTable, type IncludeObject } from "./table.js";
 import {
   badRequest,
   expired,
+  invalid,
   failure,
   forbidden,
   injectedFault,
@@ -114,11 +119,16 @@ function mediaType(header: string | undefined): string {
   return (header ?? "").split(";")[0]?.trim().toLowerCase() ?? "";
 }
 
-function sendJson(res: ServerResponse, code: number, body: unknown, extraHeaders: Record<string, string> = {}): void {
+function sendJson(res: ServerResponse, code: number, body: unknown, extraHeaders: Record<string, string | string[]> = {}): void {
   if (res.headersSent || res.destroyed) return;
   const text = JSON.stringify(body);
   res.writeHead(code, { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(text), "Cache-Control": "no-cache, private", ...extraHeaders });
   res.end(text);
+}
+
+/** `Warning: 299 - "<text>"` headers, one per warning (apiserver pkg/warning). */
+function warningHeaders(warnings: string[]): Record<string, string[]> {
+  return warnings.length > 0 ? { Warning: warnings.map((w) => `299 - ${JSON.stringify(w)}`) } : {};
 }
 
 function sendStatus(res: ServerResponse, status: KubeStatus): void {
@@ -243,7 +253,7 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApiServer>
   const admission = opts.admission === false ? undefined : (opts.admission ?? cnpgAdmission);
   const store = new KubeStore({ watchHistory: opts.watchHistory ?? 1000, admission, logger });
   for (const ns of new Set(["default", "kube-system", "kube-public", ...(opts.namespaces ?? [])])) {
-    store.create("namespaces", { metadata: { name: ns } }, { skipAdmission: true });
+    store.create("namespaces", { metadata: { name: ns } }, { skipAdmission: true, fieldManager: "kube-apiserver" });
   }
   const bookmarkIntervalMs = opts.bookmarkIntervalMs ?? 10_000;
 
@@ -352,7 +362,7 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApiServer>
       if (method !== "GET" && discovery(segs)) throw methodNotAllowed();
       throw pathNotFound();
     }
-    return resourceRequest(id, res, method, url.searchParams, body, r, req.headers["content-type"]);
+    return resourceRequest(id, req, res, method, url.searchParams, body, r);
   };
 
   const discovery = (segs: string[]): Record<string, unknown> | undefined => {
@@ -368,26 +378,30 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApiServer>
     return undefined;
   };
 
-  const resourceRequest = async (
-    id: TokenIdentity,
-    res: ServerResponse,
-    method: string,
-    q: URLSearchParams,
-    rawBody: Buffer,
-    r: Route,
-    contentType: string | undefined,
-  ): Promise<void> => {
+  const resourceRequest = async (id: TokenIdentity, req: IncomingMessage, res: ServerResponse, method: string, q: URLSearchParams, rawBody: Buffer, r: Route): Promise<void> => {
     const { def, namespace, name, subresource } = r;
+    const contentType = req.headers["content-type"];
     const gr = groupResource(def);
     const verb = verbOf(method, r, q);
     if (!verb) throw methodNotAllowed();
     if (!isAllowed(id, verb, def.name, subresource)) throw forbidden(id.name, verb, gr, subresource, namespace, name);
-    const wo: WriteOptions = { dryRun: q.getAll("dryRun").includes("All") };
+    const warnings: string[] = [];
+    const wo: WriteOptions = {
+      dryRun: q.getAll("dryRun").includes("All"),
+      fieldManager: managerName(q.get("fieldManager"), req.headers["user-agent"]),
+      fieldValidation: fieldValidationOf(q),
+      warnings,
+    };
+    checkFieldManager(q.get("fieldManager"), verb);
     const ref = { namespace, name: name ?? "" };
+    const table = wantsTable(req.headers.accept) && subresource === undefined;
+    const include = includeObjectOf(q);
+    const send = (code: number, body: unknown) => sendJson(res, code, body, warningHeaders(warnings));
 
     switch (verb) {
       case "get": {
         const obj = store.read(def.name, ref);
+        if (table) return sendJson(res, 200, tableOf(def, [obj], { resourceVersion: obj.metadata.resourceVersion ?? "", include }));
         return sendJson(res, 200, subresource === "scale" ? scaleOf(obj) : obj);
       }
       case "list":
@@ -395,23 +409,23 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApiServer>
         const filter = store.filterFor(def.name, { namespace, labelSelector: q.get("labelSelector") ?? "", fieldSelector: q.get("fieldSelector") ?? "" });
         if (verb === "watch") {
           if (name !== undefined) filter.fields.push({ field: "metadata.name", op: "eq", value: name });
-          return serveWatch(res, def, filter, q);
+          return serveWatch(res, def, filter, q, table ? include : undefined);
         }
         const limit = Number(q.get("limit") ?? "0");
         const list = store.listFiltered(def.name, filter, Number.isInteger(limit) && limit > 0 ? limit : undefined, q.get("continue") ?? undefined);
+        if (table) return sendJson(res, 200, tableOf(def, list.items, { resourceVersion: list.resourceVersion, include, ...(list.continue ? { continueToken: list.continue } : {}) }));
         const metadata: Record<string, unknown> = { resourceVersion: list.resourceVersion };
         if (list.continue) metadata.continue = list.continue;
         if (list.remainingItemCount !== undefined) metadata.remainingItemCount = list.remainingItemCount;
         return sendJson(res, 200, { kind: def.listKind, apiVersion: apiVersionOf(def), metadata, items: list.items });
       }
       case "create": {
-        requireJson(contentType);
-        const obj = decodeObject(parseJsonBody(rawBody), def);
+        const obj = decodeObject(createBody(def, contentType, rawBody), def);
         if (def.namespaced) {
           if (obj.metadata.namespace && obj.metadata.namespace !== namespace) throw badRequest("the namespace of the provided object does not match the namespace sent on the request");
           obj.metadata.namespace = namespace;
         }
-        return sendJson(res, 201, store.create(def.name, obj, wo));
+        return send(201, store.create(def.name, obj, wo));
       }
       case "update": {
         requireJson(contentType);
@@ -423,10 +437,12 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApiServer>
           if (obj.metadata.namespace && obj.metadata.namespace !== namespace) throw badRequest("the namespace of the provided object does not match the namespace sent on the request");
           obj.metadata.namespace = namespace;
         }
-        return sendJson(res, 200, subresource === "status" ? store.replaceStatus(def.name, obj, wo) : store.update(def.name, obj, wo));
+        return send(200, subresource === "status" ? store.replaceStatus(def.name, obj, wo) : store.update(def.name, obj, wo));
       }
       case "patch": {
-        const type = patchTypeOf(def, contentType);
+        const type = patchTypeOf(def, contentType, subresource);
+        if (type === "apply") return applyRequest(res, def, ref, q, rawBody, subresource === "status" ? subresource : undefined, wo);
+        if (q.get("force") !== null) throw patchOptionsInvalid([{ field: "force", reason: "FieldValueForbidden", message: "Forbidden: may not be specified for non-apply patch" }]);
         const patch = parseJsonBody(rawBody);
         if (subresource === "scale") {
           const current = scaleOf(store.read(def.name, ref));
@@ -439,7 +455,7 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApiServer>
           }
           return sendJson(res, 200, updateScale(def, ref, next, wo));
         }
-        return sendJson(res, 200, store.patch(def.name, ref, patch, type, { ...wo, ...(subresource === "status" ? { subresource } : {}) }));
+        return send(200, store.patch(def.name, ref, patch, type, { ...wo, ...(subresource === "status" ? { subresource } : {}) }));
       }
       case "delete": {
         const opts = rawBody.length > 0 ? parseJsonBody(rawBody) : {};
@@ -461,6 +477,24 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApiServer>
     }
   };
 
+  /** Server-side apply: PATCH with application/apply-patch+yaml (YAML or JSON body). */
+  const applyRequest = (res: ServerResponse, def: ResourceDef, ref: { namespace: string | undefined; name: string }, q: URLSearchParams, rawBody: Buffer, subresource: "status" | undefined, wo: WriteOptions): void => {
+    const fieldManager = q.get("fieldManager");
+    if (!fieldManager) throw patchOptionsInvalid([{ field: "fieldManager", reason: "FieldValueRequired", message: "Required value: is required for apply patch" }]);
+    const force = q.get("force");
+    if (force !== null && force !== "true" && force !== "false") throw badRequest(`force: Invalid value: "${force}": must be true or false`);
+    let config: unknown;
+    try {
+      config = parseYaml(rawBody.toString("utf8"));
+    } catch (e) {
+      throw badRequest(`error decoding YAML: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    if (!isRecord(config)) throw badRequest("error decoding YAML: the apply configuration must be an object");
+    const existed = store.get(def.name, ref) !== undefined;
+    const out = store.apply(def.name, ref, config, { ...wo, fieldManager, force: force === "true", ...(subresource ? { subresource } : {}) });
+    sendJson(res, existed ? 200 : 201, out, warningHeaders(wo.warnings ?? []));
+  };
+
   const updateScale = (def: ResourceDef, ref: { namespace: string | undefined; name: string }, input: unknown, wo: WriteOptions): Record<string, unknown> => {
     if (!isRecord(input) || !isRecord(input.spec) || typeof input.spec.replicas !== "number" || !Number.isInteger(input.spec.replicas) || input.spec.replicas < 0) {
       throw new KubeApiError(failure(422, "Invalid", `Scale.autoscaling "${ref.name}" is invalid: spec.replicas: Invalid value: must be a non-negative integer`, { name: ref.name, kind: "Scale", causes: [{ reason: "FieldValueInvalid", message: "Invalid value: must be a non-negative integer", field: "spec.replicas" }] }));
@@ -471,7 +505,7 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApiServer>
     return scaleOf(store.patch(def.name, ref, patch, "merge", wo));
   };
 
-  const serveWatch = (res: ServerResponse, def: ResourceDef, filter: ObjectFilter, q: URLSearchParams): void => {
+  const serveWatch = (res: ServerResponse, def: ResourceDef, filter: ObjectFilter, q: URLSearchParams, tableInclude: IncludeObject | undefined): void => {
     const rvParam = q.get("resourceVersion") ?? "";
     let since: number | undefined;
     if (rvParam !== "" && rvParam !== "0") {
@@ -498,9 +532,16 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApiServer>
       unsubscribe();
       watches.delete(watch);
     };
+    let columnsSent = false;
     const write = (type: string, object: unknown) => {
       if (res.writableEnded || res.destroyed) return;
-      res.write(`${JSON.stringify({ type, object })}\n`);
+      let out = object;
+      // Watches asked for as Table get each object as a one-row Table, columns in the first only.
+      if (tableInclude && type !== "ERROR" && type !== "BOOKMARK") {
+        out = tableOf(def, [object as KubeObject], { resourceVersion: (object as KubeObject).metadata.resourceVersion ?? "", include: tableInclude, withColumns: !columnsSent });
+        columnsSent = true;
+      }
+      res.write(`${JSON.stringify({ type, object: out })}\n`);
     };
     const bookmark = (annotations?: Record<string, string>) =>
       write("BOOKMARK", { kind: def.kind, apiVersion, metadata: { resourceVersion: String(store.resourceVersion), ...(annotations ? { annotations } : {}) } });
@@ -578,16 +619,58 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApiServer>
     if (t !== "" && t !== "application/json" && t !== "*/*") throw unsupportedMediaType(t, ["application/json"]);
   }
 
-  function patchTypeOf(def: ResourceDef, contentType: string | undefined): PatchType {
+  /** A create body: JSON, or protobuf for a Namespace (what kubectl create namespace may send). */
+  function createBody(def: ResourceDef, contentType: string | undefined, rawBody: Buffer): unknown {
     const t = mediaType(contentType);
-    const accepted = [JSON_PATCH, MERGE_PATCH, ...(def.strategicMerge ? [STRATEGIC_PATCH] : [])];
+    if (t === PROTOBUF) {
+      if (def.name !== "namespaces") throw unsupportedMediaType(t, ["application/json", "application/yaml"]);
+      return decodeNamespace(rawBody);
+    }
+    if (t === "application/yaml") {
+      try {
+        return parseYaml(rawBody.toString("utf8")) as unknown;
+      } catch (e) {
+        throw badRequest(`error decoding YAML: ${e instanceof Error ? e.message : String(e)}`);
+      }
+    }
+    requireJson(contentType);
+    return parseJsonBody(rawBody);
+  }
+
+  function patchTypeOf(def: ResourceDef, contentType: string | undefined, subresource: string | undefined): PatchType | "apply" {
+    const t = mediaType(contentType);
+    const accepted = [JSON_PATCH, MERGE_PATCH, ...(def.strategicMerge ? [STRATEGIC_PATCH] : []), APPLY_PATCH];
     if (t === JSON_PATCH) return "json";
     if (t === MERGE_PATCH) return "merge";
     // Core types: strategic merge patches are handled as JSON merge patches (no list merge keys).
     if (t === STRATEGIC_PATCH && def.strategicMerge) return "merge";
-    if (t === APPLY_PATCH) throw unsupportedMediaType(t, accepted);
+    if (t === APPLY_PATCH && subresource !== "scale") return "apply";
     throw unsupportedMediaType(t, accepted);
   }
+}
+
+/** The fieldValidation parameter: Warn when absent, as the API server defaults it. */
+function fieldValidationOf(q: URLSearchParams): FieldValidation {
+  const v = q.get("fieldValidation");
+  if (v === null || v === "" || v === "Warn") return "Warn";
+  if (v === "Strict" || v === "Ignore") return v;
+  throw badRequest(`fieldValidation: Invalid value: "${v}": must be one of Ignore, Warn, Strict`);
+}
+
+/** ValidateFieldManager: printable, at most 128 characters (apimachinery meta/v1/validation). */
+function checkFieldManager(fieldManager: string | null, verb: string): void {
+  if (!fieldManager || !["create", "update", "patch"].includes(verb)) return;
+  if (fieldManager.length > 128) throw patchOptionsInvalid([{ field: "fieldManager", message: `Too long: may not be more than 128 bytes`, reason: "FieldValueTooLong" }]);
+}
+
+/** 422 on the request's options, as the API server names them (`PatchOptions.meta.k8s.io "" is invalid`). */
+function patchOptionsInvalid(fields: Array<{ field: string; message: string; reason: string }>): KubeApiError {
+  return invalid("PatchOptions", "meta.k8s.io", "", fields);
+}
+
+function includeObjectOf(q: URLSearchParams): IncludeObject {
+  const v = q.get("includeObject");
+  return v === "None" || v === "Object" ? v : "Metadata";
 }
 
 function verbOf(method: string, r: Route, q: URLSearchParams): string | undefined {

@@ -10,8 +10,10 @@ import { randomUUID } from "node:crypto";
 import type { Logger } from "../../log.js";
 import { applyMergePatch } from "../../cnpg/index.js";
 import { applyJsonPatch, deepEqual, parseJsonPatch, PatchError } from "./json-patch.js";
+import { applyConfiguration, recordUpdate, type FieldOwner, type ManagedFieldsEntry } from "./managed-fields.js";
 import { decodeObject, kindProblems, nameProblem, normalizeSecret, throwIfInvalid, type KubeObjectInput } from "./objects.js";
 import { apiVersionOf, groupResource, RESOURCES, type ResourceDef } from "./resources.js";
+import { applyDefaults, prune, pruneMetadata, validate, type StructuralSchema } from "./structural-schema.js";
 import { matchesFilter, parseFieldSelector, parseLabelSelector, type ObjectFilter } from "./selectors.js";
 import { alreadyExists, badRequest, conflict, failure, invalid, KubeApiError, notFound } from "./status.js";
 import { isRecord, type AdmissionHook, type KubeObject, type ResourceName, type StoreEvent, type WatchEventType } from "./types.js";
@@ -42,6 +44,33 @@ export interface WriteOptions {
   dryRun?: boolean;
   /** Skip the admission hook (the lab's own writes of objects it owns). */
   skipAdmission?: boolean;
+  /** The manager recorded in metadata.managedFields (default `IN_PROCESS_MANAGER`). */
+  fieldManager?: string;
+  /**
+   * Unknown fields: pruned with a warning (Warn), pruned silently (Ignore) or refused with 400
+   * (Strict); the schema (types, required, …) is checked and defaults set. Absent: none of this,
+   * the object is kept as given (the lab's in-process writes); the HTTP layer always sets it.
+   */
+  fieldValidation?: FieldValidation;
+  /** Receives the warnings of the write (`unknown field "spec.foo"`), for the Warning header. */
+  warnings?: string[];
+}
+
+export type FieldValidation = "Strict" | "Warn" | "Ignore";
+
+export interface ApplyOptions extends WriteOptions {
+  fieldManager: string;
+  /** Take the fields other managers own instead of answering 409. */
+  force?: boolean;
+  subresource?: "status";
+}
+
+/** The manager of writes through the store's API that name none. */
+export const IN_PROCESS_MANAGER = "pgfed-lab";
+
+/** Internal: managedFields already computed (by an apply). */
+interface InternalWrite extends WriteOptions {
+  managed?: ManagedFieldsEntry[];
 }
 
 export type PatchType = "merge" | "json";
@@ -208,6 +237,7 @@ export class KubeStore {
   create(resource: ResourceName, input: KubeObjectInput, wo: WriteOptions = {}): KubeObject {
     const def = this.def(resource);
     const decoded = decodeObject(input, def);
+    this.conform(def, decoded, "main", wo);
     const meta = decoded.metadata;
     let name = meta.name ?? "";
     if (!name && meta.generateName) name = `${meta.generateName}${randomSuffix()}`;
@@ -240,6 +270,7 @@ export class KubeStore {
       obj.metadata.labels = { ...(obj.metadata.labels ?? {}), "kubernetes.io/metadata.name": name };
     }
     if (def.name === "secrets") normalizeSecret(obj);
+    obj.metadata.managedFields = (wo as InternalWrite).managed ?? recordUpdate(undefined, obj, this.tracking(def, this.owner(wo)));
     throwIfInvalid(def, name, kindProblems(def, obj));
     if (!wo.skipAdmission) this.admit(def, "CREATE", obj, undefined);
     if (wo.dryRun) return structuredClone({ ...obj, metadata: { ...obj.metadata, resourceVersion: String(this.rv) } });
@@ -252,6 +283,7 @@ export class KubeStore {
     const decoded = decodeObject(input, def);
     const name = decoded.metadata.name ?? "";
     const old = this.mustGet(resource, { namespace: decoded.metadata.namespace, name });
+    this.conform(def, decoded, "main", wo);
     if (decoded.metadata.resourceVersion === undefined || decoded.metadata.resourceVersion === "") {
       if (!def.unconditionalUpdate) {
         throw invalid(def.kind, def.group, name, [{ field: "metadata.resourceVersion", message: "Invalid value: 0x0: must be specified for an update" }]);
@@ -265,6 +297,7 @@ export class KubeStore {
     const def = this.def(resource);
     const decoded = decodeObject(input, def);
     const old = this.mustGet(resource, { namespace: decoded.metadata.namespace, name: decoded.metadata.name ?? "" });
+    this.conform(def, decoded, "status", wo);
     this.checkPreconditions(def, old, decoded.metadata.resourceVersion, decoded.metadata.uid);
     return structuredClone(this.replaceStatusOf(def, old, decoded.status, wo));
   }
@@ -300,11 +333,47 @@ export class KubeStore {
     if (decoded.metadata.name !== old.metadata.name || (def.namespaced && decoded.metadata.namespace !== old.metadata.namespace)) {
       throw invalid(def.kind, def.group, old.metadata.name, [{ field: "metadata.name", message: "Invalid value: field is immutable" }]);
     }
+    this.conform(def, decoded, o.subresource === "status" ? "status" : "main", o);
     if (o.subresource === "status") {
       this.checkPreconditions(def, old, decoded.metadata.resourceVersion, decoded.metadata.uid);
       return structuredClone(this.replaceStatusOf(def, old, decoded.status, o));
     }
     return structuredClone(this.replaceMain(def, old, decoded, o));
+  }
+
+  /**
+   * Server-side apply (PATCH with application/apply-patch+yaml): merges `config` into the live
+   * object, or creates it; the manager owns exactly what it applied. 409 on conflicts with
+   * other managers unless `force`.
+   */
+  apply(resource: ResourceName, ref: ObjectRef, config: unknown, o: ApplyOptions): KubeObject {
+    const def = this.def(resource);
+    const decoded = decodeObject(config, def);
+    const name = decoded.metadata.name ?? ref.name;
+    if (name !== ref.name) throw badRequest(`the name of the object (${name}) does not match the name on the URL (${ref.name})`);
+    const ns = this.checkScope(def, ref.namespace);
+    if (def.namespaced && decoded.metadata.namespace && decoded.metadata.namespace !== ns) throw badRequest("the namespace of the provided object does not match the namespace sent on the request");
+    const cfg: Record<string, unknown> = { ...structuredClone(decoded), apiVersion: apiVersionOf(def), kind: def.kind, metadata: { ...structuredClone(decoded.metadata), name } };
+    if (ns !== undefined) (cfg.metadata as Record<string, unknown>).namespace = ns;
+    this.refuseUndeclared(def, cfg, ref);
+    const live = this.raw(resource, ref);
+    const owner: FieldOwner = { manager: o.fieldManager, operation: "Apply", ...(o.subresource ? { subresource: o.subresource } : {}) };
+    const track = { ...this.tracking(def, owner), force: o.force === true };
+    if (!live) {
+      if (o.subresource === "status") throw notFound(groupResource(def), ref.name);
+      const base: KubeObject = { apiVersion: apiVersionOf(def), kind: def.kind, metadata: { name, ...(ns !== undefined ? { namespace: ns } : {}) } };
+      const r = applyConfiguration(undefined, base, cfg, track);
+      const wo: InternalWrite = { ...o, managed: r.managedFields };
+      return this.create(resource, r.object, wo);
+    }
+    const r = applyConfiguration(live, structuredClone(live), cfg, track);
+    const wo: InternalWrite = { ...o, managed: r.managedFields };
+    const merged = decodeObject(r.object, def);
+    if (o.subresource === "status") {
+      this.checkPreconditions(def, live, decodeObject(cfg, def).metadata.resourceVersion, undefined);
+      return structuredClone(this.replaceStatusOf(def, live, merged.status, wo));
+    }
+    return structuredClone(this.replaceMain(def, live, merged, wo));
   }
 
   delete(resource: ResourceName, ref: ObjectRef, o: DeleteOptions = {}): KubeObject {
@@ -369,7 +438,7 @@ export class KubeStore {
     if (rv && rv !== old.metadata.resourceVersion) throw conflict(groupResource(def), old.metadata.name);
   }
 
-  private replaceMain(def: ResourceDef, old: KubeObject, input: KubeObjectInput, wo: WriteOptions): KubeObject {
+  private replaceMain(def: ResourceDef, old: KubeObject, input: KubeObjectInput, wo: InternalWrite): KubeObject {
     this.checkPreconditions(def, old, input.metadata.resourceVersion, input.metadata.uid);
     const { uid: _u, creationTimestamp: _c, generation: _g, resourceVersion: _rv, deletionTimestamp: _d, name: _n, namespace: _ns, ...userMeta } = input.metadata;
     const next: KubeObject = {
@@ -386,6 +455,7 @@ export class KubeStore {
     }
     if (def.name === "secrets") normalizeSecret(next);
     if (def.tracksGeneration && !deepEqual(specPart(old), specPart(next))) next.metadata.generation = (old.metadata.generation ?? 0) + 1;
+    next.metadata.managedFields = wo.managed ?? recordUpdate(old, next, this.tracking(def, this.owner(wo)));
     throwIfInvalid(def, old.metadata.name, kindProblems(def, next));
     if (!wo.skipAdmission) this.admit(def, "UPDATE", next, old);
     if (wo.dryRun) return next;
@@ -394,16 +464,62 @@ export class KubeStore {
     return this.commit(def, "MODIFIED", next, old);
   }
 
-  private replaceStatusOf(def: ResourceDef, old: KubeObject, status: unknown, wo: WriteOptions): KubeObject {
+  private replaceStatusOf(def: ResourceDef, old: KubeObject, status: unknown, wo: InternalWrite): KubeObject {
     if (status !== undefined && status !== null && !isRecord(status)) {
       throw invalid(def.kind, def.group, old.metadata.name, [{ field: "status", message: "Invalid value: must be an object" }]);
     }
     const next: KubeObject = structuredClone(old);
     if (status === undefined || status === null) delete next.status;
     else next.status = structuredClone(status);
+    next.metadata.managedFields = wo.managed ?? recordUpdate(old, next, this.tracking(def, { ...this.owner(wo), subresource: "status" }));
     if (wo.dryRun) return next;
     if (deepEqual(contentOf(old), contentOf(next))) return old;
     return this.commit(def, "MODIFIED", next, old);
+  }
+
+  private owner(wo: WriteOptions): FieldOwner {
+    return { manager: wo.fieldManager ?? IN_PROCESS_MANAGER, operation: "Update" };
+  }
+
+  private tracking(def: ResourceDef, owner: FieldOwner): { owner: FieldOwner; apiVersion: string; schema: StructuralSchema | undefined } {
+    return { owner, apiVersion: apiVersionOf(def), schema: def.schema };
+  }
+
+  /**
+   * What the API server does to a decoded body before admission: drops unknown fields (or
+   * refuses them under Strict), sets the schema's defaults, validates against the schema
+   * (apiextensions-apiserver's pruning, defaulting and validation of a structural schema).
+   */
+  private conform(def: ResourceDef, input: KubeObjectInput, part: "main" | "status", wo: WriteOptions): void {
+    const mode = wo.fieldValidation;
+    if (!mode) return;
+    const unknown = [...pruneMetadata(input.metadata), ...(def.schema ? prune(input, def.schema) : [])].sort();
+    if (unknown.length > 0 && mode === "Strict") {
+      throw badRequest(`${def.kind} in version "${def.version}" cannot be handled as a ${def.kind}: strict decoding error: ${unknown.map((u) => `unknown field "${u}"`).join(", ")}`);
+    }
+    if (mode === "Warn") wo.warnings?.push(...unknown.map((u) => `unknown field "${u}"`));
+    if (!def.schema) return;
+    const name = input.metadata.name ?? "";
+    if (part === "status") {
+      const statusSchema = def.schema.properties?.status;
+      const problems = statusSchema && input.status !== undefined ? validate(input.status, statusSchema, "status") : [];
+      throwIfInvalid(def, name, problems);
+      return;
+    }
+    applyDefaults(input, def.schema);
+    const { status: _s, ...rest } = input;
+    throwIfInvalid(def, name, validate(rest, def.schema));
+  }
+
+  /** Server-side apply is always strict: an undeclared field is refused (fieldmanager's typed patch). */
+  private refuseUndeclared(def: ResourceDef, cfg: Record<string, unknown>, ref: ObjectRef): void {
+    const probe = structuredClone(cfg);
+    const meta = isRecord(probe.metadata) ? probe.metadata : {};
+    const unknown = [...pruneMetadata(meta), ...(def.schema ? prune(probe, def.schema) : [])].sort();
+    if (unknown.length === 0) return;
+    const errors = unknown.map((u) => `.${u}: field not declared in schema`);
+    const where = `${ref.namespace ? `${ref.namespace}/` : ""}${ref.name}; ${apiVersionOf(def)}, Kind=${def.kind}`;
+    throw badRequest(`failed to create typed patch object (${where}): ${errors.length === 1 ? errors[0] : `errors:\n  ${errors.join("\n  ")}`}`);
   }
 
   private admit(def: ResourceDef, op: "CREATE" | "UPDATE", obj: KubeObject, old: KubeObject | undefined): void {
@@ -416,7 +532,14 @@ export class KubeStore {
       this.opts.logger?.error({ err: e, resource: def.name, name: obj.metadata.name }, "admission hook threw; refusing the write");
       throw new KubeApiError(failure(500, "InternalError", `Internal error occurred: admission of ${def.kind} "${obj.metadata.name}" failed: ${e instanceof Error ? e.message : String(e)}`));
     }
-    if (causes.length > 0) throw invalid(def.kind, def.group, obj.metadata.name, causes);
+    if (Array.isArray(causes)) {
+      if (causes.length > 0) throw invalid(def.kind, def.group, obj.metadata.name, causes);
+      return;
+    }
+    if (causes.causes.length === 0) return;
+    // apiserver admission/plugin/webhook/errors ToStatusErr: the webhook's Status, message prefixed.
+    const status = invalid(def.kind, causes.group, obj.metadata.name, causes.causes).status;
+    throw new KubeApiError({ ...status, message: `admission webhook "${causes.webhook}" denied the request: ${status.message}` });
   }
 
   /** Stores (or removes) the object at a new resourceVersion and queues the event. */

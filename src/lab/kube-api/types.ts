@@ -52,13 +52,27 @@ export type AdmissionOperation = "CREATE" | "UPDATE";
 export interface AdmissionCause {
   field: string;
   message: string;
+  /** The Status cause type: FieldValueInvalid (default), FieldValueRequired, FieldValueForbidden, … */
+  reason?: string;
 }
 
 /**
- * Validating admission: returns the refused fields (empty = allowed). Runs on CREATE and on
- * UPDATE of the main resource (not of `/status`), before anything is stored.
+ * A refusal by a validating admission webhook: the API server answers with the webhook's
+ * Status, its message prefixed `admission webhook "<webhook>" denied the request: `.
  */
-export type AdmissionHook = (op: AdmissionOperation, resource: ResourceName, newObj: KubeObject, oldObj?: KubeObject) => AdmissionCause[];
+export interface AdmissionDenial {
+  webhook: string;
+  /** The group the webhook names the kind with in its message (`Cluster.<group> "x" is invalid`). */
+  group: string;
+  causes: AdmissionCause[];
+}
+
+/**
+ * Validating admission: returns the refused fields (empty = allowed), or a webhook's denial
+ * (empty causes = allowed). Runs on CREATE and on UPDATE of the main resource (not of
+ * `/status`), before anything is stored.
+ */
+export type AdmissionHook = (op: AdmissionOperation, resource: ResourceName, newObj: KubeObject, oldObj?: KubeObject) => AdmissionCause[] | AdmissionDenial;
 
 /** Permission rule of one token: `"*"` means every verb / every resource. */
 export interface TokenRule {

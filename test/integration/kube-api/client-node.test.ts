@@ -157,7 +157,7 @@ describe("kube API stand-in with @kubernetes/client-node", () => {
     expect(patched.metadata.annotations).toEqual({ "cnpg.io/fencedInstances": '["*"]' });
     expect(spec(patched).instances).toBe(4);
     expect(spec(patched).replica).toEqual({ self: "pg-patch", primary: "pg-us", source: "pg-patch" });
-    expect(spec(patched).externalClusters).toEqual([{ name: "pg-us" }, { name: "pg-patch" }, { name: "pg-ap" }]);
+    expect((spec(patched).externalClusters as Array<{ name: string }>).map((e) => e.name)).toEqual(["pg-us", "pg-patch", "pg-ap"]);
 
     const failedTest = await refusal(custom.patchNamespacedCustomObject({ ...G, namespace: NS, name: "pg-patch", body: [{ op: "test", path: "/spec/instances", value: 99 }, { op: "replace", path: "/spec/instances", value: 5 }] }, jsonPatch));
     expect(failedTest.code).toBe(422);
@@ -173,7 +173,8 @@ describe("kube API stand-in with @kubernetes/client-node", () => {
     expect(strategic.code).toBe(415);
     expect(strategic.body.reason).toBe("UnsupportedMediaType");
     const apply = await refusal(custom.patchNamespacedCustomObject({ ...G, namespace: NS, name: "pg-patch", body: { spec: {} } }, setHeaderOptions("Content-Type", PatchStrategy.ServerSideApply)));
-    expect(apply.code).toBe(415);
+    expect(apply.code).toBe(422);
+    expect(apply.body.message).toBe('PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch');
     expect((await getCluster("pg-patch")).status).toEqual({ phase: "Cluster in healthy state", instances: 1 });
   });
 
@@ -334,20 +335,20 @@ describe("kube API stand-in with @kubernetes/client-node", () => {
       tokens: TOKENS,
       namespaces: [NS],
       admission: (op, resource, newObj) =>
-        resource === "clusters" && spec(newObj).instances === 0 ? [{ field: "spec.instances", message: `Invalid value: 0: ${op} needs at least one instance` }] : [],
+        resource === "clusters" && spec(newObj).instances === 7 ? [{ field: "spec.instances", message: `Invalid value: 7: ${op} allows at most six instances` }] : [],
     });
     try {
       const file = join(dir, "strict-kubeconfig");
       await writeKubeconfig(file, [{ name: "us-east", url: strict.url, token: ADMIN_TOKEN }]);
       const c = kubeConfigFor(file, "us-east").makeApiClient(CustomObjectsApi);
-      const refused = await refusal(c.createNamespacedCustomObject({ ...G, namespace: NS, body: { ...cluster("pg-us", NS), spec: { instances: 0 } } }));
+      const refused = await refusal(c.createNamespacedCustomObject({ ...G, namespace: NS, body: { ...cluster("pg-us", NS), spec: { instances: 7 } } }));
       expect(refused.code).toBe(422);
       expect(refused.body.reason).toBe("Invalid");
-      expect(refused.body.message).toBe('Cluster.postgresql.cnpg.io "pg-us" is invalid: spec.instances: Invalid value: 0: CREATE needs at least one instance');
+      expect(refused.body.message).toBe('Cluster.postgresql.cnpg.io "pg-us" is invalid: spec.instances: Invalid value: 7: CREATE allows at most six instances');
       expect((refused.body.details as { causes: Array<{ field: string }> }).causes.map((x) => x.field)).toEqual(["spec.instances"]);
       expect(strict.store.get("clusters", { namespace: NS, name: "pg-us" })).toBeUndefined();
       await c.createNamespacedCustomObject({ ...G, namespace: NS, body: cluster("pg-us", NS) });
-      const update = await refusal(c.patchNamespacedCustomObject({ ...G, namespace: NS, name: "pg-us", body: { spec: { instances: 0 } } }, mergePatch));
+      const update = await refusal(c.patchNamespacedCustomObject({ ...G, namespace: NS, name: "pg-us", body: { spec: { instances: 7 } } }, mergePatch));
       expect(update.code).toBe(422);
       expect(spec(strict.store.read("clusters", { namespace: NS, name: "pg-us" })).instances).toBe(1);
     } finally {
@@ -355,25 +356,34 @@ describe("kube API stand-in with @kubernetes/client-node", () => {
     }
   });
 
-  it("applies CNPG's topology rules by default: 422 naming the fields, role changes refused during a switch", async () => {
+  it("applies CNPG's webhook by default: its 422 denial naming the fields, role changes refused during a switch", async () => {
     const wrong = await refusal(createCluster("pg-bad", { self: "pg-bad", primary: "pg-nowhere", source: "pg-us", enabled: true }));
     expect(wrong.code).toBe(422);
+    expect(wrong.body.reason).toBe("Invalid");
     const causes = (wrong.body.details as { causes: Array<{ field: string }> }).causes.map((c) => c.field).sort();
-    expect(causes).toEqual(["spec.replica.enabled", "spec.replica.primary"]);
-    expect(wrong.body.message).toMatch(/^Cluster\.postgresql\.cnpg\.io "pg-bad" is invalid: \[/);
+    expect(causes).toEqual(["spec.replicaCluster.enabled", "spec.replicaCluster.primary"]);
+    expect(wrong.body.message).toBe(
+      'admission webhook "vcluster.cnpg.io" denied the request: Cluster.postgresql.cnpg.io "pg-bad" is invalid: [spec.replicaCluster.enabled: Forbidden: replica mode enabled is not compatible with the primary field, spec.replicaCluster.primary: Invalid value: "pg-nowhere": External cluster pg-nowhere not found]',
+    );
+    expect(wrong.body.details).toMatchObject({ name: "pg-bad", group: "postgresql.cnpg.io", kind: "Cluster" });
     expect(api.store.get("clusters", { namespace: NS, name: "pg-bad" })).toBeUndefined();
+
+    const bare = await refusal(custom.createNamespacedCustomObject({ ...G, namespace: NS, body: { ...cluster("pg-bare", NS), spec: { instances: 1, externalClusters: [{ name: "pg-us" }] } } }));
+    expect(bare.code).toBe(422);
+    expect(bare.body.details).toMatchObject({ causes: [{ reason: "FieldValueRequired", field: "spec.externalClusters[0]", message: "Required value: one of connectionParameters, plugin and barmanObjectStore is required" }] });
 
     await createCluster("pg-switch", { self: "pg-switch", primary: "pg-switch", source: "pg-us" });
     api.store.updateStatus("clusters", { namespace: NS, name: "pg-switch" }, { switchReplicaClusterStatus: { inProgress: true } });
     const during = await refusal(custom.patchNamespacedCustomObject({ ...G, namespace: NS, name: "pg-switch", body: { spec: { replica: { primary: "pg-us" } } } }, mergePatch));
     expect(during.code).toBe(422);
-    expect((during.body.details as { causes: Array<{ field: string }> }).causes.map((c) => c.field)).toEqual(["spec.replica.primary"]);
+    expect(during.body.message).toMatch(/^admission webhook "vcluster\.cnpg\.io" denied the request: Cluster\.cluster\.cnpg\.io "pg-switch" is invalid: spec\.replica\.enabled: Forbidden: /);
+    expect((during.body.details as { causes: Array<{ field: string }> }).causes.map((c) => c.field)).toEqual(["spec.replica.enabled"]);
     api.store.updateStatus("clusters", { namespace: NS, name: "pg-switch" }, { switchReplicaClusterStatus: { inProgress: false } });
     const after = obj(await custom.patchNamespacedCustomObject({ ...G, namespace: NS, name: "pg-switch", body: { spec: { replica: { primary: "pg-us" } } } }, mergePatch));
     expect((spec(after).replica as { primary: string }).primary).toBe("pg-us");
     const token = await refusal(custom.patchNamespacedCustomObject({ ...G, namespace: NS, name: "pg-switch", body: { spec: { replica: { promotionToken: "bm90LWEtdG9rZW4=" } } } }, mergePatch));
     expect(token.code).toBe(422);
-    expect((token.body.details as { causes: Array<{ field: string }> }).causes.map((c) => c.field)).toContain("spec.replica.promotionToken");
+    expect((token.body.details as { causes: Array<{ field: string }> }).causes.map((c) => c.field)).toEqual(["spec.replicaCluster.token"]);
   });
 
   it("streams ADDED, MODIFIED and DELETED to a Watch and to in-process subscribers alike", async () => {

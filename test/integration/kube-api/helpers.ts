@@ -59,15 +59,24 @@ export async function refusal(p: Promise<unknown>): Promise<Refusal> {
   throw new Error("the call succeeded but was expected to fail");
 }
 
+/** An externalClusters entry CNPG admits: it needs a connection method (here streaming). */
+export function external(name: string, namespace: string): Record<string, unknown> {
+  return { name, connectionParameters: { host: `${name}-rw.${namespace}.svc`, user: "streaming_replica", dbname: "postgres" } };
+}
+
+/** A member of a distributed topology; a replica cluster is bootstrapped with pg_basebackup, as CNPG requires. */
 export function cluster(name: string, namespace: string, replica: Record<string, unknown> = { self: name, primary: name, source: "pg-us" }): KubeObject {
+  const self = typeof replica.self === "string" && replica.self !== "" ? replica.self : name;
+  const isReplica = replica.enabled !== undefined ? replica.enabled === true : replica.primary !== self;
   return {
     apiVersion: "postgresql.cnpg.io/v1",
     kind: "Cluster",
     metadata: { name, namespace, labels: { app: "pg", tier: name === "pg-eu" ? "gold" : "silver" } },
     spec: {
       instances: 1,
+      ...(isReplica && typeof replica.source === "string" ? { bootstrap: { pg_basebackup: { source: replica.source } } } : {}),
       replica,
-      externalClusters: [...new Set([name, "pg-eu", "pg-us", "pg-ap"])].map((n) => ({ name: n })),
+      externalClusters: [...new Set([name, "pg-eu", "pg-us", "pg-ap"])].map((n) => external(n, namespace)),
     },
   };
 }
