@@ -90,7 +90,8 @@ export type AlertName =
   | "PgfedNoPrimary"
   | "PgfedFailoverAwaitingApproval"
   | "PgfedFailoverBlocked"
-  | "PgfedFormerPrimaryNotFenced";
+  | "PgfedFormerPrimaryNotFenced"
+  | "PgfedTopologyChangedOutside";
 
 export interface Alert {
   name: AlertName;
@@ -169,6 +170,8 @@ export type FederationEvent =
   | { type: "LOSS_ESTIMATES"; candidates: LossEstimate[]; atMs: number }
   | { type: "FORMER_PRIMARY_SEEN"; member: string }
   | { type: "PAUSE"; by: string; reason: string }
+  /** Another writer changed a member's spec.replica.primary (the runtime saw it in managedFields). */
+  | { type: "OUTSIDE_CHANGE"; member: string; manager: string; sentence: string }
   | { type: "RESUME"; by: string }
   | { type: "CONFIGURE"; rpo: RpoPolicy; failoverMode: FailoverMode }
   | { type: "RESOLVE"; primary: string; by: string; reason: string }
@@ -862,9 +865,14 @@ export const federationMachine = setup({
       if (event.type !== "PAUSE") return {};
       return { paused: true, lastDecision: `automation of ${context.federation} paused by ${event.by} (${event.reason}): no automatic failover will start` };
     }),
+    pauseForOutsideChange: assign(({ context, event }) => {
+      if (event.type !== "OUTSIDE_CHANGE") return {};
+      return { paused: true, lastDecision: event.sentence, alerts: withAlert(context.alerts, { name: "PgfedTopologyChangedOutside", reason: event.sentence }) };
+    }),
     resume: assign(({ context, event }) => {
       if (event.type !== "RESUME") return {};
-      return { paused: false, lastDecision: `automation of ${context.federation} resumed by ${event.by}` };
+      // Resuming is the operator's word that the topology is pgfed's again.
+      return { paused: false, alerts: context.alerts.filter((a) => a.name !== "PgfedTopologyChangedOutside"), lastDecision: `automation of ${context.federation} resumed by ${event.by}` };
     }),
     configure: assign(({ context, event }) => {
       if (event.type !== "CONFIGURE") return {};
@@ -1423,6 +1431,10 @@ export const federationMachine = setup({
   // Fallback rows shared by every state (a state's own rows are tried first).
   on: {
     PAUSE: { actions: "pause", description: "automation paused: no automatic failover will start; operator requests still run" },
+    OUTSIDE_CHANGE: {
+      actions: "pauseForOutsideChange",
+      description: "another writer changed a member's spec.replica.primary: automation paused; alert raised; operator requests still run",
+    },
     RESUME: { actions: "resume", description: "automation resumed" },
     CONFIGURE: { actions: "configure", description: "RPO budget and failover mode updated" },
     LOSS_ESTIMATES: { actions: "recordEstimates", description: "worst-case loss estimates updated" },

@@ -61,6 +61,8 @@ export const observationSchema = z.object({
   /** `spec.replica.primary` and `spec.replica.source` as written (topology names: a member's `cluster`): whom this member names as primary and follows. */
   specPrimary: z.string().min(1).max(253).optional(),
   specSource: z.string().min(1).max(253).optional(),
+  /** The field manager that last set `spec.replica.primary` (metadata.managedFields); pgfed's own is "pgfed". */
+  primaryManager: z.string().min(1).max(128).optional(),
   /** Whether the agent could read the Cluster at all (false: the rest is last known). */
   reachable: z.boolean(),
   /** Why the member is `unknown` or unreachable, in words. */

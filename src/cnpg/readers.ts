@@ -165,3 +165,29 @@ function nonEmpty(s: string | undefined): string | undefined {
 function clusterRef(c: Cluster): string {
   return c.metadata.namespace === undefined ? `Cluster ${c.metadata.name}` : `Cluster ${c.metadata.namespace}/${c.metadata.name}`;
 }
+
+/** The field manager pgfed writes Clusters with (the API server's `fieldManager`, kept in metadata.managedFields). */
+export const PGFED_FIELD_MANAGER = "pgfed";
+
+/**
+ * Who last set a field, from `metadata.managedFields` (Kubernetes' server-side field tracking:
+ * each entry lists the fields its manager owns as nested `f:<name>` keys in `fieldsV1`). The
+ * newest entry owning `path` wins; undefined when no entry owns it or managedFields is absent
+ * (an API server without field tracking). Anything malformed is skipped, never trusted.
+ */
+export function fieldOwner(c: Cluster, path: readonly string[]): { manager: string; operation: string; time: string | undefined } | undefined {
+  const entries: unknown = (c.metadata as Record<string, unknown>).managedFields;
+  if (!Array.isArray(entries)) return undefined;
+  let best: { manager: string; operation: string; time: string | undefined } | undefined;
+  for (const e of entries as unknown[]) {
+    if (typeof e !== "object" || e === null) continue;
+    const entry = e as Record<string, unknown>;
+    if (typeof entry.manager !== "string" || entry.subresource === "status") continue;
+    let node: unknown = entry.fieldsV1;
+    for (const key of path) node = typeof node === "object" && node !== null ? (node as Record<string, unknown>)[`f:${key}`] : undefined;
+    if (node === undefined) continue;
+    const time = typeof entry.time === "string" ? entry.time : undefined;
+    if (!best || (time !== undefined && (best.time === undefined || time >= best.time))) best = { manager: entry.manager, operation: typeof entry.operation === "string" ? entry.operation : "", time };
+  }
+  return best;
+}

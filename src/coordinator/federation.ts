@@ -53,7 +53,7 @@ import type { Logger } from "../log.js";
 import { FederationEvaluator, type Evaluation } from "../wal/monitor.js";
 import { formatLsn } from "../wal/lsn.js";
 import type { ExposureEstimate } from "../wal/exposure.js";
-import { PHASES, cnpgVersionWarnings, promotedPastToken, tryDecodeToken } from "../cnpg/index.js";
+import { PGFED_FIELD_MANAGER, PHASES, cnpgVersionWarnings, promotedPastToken, tryDecodeToken } from "../cnpg/index.js";
 import type { CoordinatorMetrics } from "./metrics.js";
 import { MAX_KEPT_OPERATIONS, type FederationRecord, type OperationRecord } from "./record.js";
 import type { AuditEntry, ExposureView, FederationView, MemberView, OperationView } from "./service.js";
@@ -359,7 +359,9 @@ export class FederationRuntime {
       switch (msg.type) {
         case "observation": {
           if (!this.samples.has(msg.member)) return;
+          const before = this.observations.get(msg.member)?.obs;
           this.observations.set(msg.member, { obs: msg.data, atMs: nowMs });
+          this.noticeOtherWriter(msg.member, before, msg.data);
           this.feedMember(msg.member, msg.data, nowMs);
           const ctx = this.context;
           if (ctx?.pendingFence.includes(msg.member) && msg.data.reachable && ctx.fencing === null) {
@@ -1263,6 +1265,29 @@ export class FederationRuntime {
     } finally {
       this.ticking = false;
     }
+  }
+
+  /**
+   * Someone other than pgfed (a person, Argo CD, Flux) changed a member's `spec.replica.primary`:
+   * pgfed must not fight them, nor keep failing over on a topology it no longer knows. Automation
+   * pauses (PAUSE, by "pgfed"), an alert names the member, the change and the field manager that
+   * made it (metadata.managedFields), and the audit keeps it. A change to the designated primary
+   * agrees with pgfed and is not one. Only a change pgfed sees happen
+   * counts (a coordinator that starts fresh compares nothing), and only with field tracking: an API
+   * server without managedFields leaves `primaryManager` unset and this check silent.
+   */
+  private noticeOtherWriter(member: string, before: Observation | undefined, now: Observation): void {
+    const ctx = this.context;
+    if (!ctx || !before?.reachable || !now.reachable || before.specPrimary === now.specPrimary || now.specPrimary === undefined) return;
+    const manager = now.primaryManager;
+    if (manager === undefined || manager === PGFED_FIELD_MANAGER) return;
+    // Setting it to the designated primary (an operator undoing a change) agrees with pgfed.
+    if (ctx.designatedPrimary !== null && now.specPrimary === this.topologyName(ctx.designatedPrimary)) return;
+    const was = before.specPrimary ?? "(unset)";
+    const sentence = `spec.replica.primary of ${this.name}/${member} was changed from ${was} to ${now.specPrimary} by field manager "${manager}", not by pgfed; automation paused until an operator resumes it`;
+    this.log.warn({ member, manager, before: was, after: now.specPrimary }, sentence);
+    this.audit("topology.changed_outside", sentence, "another writer changes the CNPG topology: pgfed does not fight it (docs/operations.md, \"GitOps and other writers\")", { manager, before: was, after: now.specPrimary }, null, member, ctx.epoch);
+    this.send({ type: "OUTSIDE_CHANGE", member, manager, sentence });
   }
 
   /**

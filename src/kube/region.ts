@@ -19,6 +19,7 @@ import {
 } from "@kubernetes/client-node";
 import { CNPG_GROUP, CNPG_PLURAL, CNPG_VERSION, safeParseCluster, type Cluster } from "../cnpg/cluster.js";
 import type { MergePatch } from "../cnpg/patches.js";
+import { PGFED_FIELD_MANAGER } from "../cnpg/readers.js";
 import { errorMessage, errorMessageWithCauses, PgfedError } from "../errors.js";
 import type { Logger } from "../log.js";
 
@@ -98,7 +99,8 @@ export class RegionClient {
     let raw: unknown;
     try {
       raw = await this.custom.patchNamespacedCustomObject(
-        { group: CNPG_GROUP, version: CNPG_VERSION, plural: CNPG_PLURAL, ...ref, body: patch },
+        // pgfed's own field manager: managedFields then tell pgfed's changes from anyone else's (fieldOwner).
+        { group: CNPG_GROUP, version: CNPG_VERSION, plural: CNPG_PLURAL, ...ref, body: patch, fieldManager: PGFED_FIELD_MANAGER },
         setHeaderOptions("Content-Type", PatchStrategy.MergePatch),
       );
     } catch (e) {
@@ -126,7 +128,7 @@ export class RegionClient {
   async createCluster(ref: ObjectRef, manifest: Record<string, unknown>, doing = "creating"): Promise<Cluster> {
     let raw: unknown;
     try {
-      raw = await this.custom.createNamespacedCustomObject({ group: CNPG_GROUP, version: CNPG_VERSION, plural: CNPG_PLURAL, namespace: ref.namespace, body: manifest });
+      raw = await this.custom.createNamespacedCustomObject({ group: CNPG_GROUP, version: CNPG_VERSION, plural: CNPG_PLURAL, namespace: ref.namespace, body: manifest, fieldManager: PGFED_FIELD_MANAGER });
     } catch (e) {
       throw kubeError(this.region, `${doing} Cluster ${ref.namespace}/${ref.name}`, e);
     }

@@ -9,6 +9,7 @@ import {
   demotionToken,
   designatedPrimary,
   fencedInstances,
+  fieldOwner,
   getCondition,
   isFenced,
   isFencedForSure,
@@ -221,5 +222,33 @@ describe("token readers", () => {
     expect(specPromotionToken(c)).toBe("c3BlYw==");
     expect(demotionToken(member(undefined))).toBeUndefined();
     expect(specPromotionToken(member(undefined))).toBeUndefined();
+  });
+});
+
+describe("fieldOwner (who last set a field, from metadata.managedFields)", () => {
+  const withFields = (managedFields: unknown) =>
+    parseCluster({
+      apiVersion: "postgresql.cnpg.io/v1",
+      kind: "Cluster",
+      metadata: { name: "pg-eu", namespace: "db", managedFields },
+      spec: { replica: { primary: "pg-us", source: "pg-us" }, externalClusters: [{ name: "pg-eu" }, { name: "pg-us" }] },
+    });
+  const primaryField = { "f:spec": { "f:replica": { "f:primary": {} } } };
+
+  it("names the newest entry that owns the field, ignoring status writes", () => {
+    const c = withFields([
+      { manager: "pgfed", operation: "Update", apiVersion: "postgresql.cnpg.io/v1", time: "2026-12-03T10:00:00Z", fieldsType: "FieldsV1", fieldsV1: primaryField },
+      { manager: "argocd", operation: "Apply", apiVersion: "postgresql.cnpg.io/v1", time: "2026-12-03T11:00:00Z", fieldsType: "FieldsV1", fieldsV1: primaryField },
+      { manager: "cnpg", operation: "Update", subresource: "status", time: "2026-12-03T12:00:00Z", fieldsType: "FieldsV1", fieldsV1: primaryField },
+      { manager: "kubectl", operation: "Update", time: "2026-12-03T12:30:00Z", fieldsType: "FieldsV1", fieldsV1: { "f:metadata": { "f:labels": {} } } },
+    ]);
+    expect(fieldOwner(c, ["spec", "replica", "primary"])).toEqual({ manager: "argocd", operation: "Apply", time: "2026-12-03T11:00:00Z" });
+    expect(fieldOwner(c, ["spec", "replica", "source"])).toBeUndefined();
+  });
+
+  it("says nothing without managedFields or with malformed entries", () => {
+    expect(fieldOwner(withFields(undefined), ["spec", "replica", "primary"])).toBeUndefined();
+    expect(fieldOwner(withFields("nope"), ["spec", "replica", "primary"])).toBeUndefined();
+    expect(fieldOwner(withFields([null, 3, { manager: 5, fieldsV1: primaryField }, { manager: "x", fieldsV1: "f:spec" }]), ["spec", "replica", "primary"])).toBeUndefined();
   });
 });
