@@ -22,6 +22,7 @@ export const ALERT_NAMES = [
   "PgfedOperationFailed",
   "PgfedNoPrimary",
   "PgfedCoordinatorLeaderless",
+  "PgfedTopologyChangedOutside",
 ] as const;
 
 export type AlertName = (typeof ALERT_NAMES)[number];
@@ -46,6 +47,11 @@ export interface AlertDefinition {
   severity: Severity;
   /** Labels that tell two instances of the alert apart (besides alertname). */
   keyLabels: readonly string[];
+  /**
+   * Further labels of the expression's series that the texts show (Prometheus: `$labels.<name>`);
+   * pgfed's engine receives them as labels of the observation too, so both carry the same labels.
+   */
+  infoLabels?: readonly string[];
   /** The condition must hold this long before the alert fires (Prometheus `for:`). */
   forMs: number;
   /** A firing alert must be clear this long before it resolves (Prometheus `keep_firing_for:`). */
@@ -270,6 +276,25 @@ export const ALERTS: Readonly<Record<AlertName, AlertDefinition>> = {
     whatToDo:
       "Check the coordinator pods and their connection to NATS (leader election runs through the bus). A coordinator that cannot reach the bus cannot lead.",
   },
+  PgfedTopologyChangedOutside: {
+    name: "PgfedTopologyChangedOutside",
+    severity: "critical",
+    keyLabels: ["federation", "member"],
+    infoLabels: ["manager"],
+    // The federation machine keeps the alert in its context until an operator resumes: no hysteresis needed.
+    forMs: 0,
+    clearForMs: 0,
+    expr: "pgfed_topology_changed_outside == 1",
+    values: {},
+    summary: '{federation}/{member}: spec.replica.primary was changed by field manager "{manager}", not by pgfed; automation of {federation} is paused',
+    description:
+      'Someone other than pgfed (field manager "{manager}": a person with kubectl, Argo CD, Flux) changed spec.replica.primary of the CNPG Cluster of {member} to a member that is not the designated primary. pgfed does not fight the change: it paused automation for {federation} (no automatic failover, no WAL switch, no repair of the topology) until an operator resumes it. Operator requests still run.',
+    command: "pgfed resume {federation}",
+    whenFires:
+      "a field manager other than `pgfed` changed a member Cluster's `spec.replica.primary` to anything but the designated primary, and automation of the federation is paused (`pgfed_topology_changed_outside` = 1)",
+    whatToDo:
+      "Find who made the change: the field manager named in the alert (`kubectl get cluster -o yaml --show-managed-fields`; the audit stream has `topology.changed_outside` with the old and new value). Decide whether the change stands, then make the topology consistent: every member names one and the same primary (`pgfed resolve <federation> --primary <member>` if that primary changed). Then `pgfed resume <federation>`, which clears the alert. Configure the GitOps tool to ignore `spec.replica.primary`, `spec.replica.source`, `spec.replica.promotionToken` and the `cnpg.io/fencedInstances` annotation, or it undoes every switchover ([GitOps and other writers](docs/operations.md#gitops-and-other-writers)).",
+  },
 };
 
 export type Labels = Readonly<Record<string, string>>;
@@ -338,7 +363,7 @@ export function toGoTemplate(template: string, def: AlertDefinition): string {
   return template.replace(PLACEHOLDER, (_m, name: string, fallback: string | undefined) => {
     const value = def.values[name];
     if (value !== undefined) return goValue(value);
-    if (def.keyLabels.includes(name)) return `{{ $labels.${name} }}`;
+    if (def.keyLabels.includes(name) || def.infoLabels?.includes(name) === true) return `{{ $labels.${name} }}`;
     return fallback ?? "?";
   });
 }
@@ -359,6 +384,15 @@ export function renderAnnotations(def: AlertDefinition, labels: Labels, values: 
   };
 }
 
+/**
+ * Markdown links in catalog texts name repository paths (`](docs/operations.md#…)`); shown next to
+ * the runbook they become relative to its folder: `docs/` from the README, none inside docs/alerts.md.
+ */
+export function docsLinks(text: string, runbookBaseUrl: string = DEFAULT_RUNBOOK_BASE_URL): string {
+  const folder = runbookBaseUrl.slice(0, runbookBaseUrl.lastIndexOf("/") + 1);
+  return text.replace(/\]\(docs\//g, `](${folder}`);
+}
+
 function escapeCell(s: string): string {
   return s.replace(/\|/g, "\\|").replace(/\n/g, " ");
 }
@@ -368,7 +402,7 @@ export function alertsMarkdownTable(runbookBaseUrl: string = DEFAULT_RUNBOOK_BAS
   const rows = ALERT_NAMES.map((n) => {
     const a = ALERTS[n];
     const command = a.command.replace(/\{([a-z_]+)(?:\|([^}]*))?\}/g, (_m, name: string, fallback: string | undefined) => fallback ?? `<${name}>`);
-    return `| [${a.name}](${runbookUrl(a.name, runbookBaseUrl)}) | ${a.severity} | ${escapeCell(a.whenFires)} | ${escapeCell(a.whatToDo)} Start with \`${escapeCell(command)}\`. |`;
+    return `| [${a.name}](${runbookUrl(a.name, runbookBaseUrl)}) | ${a.severity} | ${escapeCell(a.whenFires)} | ${escapeCell(docsLinks(a.whatToDo, runbookBaseUrl))} Start with \`${escapeCell(command)}\`. |`;
   });
   return ["| alert | severity | when it fires | what to do |", "|---|---|---|---|", ...rows].join("\n") + "\n";
 }

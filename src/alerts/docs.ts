@@ -2,7 +2,7 @@
  * docs/alerts.md, rendered from the catalog so the runbook, the rules and the engine never
  * disagree: one section per alert, anchored by the alert name in lower case (the `runbook_url`).
  */
-import { ALERT_NAMES, ALERTS, alertsMarkdownTable, type AlertDefinition } from "./catalog.js";
+import { ALERT_NAMES, ALERTS, alertsMarkdownTable, docsLinks, type AlertDefinition } from "./catalog.js";
 import { promDuration } from "./rules.js";
 
 /** A template as a reader sees it: `{federation}` → `<federation>`, fallbacks as written. */
@@ -19,7 +19,7 @@ function section(def: AlertDefinition): string {
     `<a id="${anchor}"></a>`,
     `## ${def.name}`,
     "",
-    `**Severity:** ${def.severity} · **Labels:** ${["alertname", ...def.keyLabels, "severity"].join(", ")} · ${hysteresis}`,
+    `**Severity:** ${def.severity} · **Labels:** ${["alertname", ...def.keyLabels, ...(def.infoLabels ?? []), "severity"].join(", ")} · ${hysteresis}`,
     "",
     `**When it fires:** ${def.whenFires}.`,
     "",
@@ -27,7 +27,7 @@ function section(def: AlertDefinition): string {
     "",
     `**What it means:** ${placeholders(def.description)}`,
     "",
-    `**What to do:** ${def.whatToDo}`,
+    `**What to do:** ${docsLinks(def.whatToDo, "")}`,
     "",
     "**Run first:**",
     "",

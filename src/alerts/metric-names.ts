@@ -33,6 +33,7 @@ export const PGFED_METRIC_NAMES = {
     "pgfed_coordinator_leader",
     "pgfed_rpo_warn_fraction",
     "pgfed_agent_silent_seconds",
+    "pgfed_topology_changed_outside",
   ],
   /** src/alerts/notifiers.ts (alert delivery). */
   alerts: ["pgfed_alert_notifications_total", "pgfed_alert_queue_depth", "pgfed_alert_notifications_dropped_total"],

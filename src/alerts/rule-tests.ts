@@ -207,6 +207,22 @@ export const RULE_TEST_CASES: RuleTestCase[] = [
     ],
   },
   {
+    name: "a topology changed by another field manager fires at once, names the manager, and resolves when the operator resumes",
+    series: [
+      s("pgfed_topology_changed_outside", { federation: "orders", member: "pg-us", manager: "argocd-controller" }, "_ _ 1x4 stale _x20"),
+      s("pgfed_topology_changed_outside", { federation: "billing", member: "pg-eu", manager: "kubectl-edit" }, "_x20"),
+    ],
+    expect: [
+      none("PgfedTopologyChangedOutside", "5s"),
+      {
+        alert: "PgfedTopologyChangedOutside",
+        evalAt: "10s",
+        firing: [{ labels: { federation: "orders", member: "pg-us", manager: "argocd-controller" }, values: {} }],
+      },
+      none("PgfedTopologyChangedOutside", "1m"),
+    ],
+  },
+  {
     name: "no coordinator leader for 30 s fires, also when no coordinator reports at all",
     series: [s("pgfed_coordinator_leader", { instance: "a" }, "1 1 0x40"), s("pgfed_coordinator_leader", { instance: "b" }, "0x40")],
     expect: [

@@ -10,14 +10,14 @@
  *   re-send firing alerts on their own timers, with the engine's latest numbers).
  * - Only the leader raises alerts: the runtimes that call `observe` run on the leader only; on
  *   stepping down the engine is dropped, the notifiers are closed (no more re-sends of alerts a
- *   follower cannot judge) and the exposure gauges are cleared, so a follower's /metrics shows
- *   no stale exposure either.
+ *   follower cannot judge) and the exposure gauges and pgfed_topology_changed_outside are cleared,
+ *   so a follower's /metrics shows no stale exposure or alert either.
  * - PgfedCoordinatorLeaderless is raised by Prometheus only (deploy/prometheus/pgfed-rules.yml):
  *   a coordinator without the lease is exactly the one that must not judge.
  */
 import type { Registry } from "prom-client";
 import type { FederationContext } from "../../machines/index.js";
-import type { AlertName, AlertValues } from "../alerts/catalog.js";
+import type { AlertName, AlertValues, Labels } from "../alerts/catalog.js";
 import { AlertEngine, type Alert, type AlertEngineOptions, type AlertTransition, type Observation } from "../alerts/engine.js";
 import { createAlertRouter, type AlertRouter, type NotifierOptions } from "../alerts/notifiers.js";
 import type { Config, FederationConfig } from "../config.js";
@@ -25,7 +25,7 @@ import { errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
 import { createMetrics, recordExposureMetrics, recordMemberMetrics, type PgfedMetrics } from "../metrics.js";
 import type { Evaluation } from "../wal/monitor.js";
-import { OPERATION_KINDS } from "./metrics.js";
+import { createContextAlertMetrics, OPERATION_KINDS, type ContextAlertMetrics } from "./metrics.js";
 
 /** What one evaluation pass of a federation hands to alerting. */
 export interface FederationTick {
@@ -62,10 +62,51 @@ export interface FederationMemo {
   firing: Set<string>;
   /** The engine may hold state for an instance of this federation: its next pass must reach the engine. */
   engaged: boolean;
+  /** Labels of the PgfedTopologyChangedOutside instance of the last pass, to resolve it once the machine drops it. */
+  topologyChange: Labels | undefined;
 }
 
 export function newMemo(): FederationMemo {
-  return { failedOps: new Map(), sampleFailures: new Map(), firing: new Set(), engaged: false };
+  return { failedOps: new Map(), sampleFailures: new Map(), firing: new Set(), engaged: false, topologyChange: undefined };
+}
+
+/** What the reason of the machine's PgfedTopologyChangedOutside says. */
+export interface OutsideTopologyChange {
+  federation: string;
+  member: string;
+  from: string;
+  to: string;
+  manager: string;
+}
+
+// The sentence of FederationRuntime.noticeOtherWriter (src/coordinator/federation.ts); member names hold no "/".
+const OUTSIDE_CHANGE = /^spec\.replica\.primary of (\S+)\/([^/\s]+) was changed from (\S+) to (\S+) by field manager "(.+)", not by pgfed(?:;|$)/;
+
+/** Parses the reason of a PgfedTopologyChangedOutside context alert; undefined for any other shape. */
+export function parseOutsideChange(reason: string): OutsideTopologyChange | undefined {
+  const m = OUTSIDE_CHANGE.exec(reason);
+  if (!m) return undefined;
+  const [, federation, member, from, to, manager] = m;
+  if (federation === undefined || member === undefined || from === undefined || to === undefined || manager === undefined) return undefined;
+  return { federation, member, from, to, manager };
+}
+
+/**
+ * The instance of PgfedTopologyChangedOutside the machine's context holds, if any: labels (member and
+ * manager from the reason) and the old and new value for display. A reason of another shape still
+ * raises the alert, for the federation alone.
+ */
+export function topologyChangeOf(ctx: FederationContext, federation: string): { labels: Labels; values: AlertValues } | undefined {
+  const alert = ctx.alerts.find((a) => a.name === "PgfedTopologyChangedOutside");
+  if (!alert) return undefined;
+  const change = parseOutsideChange(alert.reason);
+  if (!change || change.federation !== federation) return { labels: { federation }, values: {} };
+  return { labels: { federation, member: change.member, manager: change.manager }, values: { from: change.from, to: change.to } };
+}
+
+function sameLabels(a: Labels, b: Labels): boolean {
+  const keys = Object.keys(a);
+  return keys.length === Object.keys(b).length && keys.every((k) => a[k] === b[k]);
 }
 
 const seconds = (ms: number): number => Math.round(ms) / 1000;
@@ -137,6 +178,13 @@ export function observationsOf(t: FederationTick, memo: FederationMemo): Observa
     primaries: t.writable.length,
     ...(intruder ? { member: intruder.name, region: intruder.region, cluster: intruder.cluster, namespace: intruder.namespace } : {}),
   });
+
+  // Another writer changed the topology: the machine holds the alert until an operator resumes.
+  const change = topologyChangeOf(ctx, federation);
+  const before = memo.topologyChange;
+  if (before !== undefined && (change === undefined || !sameLabels(before, change.labels))) add("PgfedTopologyChangedOutside", before, false);
+  if (change) add("PgfedTopologyChangedOutside", change.labels, true, change.values);
+  memo.topologyChange = change?.labels;
   return out;
 }
 
@@ -153,6 +201,7 @@ export interface CoordinatorAlertingOptions extends AlertingOptions {
 
 export class CoordinatorAlerting {
   readonly metrics: PgfedMetrics;
+  readonly contextMetrics: ContextAlertMetrics;
   private readonly log: Logger;
   private readonly memos = new Map<string, FederationMemo>();
   private current: Active | undefined;
@@ -161,6 +210,7 @@ export class CoordinatorAlerting {
   constructor(private readonly opts: CoordinatorAlertingOptions) {
     this.log = opts.log.child({ component: "alerting" });
     this.metrics = createMetrics(opts.registry);
+    this.contextMetrics = createContextAlertMetrics(opts.registry);
   }
 
   /** The firing alerts (empty on a follower). */
@@ -184,7 +234,9 @@ export class CoordinatorAlerting {
         this.memos.set(t.cfg.name, memo);
       }
       const cur = this.ensure();
+      const topologyBefore = memo.topologyChange;
       const observations = observationsOf(t, memo);
+      this.recordTopologyChange(topologyBefore, memo.topologyChange);
       const anyActive = observations.some((o) => o.active);
       // All healthy, and the previous pass already cleared what was pending: the engine holds no
       // state for these instances and would only fingerprint each one to find that out.
@@ -211,6 +263,7 @@ export class CoordinatorAlerting {
     this.memos.clear();
     for (const g of [this.metrics.exposureSeconds, this.metrics.exposureBytes, this.metrics.worstCaseExposureSeconds, this.metrics.worstCaseExposureBytes, this.metrics.rpoBudgetSeconds]) g.reset();
     for (const g of [this.metrics.replicaLagSeconds, this.metrics.replicaLagBytes, this.metrics.replicaStalled, this.metrics.archiveFailing, this.metrics.archiveReadySegments, this.metrics.memberUp, this.metrics.archiveLastSuccessTimestampSeconds]) g.reset();
+    this.contextMetrics.topologyChangedOutside.reset();
     if (cur) await cur.router.close(timeoutMs).catch(() => false);
   }
 
@@ -242,6 +295,13 @@ export class CoordinatorAlerting {
     const fields = { alert: a.name, severity: a.severity, ...a.labels };
     if (tr.kind === "firing") this.log.warn(fields, `alert ${a.name} firing: ${a.annotations.summary} (run: ${a.annotations.command})`);
     else this.log.info(fields, `alert ${a.name} resolved: ${a.annotations.summary}`);
+  }
+
+  /** pgfed_topology_changed_outside: 1 for the instance the context holds; the series goes when it clears or moves. */
+  private recordTopologyChange(before: Labels | undefined, now: Labels | undefined): void {
+    const g = this.contextMetrics.topologyChangedOutside;
+    if (before !== undefined && (now === undefined || !sameLabels(before, now))) g.remove(before);
+    if (now !== undefined) g.set(now, 1);
   }
 
   private updateMetrics(t: FederationTick): void {

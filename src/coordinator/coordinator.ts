@@ -402,6 +402,8 @@ class CoordinatorImpl implements Coordinator {
       { name: "designatedPrimary", ok: fc.designatedPrimary !== null, detail: `designated primary ${fc.designatedPrimary ?? "none"} at epoch ${fc.epoch}`, numbers: { epoch: fc.epoch } },
       { name: "targetIsMember", ok: fc.members.includes(target), detail: `${target} ${fc.members.includes(target) ? "is" : "is not"} a member of ${fc.federation}`, numbers: {} },
       { name: "targetHealthyReplica", ok: m?.role === "replica" && m.reachable && !m.fenced && !m.diverged, detail: `${target}: role ${m?.role ?? "?"}, phase ${m?.phase ?? "?"}, reachable ${String(m?.reachable ?? false)}, fenced ${String(m?.fenced ?? false)}`, numbers: {} },
+      // CNPG could never promote it with the token: it is not on the primary's timeline or not fed by it.
+      { name: "targetFollowsPrimary", ok: m?.following !== false, detail: m?.following === false ? `${target} does not follow the primary: ${m.notFollowing ?? "no reason recorded"}` : `${target} follows ${fc.designatedPrimary ?? "the primary"}`, numbers: {} },
       {
         name: "targetLagWithinBudget",
         ok: lag !== undefined && lag.ms <= budget,

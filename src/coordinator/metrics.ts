@@ -52,3 +52,23 @@ export function createCoordinatorMetrics(registry: Registry = createRegistry()):
   };
   return m;
 }
+
+/**
+ * Gauges of the alerts the federation machine keeps in its context, set by CoordinatorAlerting on
+ * the leader only and reset when it steps down (a follower exports no series of them).
+ */
+export interface ContextAlertMetrics {
+  topologyChangedOutside: Gauge<"federation" | "member" | "manager">;
+}
+
+export function createContextAlertMetrics(registry: Registry): ContextAlertMetrics {
+  const registers = [registry];
+  return {
+    topologyChangedOutside: new Gauge({
+      name: "pgfed_topology_changed_outside",
+      help: "1 while automation of the federation is paused because a field manager other than pgfed changed the member Cluster's spec.replica.primary; absent otherwise.",
+      labelNames: ["federation", "member", "manager"],
+      registers,
+    }),
+  };
+}

@@ -122,6 +122,14 @@ describe("replicas that do not follow the primary", () => {
     expect(later?.lossIfPromotedSeconds ?? 0).toBeGreaterThan((first?.lossIfPromotedSeconds ?? Infinity) + 1);
     expect(later?.lagBytes ?? 0).toBeGreaterThan(first?.lagBytes ?? Infinity);
 
+    // The dry run says so before anything is tried.
+    const plan = await coordinator.switchover(FED, { target: "pg-eu" }, { requestedBy: "test", reason: "dry run" }, { dryRun: true });
+    if (plan.kind !== "plan") throw new Error("expected a plan");
+    expect(plan.plan.allowed).toBe(false);
+    const follows = plan.plan.preconditions.find((p) => p.name === "targetFollowsPrimary");
+    expect(follows?.ok).toBe(false);
+    expect(follows?.detail).toContain("pg-eu does not follow the primary");
+
     const res = await coordinator.switchover(FED, { target: "pg-eu" }, { requestedBy: "test", reason: "the lab's second switchover" }, { dryRun: false });
     if (res.kind !== "operation") throw new Error("expected an operation");
     let op = res.operation;

@@ -2,15 +2,16 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
-import { ALERT_NAMES, ALERTS, alertsMarkdownTable, humanize1024, renderAnnotations, runbookUrl, toGoTemplate } from "../../../src/alerts/catalog.js";
+import { ALERT_NAMES, ALERTS, alertsMarkdownTable, docsLinks, humanize1024, renderAnnotations, runbookUrl, toGoTemplate } from "../../../src/alerts/catalog.js";
 import { generatedFiles, REPO_ROOT } from "../../../src/alerts/generate.js";
 import { ALL_PGFED_METRICS, metricsInExpr, PGFED_METRIC_NAMES } from "../../../src/alerts/metric-names.js";
 import { prometheusRuleGroups, promDuration } from "../../../src/alerts/rules.js";
-import { createMetrics } from "../../../src/metrics.js";
+import { createContextAlertMetrics, createCoordinatorMetrics } from "../../../src/coordinator/metrics.js";
+import { createMetrics, createRegistry } from "../../../src/metrics.js";
 
 describe("alert catalog", () => {
-  it("has the eleven alerts, each with severity, texts, a command and a runbook anchor", () => {
-    expect(ALERT_NAMES).toHaveLength(11);
+  it("has the twelve alerts, each with severity, texts, a command and a runbook anchor", () => {
+    expect(ALERT_NAMES).toHaveLength(12);
     for (const name of ALERT_NAMES) {
       const a = ALERTS[name];
       expect(a.name).toBe(name);
@@ -20,7 +21,7 @@ describe("alert catalog", () => {
       // Every placeholder is a key label, a declared value, or has a fallback.
       for (const text of [a.summary, a.description, a.command])
         for (const m of text.matchAll(/\{([a-z_]+)(\|[^}]*)?\}/g)) {
-          const known = a.keyLabels.includes(m[1] ?? "") || (m[1] ?? "") in a.values || m[2] !== undefined;
+          const known = a.keyLabels.includes(m[1] ?? "") || a.infoLabels?.includes(m[1] ?? "") === true || (m[1] ?? "") in a.values || m[2] !== undefined;
           expect(known, `${name}: {${m[1]}}`).toBe(true);
         }
     }
@@ -56,9 +57,34 @@ describe("alert catalog", () => {
     const table = alertsMarkdownTable();
     const lines = table.trimEnd().split("\n");
     expect(lines[0]).toBe("| alert | severity | when it fires | what to do |");
-    expect(lines).toHaveLength(13);
+    expect(lines).toHaveLength(14);
     expect(lines[3]).toContain("[PgfedRPOBudgetExceeded](docs/alerts.md#pgfedrpobudgetexceeded) | page | exposure > the RPO budget for 10 s |");
     expect(table).toContain("Start with `pgfed approve <op>`");
+  });
+
+  it("topology changed outside: critical, keyed by federation and member, names the manager and says to resume", () => {
+    const def = ALERTS.PgfedTopologyChangedOutside;
+    expect([def.severity, def.keyLabels, def.infoLabels, def.forMs, def.clearForMs]).toEqual(["critical", ["federation", "member"], ["manager"], 0, 0]);
+    const a = renderAnnotations(def, { federation: "orders", member: "pg-us", manager: "argocd-controller" }, {});
+    expect(a.summary).toBe('orders/pg-us: spec.replica.primary was changed by field manager "argocd-controller", not by pgfed; automation of orders is paused');
+    expect(a.description).toContain("paused automation for orders");
+    expect(a.command).toBe("pgfed resume orders");
+    expect(a.runbook_url).toBe("docs/alerts.md#pgfedtopologychangedoutside");
+    // The manager is a label of the series, not a key: Prometheus prints it from $labels too.
+    expect(toGoTemplate(def.summary, def)).toBe(
+      '{{ $labels.federation }}/{{ $labels.member }}: spec.replica.primary was changed by field manager "{{ $labels.manager }}", not by pgfed; automation of {{ $labels.federation }} is paused',
+    );
+    for (const field of ["spec.replica.primary", "spec.replica.source", "spec.replica.promotionToken", "cnpg.io/fencedInstances", "pgfed resume <federation>"]) expect(def.whatToDo).toContain(field);
+  });
+
+  it("links to other docs are relative to the runbook's folder: docs/ from the README, none inside docs/alerts.md", () => {
+    const link = "[GitOps and other writers](docs/operations.md#gitops-and-other-writers)";
+    expect(ALERTS.PgfedTopologyChangedOutside.whatToDo).toContain(link);
+    expect(docsLinks(link)).toBe(link);
+    expect(docsLinks(link, "")).toBe("[GitOps and other writers](operations.md#gitops-and-other-writers)");
+    expect(docsLinks(link, "https://example.org/pgfed/docs/alerts.md")).toBe("[GitOps and other writers](https://example.org/pgfed/docs/operations.md#gitops-and-other-writers)");
+    expect(alertsMarkdownTable()).toContain("](docs/operations.md#gitops-and-other-writers)");
+    expect(alertsMarkdownTable("")).toContain("](operations.md#gitops-and-other-writers)");
   });
 });
 
@@ -101,5 +127,13 @@ describe("Prometheus rules", () => {
   it("the exposure metrics the rules use are the ones src/metrics.ts registers", async () => {
     const registered = new Set((await createMetrics().registry.getMetricsAsJSON()).map((m) => m.name));
     for (const m of PGFED_METRIC_NAMES.exposure) expect(registered, m).toContain(m);
+  });
+
+  it("the coordinator metrics the rules use are the ones src/coordinator/metrics.ts registers", async () => {
+    const registry = createRegistry();
+    createCoordinatorMetrics(registry);
+    createContextAlertMetrics(registry);
+    const registered = new Set((await registry.getMetricsAsJSON()).map((m) => m.name));
+    for (const m of PGFED_METRIC_NAMES.coordinator) expect(registered, m).toContain(m);
   });
 });

@@ -1,11 +1,14 @@
 /** What the leader observes for the alert engine from one evaluation pass (pure; no bus, no Postgres). */
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { createActor } from "xstate";
 import { describe, expect, it } from "vitest";
 import { federationMachine, type FederationContext, type Operation } from "../../../machines/index.js";
 import { renderAnnotations, ALERTS } from "../../../src/alerts/catalog.js";
 import { AlertEngine } from "../../../src/alerts/engine.js";
 import { parseConfig } from "../../../src/config.js";
-import { CoordinatorAlerting, OPERATION_FAILED_WINDOW_MS, newMemo, observationsOf, type FederationTick } from "../../../src/coordinator/alerting.js";
+import { REPO_ROOT } from "../../../src/alerts/generate.js";
+import { CoordinatorAlerting, OPERATION_FAILED_WINDOW_MS, newMemo, observationsOf, parseOutsideChange, type FederationTick } from "../../../src/coordinator/alerting.js";
 import { silentLogger } from "../../../src/log.js";
 import { createRegistry } from "../../../src/metrics.js";
 import type { Evaluation, MemberStatus } from "../../../src/wal/monitor.js";
@@ -36,6 +39,24 @@ function baseContext(): FederationContext {
   a.stop();
   return ctx;
 }
+
+/** The sentence FederationRuntime.noticeOtherWriter writes (its shape is checked against the source below). */
+const outsideSentence = (member: string, from: string, to: string, manager: string): string =>
+  `spec.replica.primary of orders/${member} was changed from ${from} to ${to} by field manager "${manager}", not by pgfed; automation paused until an operator resumes it`;
+
+/** The federation machine's context after another writer changed a member's topology (and, optionally, after RESUME). */
+function contextWith(events: ({ type: "OUTSIDE_CHANGE"; member: string; manager: string; sentence: string } | { type: "RESUME"; by: string })[]): FederationContext {
+  const a = createActor(federationMachine, {
+    input: { federation: "orders", members: ["pg-eu", "pg-us"], designatedPrimary: "pg-eu", epoch: 3, rpo: { budgetMs: 30_000, warnAt: 0.5 }, failoverMode: "manual" },
+  });
+  a.start();
+  for (const e of events) a.send(e);
+  const ctx = a.getSnapshot().context;
+  a.stop();
+  return ctx;
+}
+
+const argoChange = { type: "OUTSIDE_CHANGE" as const, member: "pg-us", manager: "argocd-controller", sentence: outsideSentence("pg-us", "pg-eu", "pg-us", "argocd-controller") };
 
 function member(name: string, over: Partial<MemberStatus> = {}): MemberStatus {
   return { name, region: name === "pg-eu" ? "eu-west" : "us-east", status: "up", role: name === "pg-eu" ? "primary" : "replica", error: undefined, archive: undefined, replica: undefined, lag: undefined, ...over };
@@ -116,10 +137,64 @@ describe("observationsOf", () => {
     expect(active(tick(T0 + OPERATION_FAILED_WINDOW_MS + 1, { ctx }), memo)).toEqual([]);
   });
 
+  it("a topology changed outside is one instance keyed by federation and member, with the manager, until the machine drops it", () => {
+    const memo = newMemo();
+    const ctx = contextWith([argoChange]);
+    expect(ctx.paused).toBe(true);
+    const topo = (t: FederationTick) => observationsOf(t, memo).filter((o) => o.alert === "PgfedTopologyChangedOutside");
+    const [o, ...rest] = topo(tick(T0, { ctx }));
+    expect(rest).toEqual([]);
+    expect([o?.active, o?.labels, o?.values]).toEqual([true, { federation: "orders", member: "pg-us", manager: "argocd-controller" }, { from: "pg-eu", to: "pg-us" }]);
+    expect(renderAnnotations(ALERTS.PgfedTopologyChangedOutside, o?.labels ?? {}, o?.values ?? {}).summary).toBe(
+      'orders/pg-us: spec.replica.primary was changed by field manager "argocd-controller", not by pgfed; automation of orders is paused',
+    );
+    // Another writer on another member: the machine keeps the newest reason, the old instance clears.
+    const ctx2 = contextWith([argoChange, { type: "OUTSIDE_CHANGE", member: "pg-eu", manager: "kubectl-edit", sentence: outsideSentence("pg-eu", "(unset)", "pg-us", "kubectl-edit") }]);
+    expect(topo(tick(T0 + 1_000, { ctx: ctx2 })).map((x) => [x.active, x.labels.member, x.labels.manager])).toEqual([
+      [false, "pg-us", "argocd-controller"],
+      [true, "pg-eu", "kubectl-edit"],
+    ]);
+    // RESUME removes the context alert: one inactive observation resolves it, then nothing more.
+    const resumed = contextWith([argoChange, { type: "RESUME", by: "alice" }]);
+    expect(topo(tick(T0 + 2_000, { ctx: resumed })).map((x) => [x.active, x.labels.member])).toEqual([[false, "pg-eu"]]);
+    expect(topo(tick(T0 + 3_000, { ctx: resumed }))).toEqual([]);
+  });
+
+  it("a reason of another shape still raises the alert, for the federation alone", () => {
+    const ctx = contextWith([{ ...argoChange, sentence: "someone edited pg-us" }]);
+    const obs = active(tick(T0, { ctx }));
+    expect(obs.map((o) => [o.alert, o.labels, o.values])).toEqual([["PgfedTopologyChangedOutside", { federation: "orders" }, {}]]);
+  });
+
   it("RPO warning and exceeded follow the budget verdict, with the numbers", () => {
     const t = tick(T0);
     t.evaluation = { ...t.evaluation, budget: { level: "exceeded", fraction: 1.4, budgetMs: 30_000 } };
     expect(active(t).map((o) => o.alert)).toEqual(["PgfedRPOBudgetWarning", "PgfedRPOBudgetExceeded"]);
+  });
+});
+
+describe("parseOutsideChange", () => {
+  it("reads federation, member, old and new value and manager from the sentence of noticeOtherWriter", () => {
+    expect(parseOutsideChange(outsideSentence("pg-us", "pg-eu", "pg-us", "argocd-controller"))).toEqual({ federation: "orders", member: "pg-us", from: "pg-eu", to: "pg-us", manager: "argocd-controller" });
+    expect(parseOutsideChange(outsideSentence("pg-ap", "(unset)", "pg-us", "kubectl-client-side-apply"))).toMatchObject({ member: "pg-ap", from: "(unset)", manager: "kubectl-client-side-apply" });
+    expect(parseOutsideChange('spec.replica.primary of team/orders/pg-us was changed from a to b by field manager "m", not by pgfed')).toMatchObject({ federation: "team/orders", member: "pg-us" });
+  });
+
+  it("returns undefined for any other shape", () => {
+    for (const reason of [
+      "",
+      "automation of orders resumed by alice",
+      'spec.replica.primary of orders/pg-us was changed from pg-eu to pg-us by field manager "", not by pgfed; automation paused',
+      'spec.replica.primary of orders/pg-us was changed from pg-eu to pg-us by field manager "argocd-controller"',
+      'spec.replica.primary of pg-us was changed from pg-eu to pg-us by field manager "argocd-controller", not by pgfed; x',
+      'note: spec.replica.primary of orders/pg-us was changed from pg-eu to pg-us by field manager "argocd-controller", not by pgfed; x',
+    ])
+      expect(parseOutsideChange(reason), reason).toBeUndefined();
+  });
+
+  it("the coordinator still writes the sentence in the shape the parser reads (src/coordinator/federation.ts)", () => {
+    const source = readFileSync(join(REPO_ROOT, "src/coordinator/federation.ts"), "utf8");
+    expect(source).toContain('`spec.replica.primary of ${this.name}/${member} was changed from ${was} to ${now.specPrimary} by field manager "${manager}", not by pgfed; ');
   });
 });
 
@@ -152,6 +227,42 @@ describe("CoordinatorAlerting", () => {
     expect(names()).toEqual([]);
     alerting.observe(warn(T0 + 15_000));
     expect(names()).toEqual(["PgfedRPOBudgetWarning"]);
+    await alerting.close(100);
+  });
+
+  it("topology changed outside: fires with the context alert, pgfed_topology_changed_outside = 1 meanwhile, both gone after RESUME and on a follower", async () => {
+    const registry = createRegistry();
+    const alerting = new CoordinatorAlerting({ config, registry, log: silentLogger() });
+    const series = async () => {
+      const text = await registry.metrics();
+      return text.split("\n").filter((l) => l.startsWith("pgfed_topology_changed_outside{"));
+    };
+    alerting.observe(tick(T0));
+    expect(alerting.active()).toEqual([]);
+    expect(await series()).toEqual([]);
+
+    alerting.observe(tick(T0 + 1_000, { ctx: contextWith([argoChange]) }));
+    const [a, ...rest] = alerting.active();
+    expect(rest).toEqual([]);
+    expect(a?.name).toBe("PgfedTopologyChangedOutside");
+    expect(a?.labels).toEqual({ alertname: "PgfedTopologyChangedOutside", severity: "critical", federation: "orders", member: "pg-us", manager: "argocd-controller" });
+    expect(a?.values).toEqual({ from: "pg-eu", to: "pg-us" });
+    expect(a?.annotations.command).toBe("pgfed resume orders");
+    expect(await series()).toEqual(['pgfed_topology_changed_outside{federation="orders",member="pg-us",manager="argocd-controller"} 1']);
+
+    // Still there on the next pass (the machine keeps it); gone with RESUME.
+    alerting.observe(tick(T0 + 2_000, { ctx: contextWith([argoChange]) }));
+    expect(alerting.active().map((x) => x.name)).toEqual(["PgfedTopologyChangedOutside"]);
+    alerting.observe(tick(T0 + 3_000, { ctx: contextWith([argoChange, { type: "RESUME", by: "alice" }]) }));
+    expect(alerting.active()).toEqual([]);
+    expect(await series()).toEqual([]);
+
+    // Raised again, then this coordinator steps down: no alert, no series on the follower.
+    alerting.observe(tick(T0 + 4_000, { ctx: contextWith([argoChange]) }));
+    expect(await series()).toHaveLength(1);
+    await alerting.stepDown(100);
+    expect(alerting.active()).toEqual([]);
+    expect(await series()).toEqual([]);
     await alerting.close(100);
   });
 });
