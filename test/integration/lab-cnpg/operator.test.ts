@@ -6,61 +6,31 @@
  * token without a clean shutdown, tokens cleared, the #11074 token-loss fault, CNPG's reading of
  * the fencing annotation, a stale timelineID on replica clusters.
  */
-import { chmod, mkdtemp, readFile, readdir, rm } from "node:fs/promises";
+import { chmod, readFile, readdir } from "node:fs/promises";
 import { connect } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { NS, StandIns, type Region } from "./harness.js";
 import { CONDITIONS, PHASES, PROMOTION_TOKEN_MISMATCH_REASON, REPLICA_PROMOTION_IN_PROGRESS_REASON, databaseClusterState, decodeToken, encodeToken, type Cluster, type Condition } from "../../../src/cnpg/index.js";
-import { startKubeApi, writeKubeconfig, type KubeApiServer } from "../../../src/lab/kube-api/index.js";
-import { ExternalClusterRegistry } from "../../../src/lab/cnpg/registry.js";
-import { startCnpgOperator, type CnpgOperator } from "../../../src/lab/cnpg/operator.js";
 import type { PgInstance } from "../../../src/lab/cnpg/instance.js";
 import { ROWS_TABLE, createRowsTable, startRowWriter } from "../../../src/lab/cnpg/writer.js";
 import { descendants, isAlive, waitFor } from "../../../src/lab/proc.js";
 import { formatLsn } from "../../../src/wal/lsn.js";
 import { createLogger, silentLogger } from "../../../src/log.js";
-import { clusterManifest as topologyManifest, getCluster as readCluster, healthy, waitCluster as awaitCluster, type ClusterRef } from "../../support/cnpg-cluster.js";
-import { postgresDescendants, replayedTimeline, rowIds } from "../../support/postgres.js";
+import { clusterManifest as topologyManifest, healthy } from "../../support/cnpg-cluster.js";
+import { replayedTimeline, rowIds } from "../../support/postgres.js";
 
-const NS = "db";
-const TOKEN = "test-token";
 // Short CNPG retry intervals (CNPG: 10 s each; defaults.test.ts shows those).
 const TIMING = { pollIntervalMs: 100, promotionRetryMs: 250, demotionRetryMs: 300 } as const;
 const FENCE = "cnpg.io/fencedInstances";
-const MERGE = setHeaderOptions("Content-Type", PatchStrategy.MergePatch);
-const REGIONS = ["eu", "us"] as const;
-type Region = (typeof REGIONS)[number];
 
-let labDir: string;
-const registry = new ExternalClusterRegistry();
-const servers = new Map<Region, KubeApiServer>();
-const operators = new Map<Region, CnpgOperator>();
-const apis = new Map<Region, CustomObjectsApi>();
+const h = new StandIns({ prefix: "pgfed-l2-", timing: TIMING, log: testLog() });
+const api = (region: Region) => h.api(region);
+const operator = (region: Region) => h.operator(region);
+const instanceOf = (region: Region, name: string): PgInstance => h.instanceOf(region, name);
+const getCluster = (region: Region, name: string): Promise<Cluster> => h.getCluster(region, name);
+const waitCluster = (region: Region, name: string, what: string, ok: (c: Cluster) => boolean, timeoutMs?: number): Promise<Cluster> => h.waitCluster(region, name, what, ok, timeoutMs);
+const patch = (region: Region, name: string, body: object): Promise<void> => h.patch(region, name, body);
 const timings: string[] = [];
-
-function api(region: Region): CustomObjectsApi {
-  const a = apis.get(region);
-  if (!a) throw new Error(`no API client for ${region}`);
-  return a;
-}
-
-function operator(region: Region): CnpgOperator {
-  const o = operators.get(region);
-  if (!o) throw new Error(`no operator for ${region}`);
-  return o;
-}
-
-function instanceOf(region: Region, name: string): PgInstance {
-  const i = operator(region).instance(NS, name);
-  if (!i) throw new Error(`no instance for ${name} in ${region}`);
-  return i;
-}
-
-const ref = (region: Region, name: string): ClusterRef => ({ api: api(region), namespace: NS, name, region });
-const getCluster = (region: Region, name: string): Promise<Cluster> => readCluster(ref(region, name));
-const waitCluster = (region: Region, name: string, what: string, ok: (c: Cluster) => boolean, timeoutMs?: number): Promise<Cluster> => awaitCluster(ref(region, name), what, ok, timeoutMs);
 
 const condition = (c: Cluster, type: string): Condition | undefined => c.status?.conditions?.find((k) => k.type === type);
 
@@ -69,10 +39,6 @@ const demotionCompletedSince = (before: Cluster) => (c: Cluster): boolean => {
   const done = condition(c, CONDITIONS.replicaClusterSwitch);
   return c.status?.switchReplicaClusterStatus?.inProgress === false && done?.status === "True" && done.lastTransitionTime !== condition(before, CONDITIONS.replicaClusterSwitch)?.lastTransitionTime;
 };
-
-async function patch(region: Region, name: string, body: object): Promise<void> {
-  await api(region).patchNamespacedCustomObject({ group: "postgresql.cnpg.io", version: "v1", namespace: NS, plural: "clusters", name, body }, MERGE);
-}
 
 /** Operator logs on stdout when LAB_CNPG_TEST_LOG names a level (debug, info…). */
 function testLog() {
@@ -171,31 +137,12 @@ async function switchover(label: string, from: { region: Region; name: string },
 }
 
 beforeAll(async () => {
-  labDir = await mkdtemp(join(tmpdir(), "pgfed-l2-"));
-  await chmod(labDir, 0o755);
-  const tokens = { [TOKEN]: { name: "admin", allow: [{ verbs: "*" as const, resources: "*" as const }] } };
-  for (const region of REGIONS) servers.set(region, await startKubeApi({ region, tokens, namespaces: [NS] }));
-  const kubeconfig = join(labDir, "kubeconfig");
-  await writeKubeconfig(kubeconfig, REGIONS.map((r) => ({ name: r, url: servers.get(r)?.url ?? "", token: TOKEN })));
-  for (const region of REGIONS) {
-    const forOperator = new KubeConfig();
-    forOperator.loadFromFile(kubeconfig);
-    forOperator.setCurrentContext(region);
-    operators.set(region, await startCnpgOperator({ region, kube: forOperator, dataDir: join(labDir, "data"), registry, ...TIMING, log: testLog() }));
-    const forTest = new KubeConfig();
-    forTest.loadFromFile(kubeconfig);
-    forTest.setCurrentContext(region);
-    apis.set(region, forTest.makeApiClient(CustomObjectsApi));
-  }
+  await h.start();
 });
 
 afterAll(async () => {
   if (timings.length > 0) console.log(`measured step times:\n  ${timings.join("\n  ")}`);
-  for (const o of operators.values()) await o.stop().catch(() => o.stop({ kill: true }));
-  for (const s of servers.values()) await s.stop();
-  const left = postgresDescendants();
-  await rm(labDir, { recursive: true, force: true });
-  expect(left).toEqual([]);
+  await h.stop();
 });
 
 describe("CNPG stand-in through the Kubernetes API", () => {
@@ -341,11 +288,7 @@ describe("CNPG stand-in through the Kubernetes API", () => {
     await operator("eu").stop({ kill: true });
     const report = await writer.stop();
     await patch("eu", "pg-eu", { spec: { replica: { primary: "pg-us", promotionToken: null } } });
-    const kubeconfig = join(labDir, "kubeconfig");
-    const kc = new KubeConfig();
-    kc.loadFromFile(kubeconfig);
-    kc.setCurrentContext("eu");
-    operators.set("eu", await startCnpgOperator({ region: "eu", kube: kc, dataDir: join(labDir, "data"), registry, ...TIMING, log: testLog() }));
+    await h.startOperator("eu");
     const demoted = await waitCluster("eu", "pg-eu", "a new demotion token", (c) => (c.status?.demotionToken ?? previousToken) !== previousToken && c.status?.switchReplicaClusterStatus?.inProgress === false);
     const token = demoted.status?.demotionToken ?? "";
     await patch("us", "pg-us", { spec: { replica: { primary: "pg-us", promotionToken: token } } });
@@ -450,7 +393,7 @@ describe("CNPG stand-in through the Kubernetes API", () => {
 
   it("puts a bad object in a phase with a reason and keeps running", async () => {
     // Admission would refuse these; objects stored behind its back (an older CRD, a bug) must not crash the operator.
-    const store = servers.get("eu")?.store;
+    const store = h.servers.get("eu")?.store;
     if (!store) throw new Error("no eu server");
     store.create("clusters", { apiVersion: "postgresql.cnpg.io/v1", kind: "Cluster", metadata: { name: "bad", namespace: NS }, spec: { instances: "three" } }, { skipAdmission: true });
     const raw = await waitFor("bad to get a phase", async () => {
