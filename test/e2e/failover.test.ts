@@ -142,7 +142,10 @@ describe("region loss of the primary", () => {
     // Fenced before its Postgres could run crash recovery, pg-eu's data directory is not cleanly shut
     // down, so CNPG never finishes its demotion (replicaclusterswitch/shutdown_wal.go): it stays
     // switching, fenced and without a token, and pgfed took that as the end of the step.
-    expect(audits.some((a) => a.action === "former.demotion_stuck" && a.member === "pg-eu")).toBe(true);
+    const stuck = audits.some((a) => a.action === "former.demotion_stuck" && a.member === "pg-eu");
+    // (Once, this failed because the CNPG stand-in started pg-eu from a read taken before the fence; see restartInstance.)
+    const trail = audits.filter((a) => a.member === "pg-eu").map((a) => `${a.action}: ${a.description}`);
+    expect(stuck, `pg-eu's audit trail: ${JSON.stringify(trail)}; status ${JSON.stringify(c.status)}`).toBe(true);
     await sleep(2_000);
     const later = await e.lab.getCluster("pg-eu");
     expect(later.status?.switchReplicaClusterStatus?.inProgress).toBe(true);

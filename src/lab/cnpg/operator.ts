@@ -217,8 +217,12 @@ class Operator implements CnpgOperator {
   async restartInstance(namespace: string, name: string): Promise<void> {
     const m = this.clusters.get(`${namespace}/${name}`);
     if (!m?.instance) throw new PgfedError("lab.no_instance", `cannot restart ${namespace}/${name} in ${this.region}: the operator runs no instance for it`);
+    // A pass in flight may have read the Cluster before it was fenced (the region's agent fences it
+    // just before the lab restarts the instance): it must end while the hold still applies, or it
+    // would start the former primary from that stale read. Passes started after this read the
+    // object as it is now. (Found by test/e2e/failover.test.ts: Postgres briefly ran crash recovery.)
+    while (m.inFlight) await m.inFlight;
     m.held = false;
-    await m.inFlight;
     await m.instance.stop();
     m.startedWith = undefined;
     await this.reconcileNow();
