@@ -65,9 +65,10 @@ function kubectl(m: MemberView, args: string): string {
 
 function verifyCommands(m: MemberView): string {
   return [
-    `# ${m.name} (${m.region}): phase, role in the topology, tokens`,
+    `# ${m.name} (${m.region}): phase, role in the topology and whom it follows, timeline, tokens`,
     kubectl(m, `-o jsonpath='{.status.phase}{"\\n"}'`),
-    kubectl(m, `-o jsonpath='{.spec.replica.primary}{"\\n"}'`),
+    kubectl(m, `-o jsonpath='{.spec.replica.primary} {.spec.replica.source}{"\\n"}'`),
+    kubectl(m, `-o jsonpath='{.status.timelineID}{"\\n"}'`),
     kubectl(m, `-o jsonpath='{.status.demotionToken}{"\\n"}'`),
     kubectl(m, `-o jsonpath='{.status.lastPromotionToken}{"\\n"}'`),
     `kubectl --context ${m.region} -n ${m.namespace} exec "$(${kubectl(m, "-o jsonpath='{.status.currentPrimary}'")})" -- psql -Atc 'select pg_is_in_recovery()'`,
@@ -79,7 +80,9 @@ export function runbookDocument(input: RunbookInput): RunbookDocument {
   const name = f.name;
   const primary = f.members.find((m) => m.name === f.designatedPrimary);
   const replicas = f.members.filter((m) => m.name !== f.designatedPrimary);
-  const best = [...replicas].sort((a, b) => (a.lossIfPromotedSeconds ?? Infinity) - (b.lossIfPromotedSeconds ?? Infinity))[0];
+  // A replica that does not follow the primary cannot be promoted with the token: never the suggested target while another follows.
+  const eligible = replicas.filter((m) => !m.diverged && m.following !== false);
+  const best = [...(eligible.length > 0 ? eligible : replicas)].sort((a, b) => (a.lossIfPromotedSeconds ?? Infinity) - (b.lossIfPromotedSeconds ?? Infinity))[0];
   const target = best?.name ?? "<member>";
   const budgetS = r.budgetMs / 1000;
   const presumedGoneMs = r.leaseTtlMs + r.clockSkewMarginMs;
@@ -102,7 +105,8 @@ export function runbookDocument(input: RunbookInput): RunbookDocument {
   const perReplica = replicas.map((m) => {
     const loss = m.lossIfPromotedSeconds;
     const within = loss !== null && loss <= budgetS;
-    return `\`${m.name}\`: lag ${sec(m.lagSeconds)}, loss if promoted now ${sec(loss)}: ${within ? "within the budget, automatic failover allowed" : "beyond the budget, failover needs a person to accept the loss"}`;
+    const following = m.following === false ? ` (NOT FOLLOWING the primary: ${m.notFollowing ?? "no reason recorded"}; a switchover to it is refused)` : "";
+    return `\`${m.name}\`: lag ${sec(m.lagSeconds)}, loss if promoted now ${sec(loss)}: ${within ? "within the budget, automatic failover allowed" : "beyond the budget, failover needs a person to accept the loss"}${following}`;
   });
   sections.push({
     title: "Exposure and decision rules (today's numbers)",
@@ -149,7 +153,9 @@ export function runbookDocument(input: RunbookInput): RunbookDocument {
       { code: `pgfed switchover ${name} --to ${target} --dry-run\npgfed switchover ${name} --to ${target} --reason ${q("planned maintenance")} --yes` },
       { p: `pgfed demotes \`${f.designatedPrimary ?? "<primary>"}\` (CNPG writes \`status.demotionToken\`), waits until \`${target}\` has replayed up to it, then promotes \`${target}\` with that token. Verify each step:` },
       { code: plannedVerify.map(verifyCommands).join("\n\n") },
-      { p: `Done when \`${target}\` reports \`spec.replica.primary\` = \`${target}\`, \`status.lastPromotionToken\` equal to the old primary's \`demotionToken\`, phase \`Cluster in healthy state\`, and \`pg_is_in_recovery()\` = \`f\`; the old primary answers \`t\`.` },
+      {
+        p: `Done when \`${target}\` reports \`spec.replica.primary\` = \`${target}\`, phase \`Cluster in healthy state\`, a \`status.timelineID\` one above the old primary's and \`pg_is_in_recovery()\` = \`f\`; every other member names \`${target}\` as primary and source and answers \`t\`. (\`status.lastPromotionToken\` equals the old primary's \`demotionToken\` only until pgfed removes the used token from the spec: CNPG then empties both.)`,
+      },
     ],
   });
 

@@ -6,7 +6,7 @@ import { resolveTarget } from "../../../src/cli/client.js";
 import { formatSummary } from "../../../src/cli/ops.js";
 import { runCli } from "../../../src/cli/program.js";
 import type { OperationView } from "../../../src/coordinator/service.js";
-import { escapeHtml, renderHtml, rulesFrom, runbookDocument } from "../../../src/cli/runbook.js";
+import { escapeHtml, renderHtml, renderMarkdown, rulesFrom, runbookDocument } from "../../../src/cli/runbook.js";
 import { resetOrders, startHarness, OPERATOR_TOKEN, VIEWER_TOKEN, type Harness } from "../api/helpers.js";
 
 let h: Harness;
@@ -330,6 +330,21 @@ bus: { servers: [nats://127.0.0.1:4222] }
 
   it("refuses an unknown format with 64", async () => {
     expect((await cli(["runbook", "orders", "--format", "pdf"])).code).toBe(64);
+  });
+
+  it("never suggests a replica that does not follow the primary, and says why it is left out", () => {
+    const f = structuredClone(h.fake.getFederation("orders"));
+    if (!f) throw new Error("no fixture");
+    const us = f.members.find((m) => m.name === "pg-us");
+    if (!us) throw new Error("no pg-us in the fixture");
+    us.following = false;
+    us.notFollowing = "on timeline 1, primary pg-eu on timeline 2";
+    us.lossIfPromotedSeconds = 0; // the least loss on paper: still not the target
+    const md = renderMarkdown(runbookDocument({ federation: f, rules: rulesFrom(f, undefined, ""), server: "http://127.0.0.1:1", generatedAt: new Date(0) }));
+    expect(md).not.toContain("pgfed switchover orders --to pg-us");
+    expect(md).toContain("pgfed switchover orders --to pg-ap --dry-run");
+    expect(md).toContain("`pg-us`: lag");
+    expect(md).toContain("NOT FOLLOWING the primary: on timeline 1, primary pg-eu on timeline 2");
   });
 });
 
