@@ -169,6 +169,31 @@ export function machineAsMermaid(machine: AnyStateMachine): string {
   return `${lines.join("\n")}\n`;
 }
 
+/** The step an entry action `setStep` records, if `action` is one. */
+function stepSetBy(action: unknown): string | undefined {
+  if (action === null || typeof action !== "object" || !("type" in action) || action.type !== "setStep" || !("params" in action)) return undefined;
+  const params = action.params as { step?: unknown } | null;
+  return typeof params?.step === "string" ? params.step : undefined;
+}
+
+/**
+ * What a federation step does, in the words of the machine itself (the dry-run plans' steps): the
+ * description of the state that records `step` on entry (or whose key is `step`), else of the first
+ * row for the event `step` names (PAUSE for "pause") that is not a refusal; undefined when none.
+ */
+export function stepDescription(step: string): string | undefined {
+  const nodes = allNodes(federationMachine.root);
+  const state =
+    nodes.find((node) => (node.entry as unknown[]).some((action) => stepSetBy(action) === step)) ??
+    nodes.find((node) => node.key === step && node.id.startsWith("federation.operation."));
+  if (state?.description) return state.description;
+  const event = step.toUpperCase();
+  const row = nodes
+    .flatMap((node) => node.transitions.get(event) ?? [])
+    .find((t) => !(t.actions as unknown[]).some((action) => nameOf(action) === "refuseRequest"));
+  return row?.description;
+}
+
 /** Both machines as Mermaid diagrams (each with a title front matter), separated by a blank line. */
 export function machinesAsMermaid(): string {
   return [memberMachine, federationMachine]

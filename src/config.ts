@@ -6,6 +6,7 @@
 import { readFile } from "node:fs/promises";
 import { parseDocument } from "yaml";
 import { z } from "zod";
+import { defaultTimeouts } from "../machines/index.js";
 import { durationMs } from "./duration.js";
 import { PgfedError } from "./errors.js";
 
@@ -61,12 +62,13 @@ const federation = z.strictObject({
       clockSkewMargin: durationMs.default(2_000),
     })
     .default({ mode: "manual", leaseTtl: 10_000, clockSkewMargin: 2_000 }),
+  // The machine's timeouts are the defaults: one clock per step (machines/federation-timeouts.ts).
   switchover: z
     .strictObject({
-      tokenTimeout: durationMs.default(120_000),
-      promoteTimeout: durationMs.default(300_000),
+      tokenTimeout: durationMs.default(defaultTimeouts.tokenMs),
+      promoteTimeout: durationMs.default(defaultTimeouts.promoteMs),
     })
-    .default({ tokenTimeout: 120_000, promoteTimeout: 300_000 }),
+    .default({ tokenTimeout: defaultTimeouts.tokenMs, promoteTimeout: defaultTimeouts.promoteMs }),
   sampleInterval: durationMs.default(1_000),
   members: z.array(member).min(2, "a federation needs at least two members"),
 });
@@ -87,7 +89,7 @@ const alertTargets = z.strictObject({
   webhook: z.strictObject({ url: z.url(), headers: z.record(z.string(), z.string()).optional() }).optional(),
 });
 
-export const configSchema = z.strictObject({
+const configSchema = z.strictObject({
   federations: z.array(federation).min(1, "at least one federation is required"),
   regions: z.array(region).min(1, "at least one region is required"),
   bus: z.strictObject({ servers: z.array(z.string().min(1)).min(1) }),
@@ -104,7 +106,6 @@ export const configSchema = z.strictObject({
 export type Config = z.infer<typeof configSchema>;
 export type FederationConfig = Config["federations"][number];
 export type MemberConfig = FederationConfig["members"][number];
-export type RegionConfig = Config["regions"][number];
 
 export interface ConfigProblem {
   path: string;
@@ -112,7 +113,7 @@ export interface ConfigProblem {
 }
 
 /** `["federations", 0, "members", 1, "region"]` → `federations[0].members[1].region`. */
-export function formatPath(path: readonly PropertyKey[]): string {
+function formatPath(path: readonly PropertyKey[]): string {
   let out = "";
   for (const p of path) {
     if (typeof p === "number") out += `[${p}]`;
@@ -198,11 +199,6 @@ export async function loadConfig(file: string): Promise<Config> {
     throw new PgfedError("config.unreadable", `cannot read config ${file}: ${(e as Error).message}`);
   }
   return parseConfigText(text, file);
-}
-
-/** Helpers the coordinator and API use to look things up by name. */
-export function findFederation(cfg: Config, fed: string): FederationConfig | undefined {
-  return cfg.federations.find((f) => f.name === fed);
 }
 
 /** Default WAL-switch threshold: one third of the RPO budget (DESIGN.md, enforcement). */

@@ -3,8 +3,8 @@
  * own Registry (never the prom-client global) so tests and several roles in one process (the lab)
  * do not collide; other modules add their metrics to the same registry.
  */
+// Imports no room, so that every room may import it: src/wal/monitor.ts sets these gauges from its evaluations.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
-import type { Evaluation, MemberStatus } from "./wal/monitor.js";
 
 export { Registry };
 
@@ -22,7 +22,6 @@ export function createRegistry(opts: RegistryOptions = {}): Registry {
 const FED = ["federation"] as const;
 const MEMBER = ["federation", "member", "region"] as const;
 
-export type FederationLabels = Record<(typeof FED)[number], string>;
 export type MemberLabels = Record<(typeof MEMBER)[number], string>;
 
 export interface PgfedMetrics {
@@ -79,43 +78,4 @@ export function createMetrics(registry: Registry = createRegistry()): PgfedMetri
     }),
     memberUp: memberGauge("pgfed_member_up", "1 when the last sample of the member succeeded."),
   };
-}
-
-/** Sets the federation's exposure gauges from one evaluation (the estimate, else the worst case's basis). */
-export function recordExposureMetrics(m: PgfedMetrics, e: Evaluation): void {
-  const fed = { federation: e.federation };
-  const shown = e.estimate ?? e.worstCase?.basedOn;
-  if (shown) {
-    m.exposureSeconds.set(fed, shown.exposureMs / 1000);
-    m.exposureBytes.set(fed, Number(shown.exposureBytes));
-  }
-  if (e.worstCase) {
-    m.worstCaseExposureSeconds.set(fed, e.worstCase.exposureMs / 1000);
-    m.worstCaseExposureBytes.set(fed, Number(e.worstCase.exposureBytes));
-  }
-}
-
-/**
- * Sets one member's archive and replica series from its evaluated status. A member that is not a
- * replica (the primary, or one whose role is unknown) loses its replica series, so a promoted
- * replica does not keep showing the lag it had before.
- */
-export function recordMemberMetrics(m: PgfedMetrics, labels: MemberLabels, s: MemberStatus, primary: string | undefined): void {
-  if (s.archive) {
-    m.archiveFailing.set(labels, s.archive.failing ? 1 : 0);
-    m.archiveReadySegments.set(labels, s.archive.readySegments);
-    if (s.archive.newFailures > 0) m.archiveFailuresTotal.inc(labels, s.archive.newFailures);
-    if (s.archive.lastArchivedAtMs !== undefined) m.archiveLastSuccessTimestampSeconds.set(labels, s.archive.lastArchivedAtMs / 1000);
-  }
-  if (s.name !== primary && s.role === "replica") {
-    m.replicaStalled.set(labels, s.replica?.stalled ? 1 : 0);
-    if (s.lag) {
-      m.replicaLagBytes.set(labels, Number(s.lag.bytes));
-      m.replicaLagSeconds.set(labels, s.lag.ms / 1000);
-    }
-  } else {
-    m.replicaStalled.remove(labels);
-    m.replicaLagBytes.remove(labels);
-    m.replicaLagSeconds.remove(labels);
-  }
 }

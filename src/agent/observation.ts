@@ -67,7 +67,7 @@ export function unknownObservation(reason: string, resourceVersion = "", known: 
     fenced: known.fenced ?? false,
     switchInProgress: false,
     reachable: true,
-    reason: clip(reason),
+    reason: clip(reason, MAX_REASON),
     ready: false,
     archiving: "unknown",
     resourceVersion: resourceVersion.slice(0, 128),
@@ -77,7 +77,7 @@ export function unknownObservation(reason: string, resourceVersion = "", known: 
 /** The Kubernetes API did not answer: keep the last known values, say so and why. */
 export function unreachableObservation(last: Observation | undefined, reason: string): Observation {
   const base = last ?? unknownObservation("");
-  return { ...base, role: last ? base.role : "unknown", reachable: false, reason: clip(reason), ready: last ? base.ready : false };
+  return { ...base, role: last ? base.role : "unknown", reachable: false, reason: clip(reason, MAX_REASON), ready: last ? base.ready : false };
 }
 
 /**
@@ -99,6 +99,7 @@ function optional<K extends string>(key: K, value: string | undefined): { [P in 
   return (value === undefined || value === "" ? {} : { [key]: value }) as { [P in K]?: string };
 }
 
-function clip(reason: string): string {
-  return reason.length > MAX_REASON ? `${reason.slice(0, MAX_REASON - 1)}…` : reason;
+/** Bounds a text that goes on the bus (reasons, result messages, sample errors) to `max` characters. */
+export function clip(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max - 1)}…` : text;
 }

@@ -14,32 +14,18 @@
  * `fenceLeadMs` in the worst skew and `fenceLeadMs + clockSkewMarginMs` with synchronized clocks.
  * A timer does this, not the renewal loop: a renewal stuck on a partitioned bus must not delay it.
  *
- * It also fences (the local primary is stale) when:
- *   - a renewal finds the lease taken by another holder, or already expired (`LeaseLostError`);
- *   - another holder holds it and keeps renewing it while our member is primary: a live primary
- *     elsewhere holds the one-writer role. (A holder that merely has not expired yet is waited
- *     out: after a switchover the old primary's agent releases it, after a failover it lapsed.)
- *   - the bus could not be reached for a whole ttl-minus-lead since the member became primary and
- *     the lease was never taken: nobody vouches for this primary, so the coordinator may fail over.
+ * It also fences (the local primary is stale) when a renewal finds the lease taken or expired,
+ * when another holder keeps it while our member is primary, and when the bus never let it take
+ * the lease: those decisions and their sentences are in fencing.ts; this file runs the loop.
  * It never unfences: after a self-fence the coordinator decides (the fence is reported as audit).
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import { LeaseLostError, isExpired, type HeldLease, type Lease, type LeaseStore } from "../bus/index.js";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
-
-export type FenceReason = "lease_expiring" | "lease_taken" | "lease_held_elsewhere" | "lease_unreachable";
+import { leaseExpiringFence, leaseHeldElsewhereFence, leaseLostFence, leaseUnreachableFence, type FenceDecision, type FenceOutcome, type FenceReason } from "./fencing.js";
 
 export type GuardState = "idle" | "acquiring" | "held" | "held-elsewhere" | "fencing" | "fenced";
-
-export interface FenceOutcome {
-  /** False when the member was already fenced, or no longer the primary cluster. */
-  patched: boolean;
-  /** Local time the Kubernetes API accepted the fence (or found it done). */
-  atMs: number;
-  /** Why nothing was patched, in words. */
-  note?: string;
-}
 
 /** What the agent reports on the audit stream after a self-fence. */
 export interface SelfFenceReport {
@@ -80,6 +66,8 @@ export interface PrimaryGuardOptions {
   fenceLeadMs?: number;
   leases: LeaseOps;
   log: Logger;
+  /** The federation's epoch for the fence log lines (the agent's newest seen). */
+  epoch?: () => number;
   /** Ensures the member is fenced through the local Kubernetes API; throws when it could not. */
   fence(reason: FenceReason): Promise<FenceOutcome>;
   onFenced(report: SelfFenceReport): void;
@@ -250,14 +238,14 @@ export class PrimaryGuard {
         this.lostBefore = true;
         this.opts.onHeld?.(false);
         if (!this.wanted || this.fencing !== undefined) return;
-        if (e.current) this.startFence("lease_taken", `${holder} lost the primary lease to ${e.current.holder} (term ${e.current.term})`, prev);
-        else this.startFence("lease_expiring", `the primary lease expired before ${holder} could renew it`, prev);
+        this.startFence(leaseLostFence(holder, e.current), prev);
         return;
       }
       this.lastError = errorMessage(e);
       this.opts.log.warn({ err: this.lastError }, `could not ${this.held ? "renew" : "take"} the primary lease of ${who}: ${this.lastError}`);
-      if (!this.held && !this.everHeld && this.wanted && this.clock() - this.wantedSince >= leaseTtlMs - this.fenceLeadMs) {
-        this.startFence("lease_unreachable", `${who} has been primary for ${this.clock() - this.wantedSince} ms without ${holder} being able to take the primary lease (bus unreachable)`, undefined);
+      if (!this.held && this.wanted) {
+        const fence = leaseUnreachableFence({ who, holder, everHeld: this.everHeld, primaryForMs: this.clock() - this.wantedSince, leaseTtlMs, fenceLeadMs: this.fenceLeadMs });
+        if (fence) this.startFence(fence, undefined);
       }
     }
   }
@@ -267,20 +255,13 @@ export class PrimaryGuard {
     const prev = this.other;
     this.other = cur;
     this.state = "held-elsewhere";
-    if (isExpired(cur, now)) return; // lapsing: taken at a later tick (after the takeover margin)
-    if (this.everHeld) {
-      this.startFence("lease_taken", `the primary lease of ${this.opts.federation} passed from ${this.opts.holder} to ${cur.holder} (term ${cur.term}) while ${this.opts.who} is still primary`, undefined);
+    const { federation, holder, who } = this.opts;
+    const fence = leaseHeldElsewhereFence({ federation, holder, who, current: cur, previous: prev, everHeld: this.everHeld, nowMs: now });
+    if (fence) {
+      this.startFence(fence, undefined);
       return;
     }
-    if (prev && prev.holder === cur.holder && prev.term === cur.term && cur.renewedAtMs > prev.renewedAtMs) {
-      this.startFence(
-        "lease_held_elsewhere",
-        `${cur.holder} holds the primary lease of ${this.opts.federation} (term ${cur.term}) and keeps renewing it while ${this.opts.who} is also primary: ${this.opts.who} is stale`,
-        undefined,
-      );
-      return;
-    }
-    if (!prev || prev.holder !== cur.holder) {
+    if (!isExpired(cur, now) && (!prev || prev.holder !== cur.holder)) {
       this.opts.log.info({ otherHolder: cur.holder, term: cur.term }, `${this.opts.who} is primary but ${cur.holder} holds the primary lease (term ${cur.term}, expires ${new Date(cur.expiresAtMs).toISOString()}); waiting for it to be released or to lapse`);
     }
   }
@@ -295,11 +276,7 @@ export class PrimaryGuard {
       this.fenceTimer = undefined;
       // Still the same lease: no renewal succeeded since it was written.
       if (this.held?.lease !== lease || !this.wanted || this.fencing !== undefined) return;
-      this.startFence(
-        "lease_expiring",
-        `${this.opts.holder} could not renew the primary lease of ${this.opts.federation} (last renewed ${this.clock() - lease.renewedAtMs} ms ago; ${lease.expiresAtMs - this.clock()} ms of validity left)`,
-        held,
-      );
+      this.startFence(leaseExpiringFence({ holder: this.opts.holder, federation: this.opts.federation, lease, nowMs: this.clock() }), held);
     }, Math.max(0, fenceAt - this.clock()));
   }
 
@@ -308,7 +285,7 @@ export class PrimaryGuard {
     this.fenceTimer = undefined;
   }
 
-  private startFence(reason: FenceReason, why: string, lease: HeldLease | undefined): void {
+  private startFence({ reason, why }: FenceDecision, lease: HeldLease | undefined): void {
     if (this.fencing !== undefined || this.stopped) return;
     const startedAtMs = this.clock();
     this.clearTimer();
@@ -318,11 +295,11 @@ export class PrimaryGuard {
     this.held = undefined;
     this.lostBefore = true;
     this.wake.abort();
-    this.opts.log.warn({ reason, leaseExpiresAtMs: last?.expiresAtMs }, `fencing ${this.opts.who} myself: ${why}`);
+    this.opts.log.warn({ epoch: this.opts.epoch?.(), reason, leaseExpiresAtMs: last?.expiresAtMs }, `fencing ${this.opts.who} myself: ${why}`);
     this.wanted = false;
     this.afterFence = true;
     this.fencing = this.fenceUntilDone(reason, why, startedAtMs, last)
-      .catch((e: unknown) => this.opts.log.error({ err: errorMessage(e) }, `fencing ${this.opts.who} failed: ${errorMessage(e)}`))
+      .catch((e: unknown) => this.opts.log.error({ epoch: this.opts.epoch?.(), err: errorMessage(e) }, `fencing ${this.opts.who} failed: ${errorMessage(e)}`))
       .finally(() => {
         this.fencing = undefined;
       });
@@ -358,12 +335,12 @@ export class PrimaryGuard {
         const report: SelfFenceReport = { federation, member, holder, reason, sentence, numbers, fencedAtMs: outcome.atMs };
         this.lastFence = report;
         this.state = outcome.note ? "idle" : "fenced";
-        this.opts.log.warn({ reason, ...numbers }, sentence);
+        this.opts.log.warn({ epoch: this.opts.epoch?.(), reason, ...numbers }, sentence);
         if (!outcome.note) this.opts.onFenced(report);
         return;
       } catch (e) {
         this.lastError = errorMessage(e);
-        this.opts.log.error({ err: this.lastError, attempt }, `could not fence ${this.opts.who} (attempt ${attempt}); retrying in ${backoffMs} ms: ${this.lastError}`);
+        this.opts.log.error({ epoch: this.opts.epoch?.(), err: this.lastError, attempt }, `could not fence ${this.opts.who} (attempt ${attempt}); retrying in ${backoffMs} ms: ${this.lastError}`);
         await sleep(backoffMs);
         backoffMs = Math.min(backoffMs * 2, 2_000);
       }

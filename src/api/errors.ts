@@ -3,7 +3,7 @@
  * message, field?}`; ServiceError kinds and zod issues map onto it here and nowhere else.
  */
 import type { z } from "zod";
-import { ServiceError, type ServiceErrorKind } from "../coordinator/service.js";
+import { ServiceError, type ServiceErrorKind } from "./contract.js";
 import type { StatusBody } from "./schemas.js";
 
 export class ApiError extends Error {

@@ -5,7 +5,7 @@
  */
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { z } from "zod";
-import type { ActionResult, CoordinatorService, FederationView, OperationView, RequestContext } from "../coordinator/service.js";
+import type { ActionResult, CoordinatorService, FederationView, OperationView, RequestContext } from "./contract.js";
 import type { Registry } from "prom-client";
 import { ApiError } from "./errors.js";
 import type { Role } from "./auth.js";
@@ -86,7 +86,7 @@ function route<P, Q, B>(def: RouteDef<P, Q, B>): AnyRoute {
 }
 
 const FINISHED = new Set<OperationView["state"]>(["completed", "aborted", "refused", "cancelled", "resolved"]);
-export function isFinished(op: OperationView): boolean {
+function isFinished(op: OperationView): boolean {
   return FINISHED.has(op.state);
 }
 

@@ -4,8 +4,7 @@
  */
 import { z } from "zod";
 import { parseDurationMs } from "../duration.js";
-import { operationViewSchema } from "../coordinator/operation-view.js";
-import type { AuditEntry, FederationView, OperationView, PlanView } from "../coordinator/service.js";
+import { operationViewSchema, type AuditEntry, type FederationView, type OperationView, type PlanView } from "./contract.js";
 
 const name = z.string().min(1).max(63).regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, "must be a DNS-label-like name (lower-case letters, digits and '-')");
 const reason = z.string().max(1_000).optional().meta({ description: "Why; recorded in the audit trail." });
@@ -101,7 +100,7 @@ export const fedParams = z.strictObject({ name });
 export const memberParams = z.strictObject({ name, member: name });
 export const operationParams = z.strictObject({ id: z.string().min(1).max(200) });
 
-// ---- responses (documentation; the TypeScript types in coordinator/service.ts are the source) ----
+// ---- responses (documentation; the TypeScript types in contract.ts are the source) ----
 
 const numOrNull = z.number().nullable();
 const memberView = z.object({

@@ -8,7 +8,7 @@ import Fastify, { LogController, type FastifyError, type FastifyReply, type Fast
 import { readFileSync } from "node:fs";
 import type { TLSSocket } from "node:tls";
 import type { Registry } from "prom-client";
-import { ServiceError, type CoordinatorService } from "../coordinator/service.js";
+import { ServiceError, type CoordinatorService } from "./contract.js";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
 import { authenticate, bearerToken, type TokenEntry } from "./auth.js";
@@ -67,7 +67,7 @@ function reasonFor(status: number): string {
   }
 }
 
-export function toApiError(e: unknown, log: Logger): ApiError {
+function toApiError(e: unknown, log: Logger): ApiError {
   if (e instanceof ApiError) return e;
   if (e instanceof ServiceError) return fromServiceError(e);
   const fe = e as Partial<FastifyError>;

@@ -1,6 +1,7 @@
 /**
  * pgfed's bus: NATS JetStream subjects and stream (subjects.ts), message schemas (messages.ts),
- * the connection with publish/subscribe (bus.ts), durable state (state.ts) and leases (lease.ts).
+ * the connection with publish/subscribe (bus.ts) and its consumers' delivery loop (consumer.ts),
+ * durable state (state.ts) and leases (lease.ts).
  */
 export * from "./subjects.js";
 export * from "./messages.js";

@@ -12,7 +12,7 @@ import { Readable } from "node:stream";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { parse as parseYaml } from "yaml";
-import type { AuditEntry, FederationView, OperationView, PlanView } from "../coordinator/service.js";
+import type { AuditEntry, FederationView, OperationView, PlanView } from "../api/contract.js";
 import { errorMessage, PgfedError } from "../errors.js";
 
 /** PEM file paths for an HTTPS API: the CA to trust, and a client certificate for mutual TLS. */

@@ -6,7 +6,7 @@
 import { createInterface } from "node:readline/promises";
 import type { Command } from "commander";
 import { stringify as toYaml } from "yaml";
-import type { FederationView, OperationView, PlanView } from "../coordinator/service.js";
+import type { FederationView, OperationView, PlanView } from "../api/contract.js";
 import { formatDurationMs, parseDurationMs } from "../duration.js";
 import { ApiCallError, ApiClient, isFinishedState, resolveTarget, type ActionAnswer } from "./client.js";
 import { CliExit, EXIT, type ExitCode } from "./exit-codes.js";

@@ -9,7 +9,7 @@ import { writeFile } from "node:fs/promises";
 import type { Command } from "commander";
 import { ALERTS, ALERT_NAMES } from "../alerts/catalog.js";
 import { loadConfig, type FederationConfig } from "../config.js";
-import type { FederationView, MemberView } from "../coordinator/service.js";
+import type { FederationView, MemberView } from "../api/contract.js";
 import { formatDurationMs } from "../duration.js";
 import { clientFor, connOptions, withApiErrors } from "./ops.js";
 import { CliExit, EXIT } from "./exit-codes.js";

@@ -23,8 +23,8 @@ import { createAlertRouter, type AlertRouter, type NotifierOptions } from "../al
 import type { Config, FederationConfig } from "../config.js";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
-import { createMetrics, recordExposureMetrics, recordMemberMetrics, type PgfedMetrics } from "../metrics.js";
-import type { Evaluation } from "../wal/monitor.js";
+import { createMetrics, type PgfedMetrics } from "../metrics.js";
+import { recordExposureMetrics, recordMemberMetrics, type Evaluation } from "../wal/monitor.js";
 import { createContextAlertMetrics, OPERATION_KINDS, type ContextAlertMetrics } from "./metrics.js";
 
 /** What one evaluation pass of a federation hands to alerting. */
@@ -79,7 +79,7 @@ export interface OutsideTopologyChange {
   manager: string;
 }
 
-// The sentence of FederationRuntime.noticeOtherWriter (src/coordinator/federation.ts); member names hold no "/".
+// The sentence of Detection.noticeOtherWriter (src/coordinator/runtime/detection.ts); member names hold no "/".
 const OUTSIDE_CHANGE = /^spec\.replica\.primary of (\S+)\/([^/\s]+) was changed from (\S+) to (\S+) by field manager "(.+)", not by pgfed(?:;|$)/;
 
 /** Parses the reason of a PgfedTopologyChangedOutside context alert; undefined for any other shape. */

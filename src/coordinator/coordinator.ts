@@ -19,18 +19,31 @@ import {
 import type { Config, FederationConfig } from "../config.js";
 import { PgfedError, errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
-import { failoverRefusal, isEligibleTarget, rejoinRefusal, switchoverRefusal, formatMs, type FederationContext } from "../../machines/index.js";
+import {
+  failoverCandidate,
+  failoverRefusal,
+  formatMs,
+  isEligibleTarget,
+  rejoinRefusal,
+  requestedFailoverVerdict,
+  stepDescription,
+  switchoverRefusal,
+  type FederationContext,
+  type LossEstimate,
+} from "../../machines/index.js";
 import { CoordinatorAlerting, type AlertingOptions } from "./alerting.js";
 import { LeaderDirectory } from "./leader.js";
 import { createCoordinatorMetrics, type CoordinatorMetrics } from "./metrics.js";
 import { federationRecordSchema, type FederationRecord, type OperationRecord } from "./record.js";
-import { FederationRuntime, auditEntryOf, toOperationView } from "./federation.js";
+import { auditEntryOf } from "./runtime/audit.js";
+import { toOperationView } from "./runtime/operations.js";
+import { FederationRuntime } from "./runtime/runtime.js";
 import type { RegionClusterAccess } from "./corroboration.js";
 import { FederationIntake } from "./intake.js";
 import { createLimiter, type Limiter } from "./limiter.js";
+import { resolveRefusal } from "./service.js";
 import {
   ServiceError,
-  resolveRefusal,
   type ActionResult,
   type AuditEntry,
   type CoordinatorService,
@@ -39,7 +52,7 @@ import {
   type PlanView,
   type PreconditionView,
   type RequestContext,
-} from "./service.js";
+} from "../api/contract.js";
 import type { Registry } from "prom-client";
 
 export interface CoordinatorOptions {
@@ -83,20 +96,61 @@ export interface Coordinator extends CoordinatorService {
 const LOAD_KV_CONCURRENCY = 64;
 
 const SWITCHOVER_STEPS = ["preflight", "demote", "awaitToken", "promote", "verify"] as const;
-const STEP_WORDS: Record<string, string> = {
-  preflight: "Read-only checks: is the target healthy and within the RPO budget?",
-  demote: "Ensure the old primary is patched to follow the target (CNPG then demotes it cleanly).",
-  awaitToken: "Wait for CNPG to write the old primary's demotion token (clean shutdown checkpoint archived).",
-  promote: "The promote command is issued: the target is the designated primary at epoch+1 from this moment.",
-  verify: "Check that the target is primary with the token as lastPromotionToken and the old primary follows it.",
-  confirm: "Ensure the old primary is fenced, or learn that its primary lease expired plus the clock-skew margin.",
-  gate: "The RPO gate: promote now, or wait for approval.",
-  promoteWithoutToken: "The promote command is issued: the target is the designated primary at epoch+1 from this moment.",
-  rejoin: "Ensure the diverged member is re-cloned as a replica of the designated primary.",
-  pause: "Automation paused: no automatic failover starts.",
-  resolve: "Name the designated primary (epoch + 1 when it changes) and let automation continue.",
-  resume: "Automation resumed.",
-};
+const FAILOVER_STEPS = ["confirm", "gate", "promoteWithoutToken"] as const;
+
+/** A plan's steps in the words of the federation machine's own descriptions. */
+function planSteps(steps: readonly string[]): PlanView["steps"] {
+  return steps.map((step) => ({ step, description: stepDescription(step) ?? step }));
+}
+
+/**
+ * The failover dry run: the real RPO gate (same candidate filter, same verdict) applied to the
+ * loss estimates the confirm step would hand it now, so it never proposes a member the gate refuses.
+ */
+export function failoverPlan(
+  fc: FederationContext,
+  args: { target?: string; acceptDataLossSeconds?: number },
+  request: { requestedBy: string; reason: string; atMs: number },
+  estimates: LossEstimate[],
+  expectedDurationSeconds: number,
+): PlanView {
+  const federation = fc.federation;
+  const refusal = failoverRefusal(fc, args.target);
+  const verdict = requestedFailoverVerdict(
+    fc,
+    {
+      type: "FAILOVER",
+      operationId: `dry-run-${federation}`,
+      ...(args.target !== undefined ? { target: args.target } : {}),
+      ...(args.acceptDataLossSeconds !== undefined ? { acceptDataLossMs: Math.round(args.acceptDataLossSeconds * 1000) } : {}),
+      ...request,
+    },
+    estimates,
+  );
+  const best = verdict.candidate;
+  const within = verdict.promote;
+  const pre: PreconditionView[] = [
+    { name: "noOperationInFlight", ok: fc.operation === null, detail: fc.operation ? `${fc.operation.kind} ${fc.operation.id} is in flight` : "nothing in flight", numbers: {} },
+    { name: "primaryConfirmedDown", ok: true, detail: "checked when it runs: the old primary must be fenced or its lease expired plus the clock-skew margin", numbers: {} },
+    {
+      name: "lossWithinBudgetOrAccepted",
+      ok: within,
+      detail: best ? `${best.target} would lose up to ${formatMs(best.worstCaseLossMs)} (budget ${formatMs(fc.rpo.budgetMs)})` : "no loss estimate yet",
+      numbers: { worstCaseLossSeconds: best ? best.worstCaseLossMs / 1000 : "unknown", budgetSeconds: fc.rpo.budgetMs / 1000 },
+    },
+  ];
+  return {
+    federation,
+    kind: "failover",
+    target: args.target ?? best?.target ?? null,
+    allowed: refusal === null && within,
+    refusal: refusal ?? (within ? null : `failover of ${federation} would wait for approval: ${pre[2]?.detail ?? ""}`),
+    steps: planSteps(FAILOVER_STEPS),
+    preconditions: pre,
+    expectedDataLoss: { bytes: best?.lossBytes ?? 0, seconds: best ? best.worstCaseLossMs / 1000 : 0 },
+    expectedDurationSeconds,
+  };
+}
 
 export async function startCoordinator(opts: CoordinatorOptions): Promise<Coordinator> {
   const c = new CoordinatorImpl(opts);
@@ -418,7 +472,7 @@ class CoordinatorImpl implements Coordinator {
       target,
       allowed,
       refusal: refusal ?? (allowed ? null : `switchover of ${fc.federation} to ${target} would be refused: ${pre.filter((p) => !p.ok).map((p) => p.detail).join("; ")}`),
-      steps: SWITCHOVER_STEPS.map((s) => ({ step: s, description: STEP_WORDS[s] ?? s })),
+      steps: planSteps(SWITCHOVER_STEPS),
       preconditions: pre,
       expectedDataLoss: { bytes: 0, seconds: 0 },
       expectedDurationSeconds: this.expectedSeconds(rt, "switchover", 10),
@@ -433,34 +487,13 @@ class CoordinatorImpl implements Coordinator {
       throw new ServiceError("invalid", "acceptDataLossSeconds must be a number of seconds >= 0", "acceptDataLossSeconds");
     }
     const fc = this.ctxOf(rt);
-    const refusal = failoverRefusal(fc, args.target);
     if (opts.dryRun) {
-      const cands = rt.lossCandidates(fc.designatedPrimary).filter((c) => args.target === undefined || c.target === args.target).sort((a, b) => a.worstCaseLossMs - b.worstCaseLossMs);
-      const best = cands[0];
-      const within = best !== undefined && (best.worstCaseLossMs <= fc.rpo.budgetMs || (args.acceptDataLossSeconds !== undefined && args.acceptDataLossSeconds * 1000 >= best.worstCaseLossMs));
-      const pre: PreconditionView[] = [
-        { name: "noOperationInFlight", ok: fc.operation === null, detail: fc.operation ? `${fc.operation.kind} ${fc.operation.id} is in flight` : "nothing in flight", numbers: {} },
-        { name: "primaryConfirmedDown", ok: true, detail: "checked when it runs: the old primary must be fenced or its lease expired plus the clock-skew margin", numbers: {} },
-        {
-          name: "lossWithinBudgetOrAccepted",
-          ok: within,
-          detail: best ? `${best.target} would lose up to ${formatMs(best.worstCaseLossMs)} (budget ${formatMs(fc.rpo.budgetMs)})` : "no loss estimate yet",
-          numbers: { worstCaseLossSeconds: best ? best.worstCaseLossMs / 1000 : "unknown", budgetSeconds: fc.rpo.budgetMs / 1000 },
-        },
-      ];
-      const plan: PlanView = {
-        federation,
-        kind: "failover",
-        target: args.target ?? best?.target ?? null,
-        allowed: refusal === null && within,
-        refusal: refusal ?? (within ? null : `failover of ${federation} would wait for approval: ${pre[2]?.detail ?? ""}`),
-        steps: ["confirm", "gate", "promoteWithoutToken"].map((s) => ({ step: s, description: STEP_WORDS[s] ?? s })),
-        preconditions: pre,
-        expectedDataLoss: { bytes: best?.lossBytes ?? 0, seconds: best ? best.worstCaseLossMs / 1000 : 0 },
-        expectedDurationSeconds: this.expectedSeconds(rt, "failover", (this.opts.config.federations.find((f) => f.name === federation)?.failover.leaseTtl ?? 10_000) / 1000 + 3),
-      };
+      const leaseTtlMs = this.opts.config.federations.find((f) => f.name === federation)?.failover.leaseTtl ?? 10_000;
+      const estimates = rt.lossCandidates(fc.designatedPrimary);
+      const plan = failoverPlan(fc, args, { requestedBy: ctx.requestedBy, reason: ctx.reason, atMs: this.now() }, estimates, this.expectedSeconds(rt, "failover", leaseTtlMs / 1000 + 3));
       return { kind: "plan", plan };
     }
+    const refusal = failoverRefusal(fc, args.target);
     if (refusal) throw this.refusalError(refusal, "target");
     const id = this.newOpId(federation, "failover");
     const nowMs = this.now();
@@ -496,7 +529,7 @@ class CoordinatorImpl implements Coordinator {
           target: args.member,
           allowed: refusal === null,
           refusal,
-          steps: [{ step: "rejoin", description: STEP_WORDS.rejoin ?? "rejoin" }],
+          steps: planSteps(["rejoin"]),
           preconditions: [{ name: "memberDiverged", ok: fc.diverged.includes(args.member), detail: `${args.member} ${fc.diverged.includes(args.member) ? "is" : "is not"} marked diverged`, numbers: {} }],
           expectedDataLoss: { bytes: 0, seconds: 0 },
           expectedDurationSeconds: this.expectedSeconds(rt, "rejoin", 60),
@@ -542,7 +575,7 @@ class CoordinatorImpl implements Coordinator {
   }
 
   private simplePlan(federation: string, kind: "pause" | "resume" | "resolve", allowed: boolean, refusal: string | null, target: string | null = null): PlanView {
-    return { federation, kind, target, allowed, refusal, steps: [{ step: kind, description: STEP_WORDS[kind] ?? kind }], preconditions: [], expectedDataLoss: { bytes: 0, seconds: 0 }, expectedDurationSeconds: 0 };
+    return { federation, kind, target, allowed, refusal, steps: planSteps([kind]), preconditions: [], expectedDataLoss: { bytes: 0, seconds: 0 }, expectedDurationSeconds: 0 };
   }
 
   async approve(operationId: string, args: { acceptDataLossSeconds?: number }, ctx: RequestContext, opts: { dryRun: boolean }): Promise<ActionResult> {
@@ -561,7 +594,8 @@ class CoordinatorImpl implements Coordinator {
     if (fc.operation.kind === "failover") rt.refreshEstimates();
     const acceptedMs = args.acceptDataLossSeconds !== undefined ? Math.round(args.acceptDataLossSeconds * 1000) : undefined;
     if (opts.dryRun) {
-      const cand = rt.lossCandidates(fc.operation.from).sort((a, b) => a.worstCaseLossMs - b.worstCaseLossMs)[0];
+      // The gate's own candidate (same eligibility filter, the operation's target if it names one).
+      const cand = failoverCandidate({ ...fc, lossEstimates: rt.lossCandidates(fc.operation.from) }) ?? undefined;
       const covers = fc.operation.kind === "rejoin" || (cand !== undefined && acceptedMs !== undefined && acceptedMs >= cand.worstCaseLossMs);
       return {
         kind: "plan",
@@ -571,7 +605,7 @@ class CoordinatorImpl implements Coordinator {
           target: fc.operation.target ?? cand?.target ?? null,
           allowed: covers,
           refusal: covers ? null : `approval of ${operationId} would be refused: it must accept at least ${cand ? formatMs(cand.worstCaseLossMs) : "the (unknown) worst-case loss"}`,
-          steps: [{ step: "promoteWithoutToken", description: STEP_WORDS.promoteWithoutToken ?? "" }],
+          steps: planSteps(["promoteWithoutToken"]),
           preconditions: [
             { name: "acceptedCoversWorstCase", ok: covers, detail: `accepted ${acceptedMs === undefined ? "nothing" : formatMs(acceptedMs)}; worst case ${cand ? formatMs(cand.worstCaseLossMs) : "unknown"}`, numbers: { acceptedLossSeconds: args.acceptDataLossSeconds ?? "none", worstCaseLossSeconds: cand ? cand.worstCaseLossMs / 1000 : "unknown" } },
           ],

@@ -1,4 +1,5 @@
-export * from "./service.js";
+export * from "../api/contract.js";
+export { resolveRefusal } from "./service.js";
 export { startCoordinator, type Coordinator, type CoordinatorOptions } from "./coordinator.js";
 export { createCoordinatorMetrics, type CoordinatorMetrics } from "./metrics.js";
 export { federationRecordSchema, type FederationRecord, type OperationRecord } from "./record.js";

@@ -4,7 +4,7 @@
  * its `epoch` to refuse older commands (rule 1); a new leader restores the machine from `snapshot`.
  */
 import { z } from "zod";
-import { operationViewSchema } from "./operation-view.js";
+import { operationViewSchema } from "../api/contract.js";
 
 /** An operation as the API shows it, plus what only the coordinator needs to carry on after a restart. */
 export const operationRecordSchema = operationViewSchema.extend({

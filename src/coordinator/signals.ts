@@ -9,6 +9,9 @@ import { PgfedError } from "../errors.js";
 import { parseLsn } from "../wal/lsn.js";
 import type { ArchiverStats, MemberSample, MemberState } from "../wal/sampler.js";
 import { PHASES } from "../cnpg/index.js";
+import type { FederationConfig } from "../config.js";
+
+type MemberConfig = FederationConfig["members"][number];
 
 export interface SeenObservation {
   obs: Observation;
@@ -114,5 +117,41 @@ export class MemberSamples {
       };
     }
     return this.state;
+  }
+}
+
+/** Everything one federation's runtime has heard: per member its latest observation and lag samples, per region its last heartbeat. */
+export class FederationSignals {
+  readonly observations = new Map<string, SeenObservation>();
+  readonly samples = new Map<string, MemberSamples>();
+  readonly heartbeats = new Map<string, number>();
+
+  constructor(
+    readonly federation: string,
+    readonly members: readonly MemberConfig[],
+  ) {
+    for (const m of members) this.samples.set(m.name, new MemberSamples(federation, m.name, m.region));
+  }
+
+  /** The member's latest observation, if any. */
+  obs(member: string): Observation | undefined {
+    return this.observations.get(member)?.obs;
+  }
+
+  regionOf(member: string): string {
+    return this.members.find((m) => m.name === member)?.region ?? "?";
+  }
+
+  /** The member's name in the CNPG topology (`spec.replica.primary` values): its `cluster`. */
+  topologyName(member: string): string {
+    return this.members.find((m) => m.name === member)?.cluster ?? member;
+  }
+
+  /** Members observed as reachable, unfenced primary clusters: the ones that accept writes. */
+  writable(): MemberConfig[] {
+    return this.members.filter((m) => {
+      const o = this.obs(m.name);
+      return o?.reachable === true && o.role === "primary" && !o.fenced;
+    });
   }
 }

@@ -13,11 +13,13 @@
  * timeline must not be passed in: the evaluator, src/wal/monitor.ts, passes such a replica with only
  * the position it last held on the primary's timeline, or none, so its loss grows with the primary).
  */
+import { formatBytes } from "../../machines/index.js";
 import { PgfedError } from "../errors.js";
 import type { LsnSample, PrimaryLsnHistory, WritePastLsn } from "./history.js";
 import type { Lsn } from "./lsn.js";
 import { INVALID_LSN, formatLsn, lsnAhead } from "./lsn.js";
 import { DEFAULT_WAL_SEGMENT_SIZE_BYTES, archiveSafeLsn } from "./walfile.js";
+
 
 // ---------------------------------------------------------------------------------------------
 // Inputs
@@ -350,22 +352,6 @@ export function evaluateBudget(exposureMs: number, budgetMs: number, warnAt: num
   const fraction = budgetMs === 0 ? (exposureMs === 0 ? 0 : Number.POSITIVE_INFINITY) : exposureMs / budgetMs;
   const level: BudgetLevel = exposureMs > budgetMs ? "exceeded" : exposureMs >= warnAt * budgetMs && exposureMs > 0 ? "warn" : "ok";
   return { level, fraction };
-}
-
-const BYTE_UNITS = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"] as const;
-
-/** `512 B`, `1.2 MiB`, `3.0 GiB` (binary units, one decimal). */
-export function formatBytes(bytes: bigint): string {
-  if (bytes < 0n) return `-${formatBytes(-bytes)}`;
-  if (bytes < 1024n) return `${bytes} B`;
-  let value = Number(bytes) / 1024;
-  let unit: string = BYTE_UNITS[0];
-  for (const next of BYTE_UNITS.slice(1)) {
-    if (value < 1024) break;
-    value /= 1024;
-    unit = next;
-  }
-  return `${value.toFixed(1)} ${unit}`;
 }
 
 function formatSeconds(ms: number): string {

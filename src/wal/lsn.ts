@@ -33,29 +33,15 @@ export function formatLsn(lsn: Lsn): string {
   return `${hi.toString(16).toUpperCase()}/${lo.toString(16).toUpperCase()}`;
 }
 
-export function compareLsn(a: Lsn, b: Lsn): -1 | 0 | 1 {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
-
 /** Bytes from `b` to `a` (a − b), never negative: how far `a` is ahead of `b`. */
 export function lsnAhead(a: Lsn, b: Lsn): bigint {
   return a > b ? a - b : 0n;
-}
-
-/** Signed difference a − b in bytes. */
-export function lsnDiff(a: Lsn, b: Lsn): bigint {
-  return a - b;
 }
 
 export function maxLsn(...lsns: (Lsn | undefined)[]): Lsn | undefined {
   let best: Lsn | undefined;
   for (const l of lsns) if (l !== undefined && (best === undefined || l > best)) best = l;
   return best;
-}
-
-/** A bigint byte count as a JS number for metrics and JSON (exact below 2^53, i.e. 8 PiB). */
-export function bytesToNumber(b: bigint): number {
-  return Number(b);
 }
 
 /** The largest LSN Postgres can express (FFFFFFFF/FFFFFFFF). */

@@ -1,23 +1,21 @@
 /**
- * The per-federation sampling loop and its enforcement (DESIGN.md, "Measuring exposure"):
- * every sample interval it samples all members at once, feeds the exposure estimator, derives the
- * archive health signals (archiving failing, replica stalled), nudges the primary with
- * pg_switch_wal() when un-archived WAL gets old, and updates the metrics.
+ * The per-federation evaluation and its enforcement rules (README, "Exposure (the RPO), measured"): from
+ * each round of samples it feeds the exposure estimator, derives the archive health signals
+ * (archiving failing, replica stalled) and decides when to nudge the primary with pg_switch_wal()
+ * because un-archived WAL gets old; and it turns an evaluation into the metrics.
  *
- * Split in two so the rules are testable without Postgres:
- * - `FederationEvaluator` is pure state over samples (no I/O, time comes in as `nowMs`);
- * - `FederationMonitor` does the I/O (samplers, pg_switch_wal, metrics, logs).
+ * `FederationEvaluator` is pure state over samples (no I/O, time comes in as `nowMs`); the I/O
+ * loop around it is `FederationMonitor` (federation-monitor.ts), or the agent's and the
+ * coordinator's own loops.
  */
-import { setTimeout as sleep } from "node:timers/promises";
-import { PgfedError, errorMessage } from "../errors.js";
-import { silentLogger, type Logger } from "../log.js";
-import { recordExposureMetrics, recordMemberMetrics, type PgfedMetrics } from "../metrics.js";
+import { formatBytes } from "../../machines/index.js";
+import { PgfedError } from "../errors.js";
+import type { MemberLabels, PgfedMetrics } from "../metrics.js";
 import {
   bestFailoverTarget,
   describeExposure,
   estimateExposure,
   evaluateBudget,
-  formatBytes,
   worstCaseExposure,
   type BudgetVerdict,
   type ExposureEstimate,
@@ -27,7 +25,7 @@ import {
 } from "./exposure.js";
 import { LsnHistory, type PrimaryLsnHistory } from "./history.js";
 import { formatLsn, maxLsn, type Lsn } from "./lsn.js";
-import type { MemberSample, MemberState, PrimarySample, ReplicaSample, SampleOutcome } from "./sampler.js";
+import type { MemberSample, MemberState, PrimarySample, ReplicaSample } from "./sampler.js";
 import { DEFAULT_WAL_SEGMENT_SIZE_BYTES, archiveSafeLsn } from "./walfile.js";
 
 // ---------------------------------------------------------------------------------------------
@@ -163,7 +161,7 @@ interface MemberTrack {
   held: { lsn: Lsn; timeline: number; atMs: number } | undefined;
 }
 
-export const DEFAULT_STALL_AFTER_SAMPLES = 10;
+const DEFAULT_STALL_AFTER_SAMPLES = 10;
 
 /**
  * How long a replica may be sampled on another timeline than the primary's before it counts as not
@@ -174,7 +172,7 @@ export const DEFAULT_STALL_AFTER_SAMPLES = 10;
 export const FOLLOW_GRACE_MS = 10_000;
 
 /** "on timeline 1, primary pg-ap on timeline 2" (the view's notFollowing, the preflight's refusal). */
-export function timelineWords(timeline: number, primary: string, primaryTimeline: number): string {
+function timelineWords(timeline: number, primary: string, primaryTimeline: number): string {
   return `on timeline ${timeline}, primary ${primary} on timeline ${primaryTimeline}`;
 }
 
@@ -577,183 +575,43 @@ function sentenceOf(
 }
 
 // ---------------------------------------------------------------------------------------------
-// The loop
+// Metrics
 
-/** What the monitor needs from a sampler (MemberSampler implements it; tests may fake it). */
-export interface Sampler {
-  readonly target: { member: string; region?: string | undefined };
-  readonly state: MemberState;
-  sample(): Promise<SampleOutcome>;
-  switchWal(): Promise<{ switchLsn: Lsn }>;
-  close(): Promise<void>;
+/** Sets the federation's exposure gauges from one evaluation (the estimate, else the worst case's basis). */
+export function recordExposureMetrics(m: PgfedMetrics, e: Evaluation): void {
+  const fed = { federation: e.federation };
+  const shown = e.estimate ?? e.worstCase?.basedOn;
+  if (shown) {
+    m.exposureSeconds.set(fed, shown.exposureMs / 1000);
+    m.exposureBytes.set(fed, Number(shown.exposureBytes));
+  }
+  if (e.worstCase) {
+    m.worstCaseExposureSeconds.set(fed, e.worstCase.exposureMs / 1000);
+    m.worstCaseExposureBytes.set(fed, Number(e.worstCase.exposureBytes));
+  }
 }
 
-export interface MonitoredMember extends Omit<EvaluatorMember, "name" | "region"> {
-  sampler: Sampler;
-}
-
-export interface FederationMonitorOptions extends EvaluatorConfig {
-  members: MonitoredMember[];
-  /** Default 1 s. */
-  sampleIntervalMs?: number | undefined;
-  metrics?: PgfedMetrics | undefined;
-  log?: Logger | undefined;
-  now?: (() => number) | undefined;
-  /** Called after every round (the agent publishes it on the bus). Exceptions are logged, not thrown. */
-  onEvaluation?: ((e: Evaluation) => void) | undefined;
-}
-
-export interface NudgeRecord {
-  atMs: number;
-  member: string;
-  unarchivedMs: number;
-  unarchivedBytes: bigint;
-  switchLsn: Lsn | undefined;
-  error: string | undefined;
-}
-
-export class FederationMonitor {
-  readonly evaluator: FederationEvaluator;
-  readonly sampleIntervalMs: number;
-  readonly nudges: NudgeRecord[] = [];
-  #last: Evaluation | undefined;
-  #running = false;
-  #loop: Promise<void> | undefined;
-  #wake: AbortController | undefined;
-  #prevSignals = new Set<string>();
-  readonly #opts: FederationMonitorOptions;
-  readonly #log: Logger;
-  readonly #now: () => number;
-
-  constructor(opts: FederationMonitorOptions) {
-    this.#opts = opts;
-    this.evaluator = new FederationEvaluator(opts);
-    this.sampleIntervalMs = opts.sampleIntervalMs ?? 1_000;
-    this.#log = (opts.log ?? silentLogger()).child({ federation: opts.federation });
-    this.#now = opts.now ?? Date.now;
-    opts.metrics?.rpoBudgetSeconds.set({ federation: opts.federation }, opts.budgetMs / 1000);
+/**
+ * Sets one member's archive and replica series from its evaluated status. A member that is not a
+ * replica (the primary, or one whose role is unknown) loses its replica series, so a promoted
+ * replica does not keep showing the lag it had before.
+ */
+export function recordMemberMetrics(m: PgfedMetrics, labels: MemberLabels, s: MemberStatus, primary: string | undefined): void {
+  if (s.archive) {
+    m.archiveFailing.set(labels, s.archive.failing ? 1 : 0);
+    m.archiveReadySegments.set(labels, s.archive.readySegments);
+    if (s.archive.newFailures > 0) m.archiveFailuresTotal.inc(labels, s.archive.newFailures);
+    if (s.archive.lastArchivedAtMs !== undefined) m.archiveLastSuccessTimestampSeconds.set(labels, s.archive.lastArchivedAtMs / 1000);
   }
-
-  get last(): Evaluation | undefined {
-    return this.#last;
-  }
-
-  worstCaseAt(nowMs: number = this.#now()): WorstCaseExposure | undefined {
-    return this.evaluator.worstCaseAt(nowMs);
-  }
-
-  /** Starts sampling every interval (rounds never overlap: a slow round delays the next). */
-  start(): void {
-    if (this.#running) return;
-    this.#running = true;
-    this.#loop = this.#run();
-  }
-
-  /** Stops the loop and waits for the round in flight; does not close the samplers. */
-  async stop(): Promise<void> {
-    this.#running = false;
-    this.#wake?.abort();
-    await this.#loop;
-    this.#loop = undefined;
-  }
-
-  /** Stops and closes every sampler. */
-  async close(): Promise<void> {
-    await this.stop();
-    await Promise.all(this.#opts.members.map((m) => m.sampler.close()));
-  }
-
-  async #run(): Promise<void> {
-    while (this.#running) {
-      const started = this.#now();
-      try {
-        await this.tick();
-      } catch (e) {
-        // tick() is written not to throw; this is the last guard against a crash of the agent.
-        this.#log.error({ err: errorMessage(e) }, `sampling round of ${this.#opts.federation} failed: ${errorMessage(e)}`);
-      }
-      const waitMs = Math.max(0, this.sampleIntervalMs - (this.#now() - started));
-      if (!this.#running) break;
-      this.#wake = new AbortController();
-      await sleep(waitMs, undefined, { signal: this.#wake.signal }).catch(() => undefined);
+  if (s.name !== primary && s.role === "replica") {
+    m.replicaStalled.set(labels, s.replica?.stalled ? 1 : 0);
+    if (s.lag) {
+      m.replicaLagBytes.set(labels, Number(s.lag.bytes));
+      m.replicaLagSeconds.set(labels, s.lag.ms / 1000);
     }
-  }
-
-  /** One round: sample every member, evaluate, nudge if due, update metrics. */
-  async tick(): Promise<Evaluation> {
-    const o = this.#opts;
-    await Promise.all(o.members.map((m) => m.sampler.sample()));
-    const nowMs = this.#now();
-    const evaluation = this.evaluator.evaluate({
-      nowMs,
-      members: o.members.map((m) => ({
-        spec: { name: m.sampler.target.member, region: m.sampler.target.region, readsArchive: m.readsArchive, applicationName: m.applicationName },
-        state: m.sampler.state,
-      })),
-    });
-    if (evaluation.nudge) await this.#nudge(evaluation.nudge);
-    this.#last = evaluation;
-    this.#logChanges(evaluation);
-    this.#updateMetrics(evaluation);
-    if (o.onEvaluation) {
-      try {
-        o.onEvaluation(evaluation);
-      } catch (e) {
-        this.#log.error({ err: errorMessage(e) }, `onEvaluation callback failed: ${errorMessage(e)}`);
-      }
-    }
-    return evaluation;
-  }
-
-  async #nudge(d: NudgeDecision): Promise<void> {
-    const member = this.#opts.members.find((m) => m.sampler.target.member === d.member);
-    if (!member) return;
-    const atMs = this.#now();
-    // Recorded before the call so a failing switch is rate-limited too.
-    this.evaluator.recordNudge(atMs);
-    try {
-      const { switchLsn } = await member.sampler.switchWal();
-      this.nudges.push({ atMs, member: d.member, unarchivedMs: d.unarchivedMs, unarchivedBytes: d.unarchivedBytes, switchLsn, error: undefined });
-      this.#opts.metrics?.walSwitchNudgesTotal.inc(this.#memberLabels(d.member));
-      this.#log.info({ member: d.member, unarchivedMs: d.unarchivedMs, unarchivedBytes: Number(d.unarchivedBytes), switchLsn: formatLsn(switchLsn) }, `${d.reason}; switched at ${formatLsn(switchLsn)}`);
-    } catch (e) {
-      this.nudges.push({ atMs, member: d.member, unarchivedMs: d.unarchivedMs, unarchivedBytes: d.unarchivedBytes, switchLsn: undefined, error: errorMessage(e) });
-      this.#log.warn({ member: d.member, err: errorMessage(e) }, `${d.reason}, but the switch failed: ${errorMessage(e)}`);
-    }
-  }
-
-  /** One line when a signal appears or clears (not every round: Patroni's habit, without the noise). */
-  #logChanges(e: Evaluation): void {
-    const now = new Set<string>();
-    for (const s of e.signals) {
-      const key = `${s.kind}:${"member" in s ? s.member : ""}`;
-      now.add(key);
-      if (!this.#prevSignals.has(key)) this.#log.warn({ signal: s.kind, ...("member" in s ? { member: s.member } : {}) }, `${s.kind.replace(/_/g, " ")}: ${s.reason}`);
-    }
-    for (const key of this.#prevSignals) {
-      if (!now.has(key)) this.#log.info({ signal: key.split(":")[0] }, `cleared ${key.replace(/_/g, " ").replace(/:$/, "")}: ${e.sentence}`);
-    }
-    this.#prevSignals = now;
-    this.#log.debug({ exposureMs: e.worstCase?.exposureMs, budget: e.budget.level }, e.sentence);
-  }
-
-  #memberLabels(member: string): { federation: string; member: string; region: string } {
-    const m = this.#opts.members.find((x) => x.sampler.target.member === member);
-    return { federation: this.#opts.federation, member, region: m?.sampler.target.region ?? "" };
-  }
-
-  #updateMetrics(e: Evaluation): void {
-    const m = this.#opts.metrics;
-    if (!m) return;
-    recordExposureMetrics(m, e);
-    for (const s of e.members) {
-      const labels = this.#memberLabels(s.name);
-      m.memberUp.set(labels, s.status === "up" ? 1 : 0);
-      const member = this.#opts.members.find((x) => x.sampler.target.member === s.name);
-      const state = member?.sampler.state;
-      if (state?.status === "up") m.sampleDurationSeconds.observe(labels, state.sample.durationMs / 1000);
-      else if (state?.status === "unreachable") m.sampleErrorsTotal.inc(labels);
-      recordMemberMetrics(m, labels, s, e.primary);
-    }
+  } else {
+    m.replicaStalled.remove(labels);
+    m.replicaLagBytes.remove(labels);
+    m.replicaLagSeconds.remove(labels);
   }
 }

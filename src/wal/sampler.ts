@@ -119,7 +119,7 @@ export type SampleOutcome = { ok: true; sample: MemberSample } | { ok: false; er
  * Every function that fails during recovery sits behind a CASE on pg_is_in_recovery(), so the same
  * statement serves both roles and a role change between two samples costs nothing extra.
  */
-export const SAMPLE_SQL = `
+const SAMPLE_SQL = `
 SELECT
   r.in_recovery,
   pg_snapshot_xmax(r.snap)::text AS next_xid,
@@ -196,7 +196,7 @@ const walReceiverSchema = z.object({
   last_msg_receipt_ms: optEpochMs,
 });
 
-export const sampleRowSchema = z.object({
+const sampleRowSchema = z.object({
   in_recovery: z.boolean(),
   next_xid: z
     .string()
@@ -221,7 +221,6 @@ export const sampleRowSchema = z.object({
   standbys: z.array(standbySchema),
   wal_receiver: walReceiverSchema.nullish(),
 });
-export type SampleRow = z.infer<typeof sampleRowSchema>;
 
 export interface SampleContext {
   federation: string;

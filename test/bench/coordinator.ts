@@ -44,7 +44,7 @@ import {
 } from "../../src/bus/index.js";
 import { parseConfig, type Config } from "../../src/config.js";
 import { createCoordinatorMetrics, federationRecordSchema, startCoordinator, type AuditEntry, type Coordinator } from "../../src/coordinator/index.js";
-import { FederationRuntime } from "../../src/coordinator/federation.js";
+import { FederationRuntime } from "../../src/coordinator/runtime/runtime.js";
 import { errorMessage } from "../../src/errors.js";
 import { startNats, type NatsServer } from "../../src/lab/nats.js";
 import { spawnManaged, type ManagedProcess } from "../../src/lab/proc.js";

@@ -14,7 +14,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { descendants } from "../../src/lab/proc.js";
 import type { PgInstance } from "../../src/lab/cnpg/instance.js";
 import { createMetrics } from "../../src/metrics.js";
-import { FederationMonitor } from "../../src/wal/monitor.js";
+import { FederationMonitor } from "../../src/wal/federation-monitor.js";
 import type { MemberSampler } from "../../src/wal/sampler.js";
 import { monitorSampler, percentile, startPair, startWriter, stopAll, type Pair, type Writer } from "../integration/wal/fixtures.js";
 import type { BenchCase, Figure } from "./run.js";

@@ -19,8 +19,9 @@
  * (instance manager); both are options so tests can shorten them.
  *
  * Each pass plays both CNPG actors for the Cluster: first the operator's replica cluster switch
- * (pkg/reconciler/replicaclusterswitch), then the instance manager's part (fencing, designated
- * primary transition, start, promotion token check; internal/management/controller).
+ * (pkg/reconciler/replicaclusterswitch; replica-switch.ts), then the instance manager's part
+ * (fencing, designated primary transition, start, promotion token check;
+ * internal/management/controller; promotion.ts); status.ts writes what the pass found.
  */
 import { dirname, join } from "node:path";
 import { ApiException, CustomObjectsApi, type KubeConfig, PatchStrategy, setHeaderOptions } from "@kubernetes/client-node";
@@ -30,35 +31,27 @@ import {
   CNPG_VERSION,
   CONDITIONS,
   type Cluster,
-  type Condition,
-  type DemotionToken,
   type ExternalCluster,
   type MergePatch,
   PHASES,
-  PROMOTION_TOKEN_MISMATCH_REASON,
-  REPLICA_PROMOTION_IN_PROGRESS_REASON,
   SERVER_NAME,
   archiveServerName,
   entryArchiveServerName,
   clusterRole,
   conditionIs,
-  databaseClusterState,
-  decodeToken,
-  encodeToken,
-  getCondition,
   safeParseCluster,
   selfName,
-  specPromotionToken,
-  tokenFromControlData,
-  unfencePatch,
 } from "../../cnpg/index.js";
 import { PgfedError, errorMessage } from "../../errors.js";
 import type { Logger } from "../../log.js";
 import { silentLogger } from "../../log.js";
-import { type InstanceProbe, type InstanceRole, PgInstance, checkParameters } from "./instance.js";
-import { FENCE_ALL, fenceAllPatch, isInstanceFenced } from "./fencing.js";
-import { type TokenVerdict, checkPromotionToken, replicaControlPoint } from "./promotion.js";
+import { type InstanceRole, PgInstance, checkParameters } from "./instance.js";
+import { isInstanceFenced } from "./fencing.js";
+import { type PromotionOperator, promote } from "./promotion.js";
 import { type ExternalClusterEndpoint, ExternalClusterRegistry } from "./registry.js";
+import { type SwitchOperator, type TokenLossState, designatedPrimaryTransition, reconcileReplicaSwitch } from "./replica-switch.js";
+import { type ClusterRef, writeStatus } from "./status.js";
+import { type StepOutcome, withStep } from "./step.js";
 
 export const LAB_OPERATOR_VERSION = "pgfed-lab-1.0";
 /** CNPG's instance manager re-checks an unmet promotion token after 10 s (internal/management/controller/instance_controller.go). */
@@ -141,21 +134,6 @@ interface Managed {
   lastWarning: string | undefined;
 }
 
-interface StepOutcome {
-  phase?: string;
-  phaseReason?: string;
-  /** Status fields this step sets (merged over the computed ones). */
-  status?: Record<string, unknown>;
-  ready?: boolean;
-  /** The step changed something: run the next pass at once instead of after the poll interval. */
-  requeue?: boolean;
-  /** Leave phase and phaseReason as they are: CNPG returns from this pass before registering a phase. */
-  keepPhase?: boolean;
-}
-
-/** State of an injected tokenLoss fault: armed, then (after the failed cleanup) about to wipe the token. */
-type TokenLossState = "armed" | "wipeNext";
-
 /** What a Cluster's reconcile state starts as, and is reset to when the Cluster is replaced. */
 function freshState(): Pick<Managed, "uid" | "instance" | "registeredAs" | "startedWith" | "held" | "refusedToken" | "checkedToken" | "nextTokenCheckAt" | "nextDemotionCheckAt" | "lastError" | "lastWarning"> {
   return { uid: undefined, instance: undefined, registeredAs: undefined, startedWith: undefined, held: false, refusedToken: undefined, checkedToken: undefined, nextTokenCheckAt: 0, nextDemotionCheckAt: 0, lastError: undefined, lastWarning: undefined };
@@ -172,12 +150,11 @@ class Operator implements CnpgOperator {
   private readonly api: CustomObjectsApi;
   private readonly dataDir: string;
   private readonly pollIntervalMs: number;
-  private readonly promotionRetryMs: number;
-  private readonly demotionRetryMs: number;
-  private readonly operatorVersion: string;
   private readonly faults = new Map<string, TokenLossState>();
   private readonly registry: ExternalClusterRegistry;
   private readonly log: Logger;
+  /** What the demotion, the promotion and the status writing (replica-switch.ts, promotion.ts, status.ts) may use of this operator. */
+  private readonly steps: SwitchOperator & PromotionOperator;
   private readonly clusters = new Map<string, Managed>();
   private stopping = false;
   private loop: Promise<void> | undefined;
@@ -189,11 +166,18 @@ class Operator implements CnpgOperator {
     this.api = opts.kube.makeApiClient(CustomObjectsApi);
     this.dataDir = opts.dataDir;
     this.pollIntervalMs = opts.pollIntervalMs ?? 100;
-    this.promotionRetryMs = opts.promotionRetryMs ?? CNPG_PROMOTION_RETRY_MS;
-    this.demotionRetryMs = opts.demotionRetryMs ?? CNPG_DEMOTION_RETRY_MS;
-    this.operatorVersion = opts.operatorVersion ?? LAB_OPERATOR_VERSION;
     this.registry = opts.registry;
     this.log = (opts.log ?? silentLogger()).child({ region: opts.region, component: "cnpg-operator" });
+    this.steps = {
+      log: this.log,
+      promotionRetryMs: opts.promotionRetryMs ?? CNPG_PROMOTION_RETRY_MS,
+      demotionRetryMs: opts.demotionRetryMs ?? CNPG_DEMOTION_RETRY_MS,
+      operatorVersion: opts.operatorVersion ?? LAB_OPERATOR_VERSION,
+      faults: this.faults,
+      patchObject: (m, body) => this.patchObject(m, body),
+      patchStatus: (m, status) => this.patchStatus(m, status),
+      replicaRole: (c) => this.roleFor(c, "replica"),
+    };
   }
 
   start(): void {
@@ -208,8 +192,12 @@ class Operator implements CnpgOperator {
     const m = this.clusters.get(`${namespace}/${name}`);
     if (!m?.instance) throw new PgfedError("lab.no_instance", `cannot kill ${namespace}/${name} in ${this.region}: the operator runs no instance for it`);
     m.held = opts.hold ?? true;
-    await m.inFlight;
+    // A lost node dies at once: SIGKILL before the pass in flight ends, or that pass, seeing the
+    // hold, would shut Postgres down cleanly (a kinder end than a crash: CNPG could then demote it).
     await m.instance.kill();
+    await m.inFlight;
+    // A start that checked the hold just before it was set is killed too.
+    if (m.instance.running) await m.instance.kill();
     m.startedWith = undefined;
     this.log.warn({ cluster: m.key }, `killed the instance of ${m.key} (postmaster and every child)${m.held ? "; held down until restarted" : ""}`);
   }
@@ -365,7 +353,7 @@ class Operator implements CnpgOperator {
     if (!parsed.ok) {
       this.noteError(m, parsed.error.message);
       const rawStatus = isRecord(raw) && isRecord(raw.status) ? raw.status : {};
-      await this.writeStatus(m, undefined, { phase: PHASES.unrecoverable, phaseReason: parsed.error.message, ready: false }, rawStatus);
+      await writeStatus(this.steps, m, undefined, { phase: PHASES.unrecoverable, phaseReason: parsed.error.message, ready: false }, rawStatus);
       return;
     }
     const c = parsed.cluster;
@@ -380,7 +368,7 @@ class Operator implements CnpgOperator {
     }
     if (outcome.requeue) m.again = true;
     try {
-      await this.writeStatus(m, c, outcome, c.status ?? {});
+      await writeStatus(this.steps, m, c, outcome, c.status ?? {});
     } catch (e) {
       this.log.warn({ cluster: m.key, err: errorMessage(e) }, `while writing the status of ${m.key}`);
     }
@@ -401,7 +389,7 @@ class Operator implements CnpgOperator {
     const disk = inst.diskRole;
     if (disk === undefined) return this.bootstrap(m, c, inst, fenced);
 
-    const operator = clusterRole(c) === "replica" ? await this.reconcileReplicaSwitch(m, c, inst, fenced, disk) : undefined;
+    const operator = clusterRole(c) === "replica" ? await reconcileReplicaSwitch(this.steps, m, c, inst, fenced, disk) : undefined;
     if (operator?.acted) return operator.outcome;
     const own = await this.instanceManager(m, c, inst, fenced, disk, params);
     // A demotion waiting for a clean shutdown returns before CNPG registers any phase.
@@ -424,7 +412,7 @@ class Operator implements CnpgOperator {
         return { ...down, requeue: true };
       }
       // A held instance is a lost node: no instance manager runs to do anything.
-      if (fenced && !m.held && desired === "replica" && conditionIs(c, CONDITIONS.designatedPrimaryTransition, "False")) return { ...down, ...(await this.designatedPrimaryTransition(m, c, inst, params)) };
+      if (fenced && !m.held && desired === "replica" && conditionIs(c, CONDITIONS.designatedPrimaryTransition, "False")) return { ...down, ...(await designatedPrimaryTransition(this.steps, m, c, inst, params)) };
       return down;
     }
 
@@ -437,7 +425,7 @@ class Operator implements CnpgOperator {
     if (!inst.running) {
       // As CNPG's instance manager at pod start: Postgres starts with the role its data directory
       // has (a crashed primary runs crash recovery here), even when the spec now says replica.
-      await this.withStep(`while starting ${m.key}`, async () => {
+      await withStep(`while starting ${m.key}`, async () => {
         await inst.configure(role, params);
         m.startedWith = fingerprint;
         await inst.start();
@@ -445,7 +433,7 @@ class Operator implements CnpgOperator {
       this.log.info({ cluster: m.key, port: inst.port }, `started ${m.key} as ${role.kind === "primary" ? "a primary" : "a replica"}`);
     }
 
-    if (desired === "primary" && disk === "replica") return this.promote(m, c, inst, params);
+    if (desired === "primary" && disk === "replica") return promote(this.steps, m, c, inst, params);
     return {};
   }
 
@@ -508,7 +496,7 @@ class Operator implements CnpgOperator {
       if (desired === "replica") {
         return { phase: PHASES.unrecoverable, phaseReason: "a replica cluster needs spec.bootstrap.pg_basebackup or spec.bootstrap.recovery with a source", ready: false };
       }
-      await this.writeStatus(m, c, { phase: PHASES.settingUpPrimary, phaseReason: "Running initdb", ready: false }, c.status ?? {});
+      await writeStatus(this.steps, m, c, { phase: PHASES.settingUpPrimary, phaseReason: "Running initdb", ready: false }, c.status ?? {});
       this.log.info({ cluster: m.key }, `bootstrapping ${m.key} with initdb`);
       await inst.initdb();
       return { phase: PHASES.settingUpPrimary, ready: false, requeue: true };
@@ -517,7 +505,7 @@ class Operator implements CnpgOperator {
     if (!endpoint.running()) {
       return { phase: PHASES.creatingReplica, phaseReason: `waiting for external cluster ${cloneSource} to run before cloning it`, ready: false };
     }
-    await this.writeStatus(m, c, { phase: PHASES.creatingReplica, phaseReason: `Cloning from ${cloneSource} with pg_basebackup`, ready: false }, c.status ?? {});
+    await writeStatus(this.steps, m, c, { phase: PHASES.creatingReplica, phaseReason: `Cloning from ${cloneSource} with pg_basebackup`, ready: false }, c.status ?? {});
     this.log.info({ cluster: m.key, source: cloneSource }, `bootstrapping ${m.key} with pg_basebackup from ${cloneSource}`);
     await inst.cloneFrom({ ...endpoint.connection, user: "streaming_replica" });
     // The clone is a standby until the role step says otherwise.
@@ -525,180 +513,14 @@ class Operator implements CnpgOperator {
     return { phase: PHASES.creatingReplica, ready: false, requeue: true };
   }
 
-  // ---------------------------------------------------------------------------------------------
-  // The demotion, as CNPG's pkg/reconciler/replicaclusterswitch/reconciler.go drives it, one step
-  // per pass, its progress kept in status conditions: fence and ask for the transition
-  // (DesignatedPrimaryTransition=False); the instance manager stops Postgres and writes the standby
-  // configuration (=True); the operator reads the token from pg_controldata of the cleanly shut
-  // down data directory, archives the shutdown segment as .partial, publishes the token, unfences
-  // and marks the switch completed. Without a clean shutdown there is no token, ever.
-  // ---------------------------------------------------------------------------------------------
-
-  /** The operator's part on a replica Cluster; `acted`: it took this pass's step (the instance manager's part waits). */
-  private async reconcileReplicaSwitch(m: Managed, c: Cluster, inst: PgInstance, fenced: boolean, disk: "primary" | "replica"): Promise<{ acted: boolean; outcome: StepOutcome } | undefined> {
-    const transition = getCondition(c, CONDITIONS.designatedPrimaryTransition)?.status;
-    if (transition === "True") return this.reconcileDemotionToken(m, c, inst);
-    // Requested: waiting for the instance manager.
-    if (transition === "False") return undefined;
-    if (!reportsAsPrimary(m, inst, fenced, disk)) return undefined;
-    return { acted: true, outcome: await this.startTransition(m, c) };
-  }
-
-  private async startTransition(m: Managed, c: Cluster): Promise<StepOutcome> {
-    const doing = `while fencing primary cluster ${m.key} to demote it`;
-    let patch: MergePatch | undefined;
-    try {
-      patch = fenceAllPatch(c);
-    } catch (e) {
-      // CNPG's reconcile fails here and retries; nothing is fenced, nothing changes in status.
-      this.warnOnce(m, `${doing}: ${errorMessage(e)}`);
-      return { keepPhase: true };
-    }
-    const fence = patch;
-    if (fence) await this.withStep(doing, () => this.patchObject(m, fence));
-    this.log.info({ cluster: m.key }, `demoting ${m.key}: spec.replica.primary is now ${c.spec.replica?.primary}; ${fence ? "fenced" : "already fenced"}, starting the replica cluster transition`);
-    let conditions = c.status?.conditions ?? [];
-    conditions = withCondition(conditions, { type: CONDITIONS.designatedPrimaryTransition, status: "False", ...TRANSITION_REQUESTED });
-    // Recorded even when the Cluster was fenced already: cleanup lifts any "*" fencing (reconciler.go).
-    conditions = withCondition(conditions, { type: CONDITIONS.replicaClusterFencing, status: "True", ...TRANSITION_REQUESTED });
-    conditions = withCondition(conditions, { type: CONDITIONS.replicaClusterSwitch, status: "False", ...SWITCH_STARTING });
-    return { keepPhase: true, requeue: true, status: { conditions, switchReplicaClusterStatus: { ...c.status?.switchReplicaClusterStatus, inProgress: true } } };
-  }
-
-  /**
-   * The instance manager's half (instance_controller.go reconcileDesignatedPrimary): the fenced
-   * former primary's data directory gets the standby configuration, whether or not it was shut
-   * down cleanly, and the transition is reported done.
-   */
-  private async designatedPrimaryTransition(m: Managed, c: Cluster, inst: PgInstance, params: Readonly<Record<string, string>>): Promise<StepOutcome> {
-    await this.withStep(`while demoting ${m.key}: writing the designated primary's standby configuration`, () => inst.configure(this.roleFor(c, "replica"), params));
-    m.startedWith = undefined;
-    this.log.info({ cluster: m.key }, `demoting ${m.key}: data directory configured as a standby of ${c.spec.replica?.source}`);
-    return { requeue: true, status: { conditions: withCondition(c.status?.conditions ?? [], { type: CONDITIONS.designatedPrimaryTransition, status: "True", ...TRANSITION_COMPLETED }) } };
-  }
-
-  /** reconciler.go reconcileDemotionToken: token (or a retry every demotionRetryMs), then cleanup. */
-  private async reconcileDemotionToken(m: Managed, c: Cluster, inst: PgInstance): Promise<{ acted: boolean; outcome: StepOutcome }> {
-    const doing = `while demoting ${m.key}`;
-    if (Date.now() < m.nextDemotionCheckAt) return { acted: false, outcome: { keepPhase: true } };
-    const generated = await this.generateDemotionToken(m, c, inst);
-    if (generated === undefined) {
-      m.nextDemotionCheckAt = Date.now() + this.demotionRetryMs;
-      return { acted: false, outcome: { keepPhase: true } };
-    }
-    m.nextDemotionCheckAt = 0;
-    const stored = c.status?.demotionToken ?? "";
-    const fault = this.faults.get(m.key);
-    // "" means "stored token is current": the #11074 fix skips it; the injected fault writes it back.
-    const write = fault === "wipeNext" ? generated !== stored : generated !== "" && generated !== stored;
-    if (write) {
-      await this.withStep(`${doing}: setting the demotion token`, () => this.patchStatus(m, { demotionToken: generated === "" ? null : generated }));
-      if (generated === "") this.log.warn({ cluster: m.key }, `demoting ${m.key}: wrote the empty demotion token back (injected fault tokenLoss, CNPG #11074)`);
-      else this.log.info({ cluster: m.key }, `demoting ${m.key}: shutdown segment archived as .partial; demotion token published`);
-    }
-    if (fault === "wipeNext") this.faults.delete(m.key);
-    if (fault === "armed") {
-      this.faults.set(m.key, "wipeNext");
-      this.log.error({ cluster: m.key }, `${doing}: while cleaning up demotion transition metadata: the patch failed (injected fault tokenLoss); retrying`);
-      return { acted: true, outcome: { keepPhase: true, requeue: true } };
-    }
-    return { acted: true, outcome: await this.cleanupTransitionMetadata(m, c) };
-  }
-
-  /**
-   * pkg/reconciler/replicaclusterswitch/shutdown_wal.go: undefined while pg_controldata does not say
-   * "shut down" (or "shut down in recovery"); "" when the stored token is already this one;
-   * otherwise the new token, once the segment holding the shutdown checkpoint is archived as .partial.
-   */
-  private async generateDemotionToken(m: Managed, c: Cluster, inst: PgInstance): Promise<string | undefined> {
-    const doing = `while demoting ${m.key}`;
-    const cd = await this.withStep(`${doing}: reading pg_controldata`, () => inst.controlData());
-    const state = databaseClusterState(cd);
-    if (!isShutDown(state)) {
-      this.warnOnce(m, `demoting ${m.key}: no demotion token while pg_controldata says "${state}" (not shut down cleanly); retrying every ${this.demotionRetryMs} ms`);
-      return undefined;
-    }
-    const content = await this.withStep(`${doing}: building the demotion token`, async () => tokenFromControlData(cd, this.operatorVersion));
-    const token = encodeToken(content);
-    if (token === (c.status?.demotionToken ?? "")) return "";
-    await this.withStep(`${doing}: archiving the shutdown checkpoint's WAL file`, () => inst.archivePartialSegment(content.redoWalFile));
-    return token;
-  }
-
-  /** reconciler.go cleanupTransitionMetadata: unfence (only "*" fencing, only if the demotion recorded fencing), mark completed. */
-  private async cleanupTransitionMetadata(m: Managed, c: Cluster): Promise<StepOutcome> {
-    const unfence = conditionIs(c, CONDITIONS.replicaClusterFencing, "True") && isInstanceFenced(c, FENCE_ALL);
-    if (unfence) await this.withStep(`while demoting ${m.key}: unfencing`, () => this.patchObject(m, unfencePatch()));
-    this.log.info({ cluster: m.key }, `demoted ${m.key}: ${unfence ? "unfenced, " : ""}completed the replica cluster transition`);
-    let conditions = withoutCondition(c.status?.conditions ?? [], CONDITIONS.designatedPrimaryTransition);
-    conditions = withoutCondition(conditions, CONDITIONS.replicaClusterFencing);
-    conditions = withCondition(conditions, { type: CONDITIONS.replicaClusterSwitch, status: "True", ...SWITCH_COMPLETED });
-    return { keepPhase: true, requeue: true, status: { conditions, switchReplicaClusterStatus: { ...c.status?.switchReplicaClusterStatus, inProgress: false } } };
-  }
-
-  /**
-   * CNPG.md step 4 (with a token) or the failover path (without one). A token is checked only while
-   * it differs from status.lastPromotionToken (api/v1/cluster_funcs.go ShouldPromoteFromReplicaCluster);
-   * a new token at once, an unmet one again every promotionRetryMs (instance_controller.go).
-   */
-  private async promote(m: Managed, c: Cluster, inst: PgInstance, params: Readonly<Record<string, string>>): Promise<StepOutcome> {
-    const doing = `while promoting ${m.key}`;
-    const token = specPromotionToken(c);
-    const check = token !== undefined && token !== c.status?.lastPromotionToken;
-    if (check) {
-      if (m.refusedToken === token) return { phase: PHASES.unrecoverable, phaseReason: PROMOTION_TOKEN_MISMATCH_REASON, ready: false };
-      if (m.checkedToken === token && Date.now() < m.nextTokenCheckAt) return promotionWait(c);
-      const verdict = await this.withStep(`${doing}: checking the promotion token`, () => checkTokenNow(inst, token));
-      m.checkedToken = token;
-      if (verdict.verdict === "fatal") {
-        m.refusedToken = token;
-        this.log.error({ cluster: m.key, why: verdict.reason }, `refusing to promote ${m.key}: ${verdict.reason}`);
-        return { phase: PHASES.unrecoverable, phaseReason: PROMOTION_TOKEN_MISMATCH_REASON, ready: false };
-      }
-      if (verdict.verdict === "wait") {
-        m.nextTokenCheckAt = Date.now() + this.promotionRetryMs;
-        this.log.info({ cluster: m.key }, `not promoting ${m.key} yet: ${verdict.reason}; checking again in ${this.promotionRetryMs} ms`);
-        return promotionWait(c);
-      }
-    }
-    const t0 = Date.now();
-    await this.withStep(doing, () => inst.promote());
-    // Now a primary on disk; the running settings stay until the next restart (archive_mode=always
-    // archives like "on" on a primary), so no restart is needed.
-    await this.withStep(`${doing}: rewriting its settings as a primary`, () => inst.configure({ kind: "primary" }, params));
-    m.startedWith = JSON.stringify({ role: { kind: "primary" }, params });
-    m.checkedToken = undefined;
-    m.nextTokenCheckAt = 0;
-    this.log.info({ cluster: m.key, ms: Date.now() - t0 }, `promoted ${m.key} ${check ? "after checking its promotion token" : "without checking a token (failover)"} in ${Date.now() - t0} ms`);
-    return check ? { status: { lastPromotionToken: token } } : {};
-  }
-
-  private async withStep<T>(doing: string, fn: () => Promise<T>): Promise<T> {
-    try {
-      return await fn();
-    } catch (e) {
-      throw new PgfedError(e instanceof PgfedError ? e.code : "lab.step_failed", `${doing}: ${errorMessage(e)}`, {}, { cause: e });
-    }
-  }
-
-  private async patchObject(m: Managed, body: MergePatch): Promise<void> {
+  private async patchObject(m: ClusterRef, body: MergePatch): Promise<void> {
     await this.api.patchNamespacedCustomObject({ group: CNPG_GROUP, version: CNPG_VERSION, namespace: m.namespace, plural: CNPG_PLURAL, name: m.name, body }, MERGE_PATCH);
   }
 
-  /** A status merge patch written at once, as CNPG's `cli.Status().Patch` in the middle of a step. */
-  private async patchStatus(m: Managed, status: MergePatch): Promise<void> {
+  /** A status merge patch, as CNPG's `cli.Status().Patch` (also in the middle of a step). */
+  private async patchStatus(m: ClusterRef, status: Readonly<Record<string, unknown>>): Promise<void> {
+    // A /status patch is a patch of the whole object; the server applies only its status part.
     await this.api.patchNamespacedCustomObjectStatus({ group: CNPG_GROUP, version: CNPG_VERSION, namespace: m.namespace, plural: CNPG_PLURAL, name: m.name, body: { status } }, MERGE_PATCH);
-  }
-
-  // ---------------------------------------------------------------------------------------------
-  // Status: phase, conditions and the fields pgfed reads, written only when something changed.
-  // ---------------------------------------------------------------------------------------------
-
-  /** Logs a condition that holds the Cluster back once per distinct message (it is seen every pass). */
-  private warnOnce(m: Managed, message: string): void {
-    if (m.lastWarning === message) return;
-    m.lastWarning = message;
-    this.log.warn({ cluster: m.key }, message);
   }
 
   /** Logs a failing step once per distinct message (reconcile retries it every pass). */
@@ -707,154 +529,11 @@ class Operator implements CnpgOperator {
     m.lastError = message;
     this.log.error({ cluster: m.key, err: message }, message);
   }
-
-  private async writeStatus(m: Managed, c: Cluster | undefined, outcome: StepOutcome, old: Readonly<Record<string, unknown>>): Promise<void> {
-    const inst = m.instance;
-    let probe: InstanceProbe | undefined;
-    if (inst?.running) {
-      try {
-        probe = await inst.probe();
-      } catch {
-        probe = undefined;
-      }
-    }
-    const ready = outcome.ready ?? probe !== undefined;
-    const keep = outcome.keepPhase === true && typeof old.phase === "string";
-    const next: Record<string, unknown> = {
-      phase: keep ? old.phase : (outcome.phase ?? (ready ? PHASES.healthy : PHASES.waitingForInstances)),
-      phaseReason: keep ? old.phaseReason : (outcome.phaseReason ?? (ready ? "" : inst?.running ? "Instance is starting" : `Instance ${m.name}-1 is not running`)),
-      instances: c?.spec.instances ?? 1,
-      readyInstances: ready && probe ? 1 : 0,
-      currentPrimary: `${m.name}-1`,
-      targetPrimary: `${m.name}-1`,
-      writeService: `${m.name}-rw`,
-      // Only an instance out of recovery moves timelineID (internal/controller/cluster_status.go): stale on replica clusters.
-      ...(probe && !probe.inRecovery && probe.timelineID !== 0 ? { timelineID: probe.timelineID } : {}),
-      ...(probe ? { systemID: probe.systemID } : {}),
-      ...(c ? clearedTokens(c) : {}),
-      ...(outcome.status ?? {}),
-    };
-    let conditions = (next.conditions as Condition[] | undefined) ?? c?.status?.conditions ?? [];
-    conditions = withCondition(conditions, {
-      type: CONDITIONS.ready,
-      status: ready && probe ? "True" : "False",
-      reason: ready && probe ? "ClusterIsReady" : "ClusterIsNotReady",
-      message: ready && probe ? "Cluster is Ready" : "Cluster Is Not Ready",
-    });
-    const archiving = probe && inst ? archivingCondition(probe, await inst.lastArchiveError()) : undefined;
-    if (archiving) conditions = withCondition(conditions, archiving);
-    next.conditions = conditions;
-
-    const patch: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(next)) {
-      if (JSON.stringify(v) !== JSON.stringify(old[k])) patch[k] = v;
-    }
-    if (Object.keys(patch).length === 0) return;
-    await this.api.patchNamespacedCustomObjectStatus(
-      // A /status patch is a patch of the whole object; the server applies only its status part.
-      { group: CNPG_GROUP, version: CNPG_VERSION, namespace: m.namespace, plural: CNPG_PLURAL, name: m.name, body: { status: patch } },
-      MERGE_PATCH,
-    );
-  }
 }
-
-interface ConditionInput {
-  type: string;
-  status: Condition["status"];
-  reason: string;
-  message: string;
-}
-
-/**
- * ContinuousArchiving from pg_stat_archiver: failing when the last failure is newer than the last
- * success. Messages as CNPG's instance manager writes them: a fixed text on success, the archive
- * command's own error on failure (pkg/management/postgres/webserver/local.go).
- */
-function archivingCondition(p: InstanceProbe, lastError: string | undefined): ConditionInput | undefined {
-  const a = p.archiver;
-  const failedAt = a.lastFailedTime?.getTime() ?? 0;
-  const okAt = a.lastArchivedTime?.getTime() ?? 0;
-  if (a.failedCount > 0 && failedAt > okAt) {
-    return { type: CONDITIONS.continuousArchiving, status: "False", reason: "ContinuousArchivingFailing", message: lastError ?? `archiving ${a.lastFailedWal ?? "WAL"} failed` };
-  }
-  if (a.archivedCount > 0) return { type: CONDITIONS.continuousArchiving, status: "True", reason: "ContinuousArchivingSuccess", message: "Continuous archiving is working" };
-  return undefined;
-}
-
-// Condition reasons and messages of the demotion (pkg/reconciler/replicaclusterswitch/reconciler.go, conditions/conditions.go).
-const TRANSITION_REQUESTED = { reason: "ReplicaClusterAfterCreation", message: "Enabled external cluster after a node was generated" } as const;
-const TRANSITION_COMPLETED = { reason: "TransitionCompleted", message: "Instance Manager has completed the DesignatedPrimary transition" } as const;
-const SWITCH_STARTING = { reason: "ReplicaEnabledSetTrue", message: "Starting the Replica cluster transition" } as const;
-const SWITCH_COMPLETED = { reason: "ReplicaEnabledSetTrue", message: "Completed the Replica cluster transition" } as const;
 
 /** The stand-in's only instance. */
 function podName(m: Managed): string {
   return `${m.name}-1`;
-}
-
-/**
- * Whether CNPG would see a primary instance (reconciler.go containsPrimaryInstance): a running one
- * reports `NOT pg_is_in_recovery()`; a fenced one reports the role on disk
- * (pkg/management/postgres/probes.go); a held one (lost node) reports nothing; an unfenced one not
- * running yet is first started by its instance manager.
- */
-function reportsAsPrimary(m: Managed, inst: PgInstance, fenced: boolean, disk: "primary" | "replica"): boolean {
-  return disk === "primary" && !m.held && (inst.running || fenced);
-}
-
-/** pkg/utils/parser.go PgDataState.IsShutdown. */
-function isShutDown(state: string): boolean {
-  return state === "shut down" || state === "shut down in recovery";
-}
-
-/**
- * internal/controller/cluster_status.go: lastPromotionToken is emptied once the spec has no token
- * (only with a replica stanza), demotionToken on a primary; empty + omitempty = the field removed.
- */
-function clearedTokens(c: Cluster): Record<string, null> {
-  const out: Record<string, null> = {};
-  if (c.spec.replica !== undefined && specPromotionToken(c) === undefined && c.status?.lastPromotionToken !== undefined) out.lastPromotionToken = null;
-  if (clusterRole(c) === "primary" && c.status?.demotionToken !== undefined) out.demotionToken = null;
-  return out;
-}
-
-/**
- * Waiting for a promotion token: the operator registers `Promoting to primary cluster` with its
- * reason unless the phase is already that or unrecoverable (internal/controller/cluster_controller.go);
- * the instance manager sets the phase only, so a reason already there stays.
- */
-function promotionWait(c: Cluster): StepOutcome {
-  const phase = c.status?.phase;
-  const keepReason = phase === PHASES.promoting || phase === PHASES.unrecoverable;
-  return { phase: PHASES.promoting, phaseReason: keepReason ? (c.status?.phaseReason ?? "") : REPLICA_PROMOTION_IN_PROGRESS_REASON, ready: false };
-}
-
-/**
- * internal/management/controller/instance_token.go: restartpoint, then compare with pg_controldata.
- * A token that does not decode is not a verification error there: it is retried, never fatal.
- */
-async function checkTokenNow(inst: PgInstance, token: string): Promise<TokenVerdict> {
-  let decoded: DemotionToken;
-  try {
-    decoded = decodeToken(token);
-  } catch (e) {
-    return { verdict: "wait", reason: `while decoding the promotion token: ${errorMessage(e)}` };
-  }
-  await inst.checkpoint();
-  return checkPromotionToken(decoded, replicaControlPoint(await inst.controlData()));
-}
-
-function withoutCondition(conds: readonly Condition[], type: string): Condition[] {
-  return conds.filter((c) => c.type !== type);
-}
-
-/** Sets a condition like meta.SetStatusCondition: lastTransitionTime changes only when status does. */
-function withCondition(conds: readonly Condition[], next: ConditionInput): Condition[] {
-  const old = conds.find((c) => c.type === next.type);
-  const lastTransitionTime = old && old.status === next.status && old.lastTransitionTime ? old.lastTransitionTime : new Date().toISOString().replace(/\.\d+Z$/, "Z");
-  const cond: Condition = { ...next, lastTransitionTime };
-  if (old && old.status === cond.status && old.reason === cond.reason && old.message === cond.message) return [...conds];
-  return old ? conds.map((c) => (c.type === next.type ? cond : c)) : [...conds, cond];
 }
 
 function clusterKey(c: Cluster): string {

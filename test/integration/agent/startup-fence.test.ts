@@ -1,5 +1,5 @@
 /**
- * The agent's fence sweep (startup-fence.ts) against the real thing: the lab (nats-server with
+ * The agent's fence sweep (fencing.ts) against the real thing: the lab (nats-server with
  * JetStream, the Kubernetes API and CNPG stand-ins over real Postgres), no coordinator: the test
  * writes the federation record in KV `pgfed_state` as the coordinator would, then starts the agent
  * of eu-west, whose member pg-eu is the primary cluster by its spec.

@@ -13,12 +13,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectBus, makeMessage, type Bus, type LagSample, type Observation } from "../../../src/bus/index.js";
 import { parseConfig } from "../../../src/config.js";
 import { startCoordinator, type Coordinator } from "../../../src/coordinator/index.js";
-import type { MemberView } from "../../../src/coordinator/service.js";
+import type { MemberView } from "../../../src/api/contract.js";
 import { startNats, type NatsServer } from "../../../src/lab/nats.js";
 import { waitFor } from "../../../src/lab/proc.js";
 import { silentLogger } from "../../../src/log.js";
 import { formatLsn } from "../../../src/wal/lsn.js";
 import { walFileName } from "../../../src/wal/walfile.js";
+import { memberMachine } from "../../../machines/index.js";
 
 const log = silentLogger();
 const FED = "demo";
@@ -154,3 +155,57 @@ describe("replicas that do not follow the primary", () => {
     expect(memberOf("pg-us")?.notFollowing).toBeUndefined();
   }, 90_000);
 });
+
+/** Every row description of the member machine, from its state nodes (the table a person reads). */
+function memberRowDescriptions(): Set<string> {
+  const out = new Set<string>();
+  interface Node {
+    transitions: Map<string, { description?: string }[]>;
+    states: Record<string, Node>;
+  }
+  const walk = (n: Node): void => {
+    for (const rows of n.transitions.values()) for (const r of rows) if (r.description) out.add(r.description);
+    for (const child of Object.values(n.states)) walk(child);
+  };
+  walk(memberMachine.root);
+  return out;
+}
+
+describe("member transitions", () => {
+  it("are logged and audited with their row description and {federation, member, epoch}; rows that change nothing are not", async () => {
+    await waitFor("pg-ap designated", async () => coordinator.getFederation(FED)?.designatedPrimary === "pg-ap", 15_000, 100);
+    const rows = memberRowDescriptions();
+    let entries: Awaited<ReturnType<Coordinator["audit"]>> = [];
+    await waitFor("a member transition for each member", async () => {
+      entries = (await coordinator.audit(FED, {})).filter((a) => a.action === "member.transition");
+      return (Object.keys(REGIONS) as Name[]).every((m) => entries.some((a) => a.member === m));
+    }, 15_000, 200);
+    for (const a of entries) {
+      expect(a.federation).toBe(FED);
+      expect(rows.has(a.description), a.description).toBe(true);
+      expect(a.epoch).toBeGreaterThanOrEqual(1);
+      expect(typeof a.numbers.epoch).toBe("number");
+    }
+    const ap = entries.filter((a) => a.member === "pg-ap");
+    expect(ap[0]?.description).toBe(memberRowFrom("unknown", "primary"));
+    // An observation arrives every 250 ms; only changes of state are written.
+    await sleep(1_500);
+    const later = (await coordinator.audit(FED, {})).filter((a) => a.action === "member.transition" && a.member === "pg-ap");
+    expect(later.length).toBe(ap.length);
+  }, 40_000);
+});
+
+/** The description of the row that takes a member from state `from` to `to`. */
+function memberRowFrom(from: string, to: string): string | undefined {
+  interface Node {
+    key: string;
+    transitions: Map<string, { description?: string; target?: { key: string }[] }[]>;
+    states: Record<string, Node>;
+  }
+  const root = memberMachine.root as unknown as Node;
+  // The state's own rows first, then the root-level fallbacks every state shares.
+  for (const node of [root.states[from], root]) {
+    for (const rows of node?.transitions.values() ?? []) for (const r of rows) if (r.target?.some((t) => t.key === to)) return r.description;
+  }
+  return undefined;
+}

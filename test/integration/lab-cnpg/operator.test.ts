@@ -259,6 +259,24 @@ describe("CNPG stand-in through the Kubernetes API", () => {
     expect((await rowIds(eu)).has(1000000)).toBe(true);
   });
 
+  it("killInstance during a pass that is about to act still crashes Postgres: never a clean shutdown (a lost region gives CNPG nothing to demote)", async () => {
+    const eu = instanceOf("eu", "pg-eu");
+    // Slow the API so the next pass holds its read of the Cluster while the kill comes.
+    await h.servers.get("eu")?.faults.set({ latencyMs: 400 });
+    try {
+      const pass = operator("eu").reconcileNow();
+      await new Promise((r) => setTimeout(r, 600));
+      await operator("eu").killInstance(NS, "pg-eu");
+      await pass;
+      expect(eu.running).toBe(false);
+      expect(databaseClusterState(await eu.controlData())).toBe("in production");
+    } finally {
+      await h.servers.get("eu")?.faults.clear();
+      await operator("eu").restartInstance(NS, "pg-eu");
+      await waitCluster("eu", "pg-eu", "healthy after restart", healthy);
+    }
+  });
+
   it("reports ContinuousArchiving from the archiver's real results", async () => {
     const eu = instanceOf("eu", "pg-eu");
     await waitCluster("eu", "pg-eu", "archiving ok", (c) => c.status?.conditions?.find((k) => k.type === "ContinuousArchiving")?.status === "True");

@@ -8,7 +8,7 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { setTimeout as sleep } from "node:timers/promises";
 import { signalTree } from "../../../src/lab/proc.js";
-import { FederationMonitor } from "../../../src/wal/monitor.js";
+import { FederationMonitor } from "../../../src/wal/federation-monitor.js";
 import { monitorSampler, startPair, startWriter, stopAll, waitForArchiveReplayed } from "./fixtures.js";
 
 const SAMPLE_INTERVAL_MS = 1_000;

@@ -8,7 +8,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, describe, expect, it } from "vitest";
 import { waitFor } from "../../../src/lab/proc.js";
 import { createMetrics } from "../../../src/metrics.js";
-import { FederationMonitor, type Evaluation, type FederationMonitorOptions } from "../../../src/wal/monitor.js";
+import { FederationMonitor, type FederationMonitorOptions } from "../../../src/wal/federation-monitor.js";
+import type { Evaluation } from "../../../src/wal/monitor.js";
 import { monitorSampler, startPair, startWriter, stopAll, type Pair } from "./fixtures.js";
 
 const INTERVAL_MS = 1_000;

@@ -1,6 +1,7 @@
-/** The fence sweep's verdict (startup-fence.ts): fence only on evidence, never on a guess. */
+/** The fence sweep's verdict (fencing.ts): fence only on evidence, never on a guess. */
 import { describe, expect, it } from "vitest";
-import { recordKnowledge, sweepVerdict, type MemberSpecState, type RecordKnowledge, type SweepInput } from "../../../src/agent/startup-fence.js";
+import { sweepVerdict, type MemberSpecState, type SweepInput } from "../../../src/agent/fencing.js";
+import { recordKnowledge, type RecordKnowledge } from "../../../src/agent/federation-records.js";
 import { federationRecordSchema, type FederationRecord } from "../../../src/coordinator/record.js";
 
 const PRIMARY: MemberSpecState = { primary: true, fullyFenced: false };

@@ -5,7 +5,6 @@
  */
 import {
   ServiceError,
-  resolveRefusal,
   type ActionResult,
   type AuditEntry,
   type CoordinatorService,
@@ -14,7 +13,8 @@ import {
   type OperationView,
   type PlanView,
   type RequestContext,
-} from "../../../src/coordinator/service.js";
+} from "../../../src/api/contract.js";
+import { resolveRefusal } from "../../../src/coordinator/service.js";
 
 export interface FakeCall {
   method: string;

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { authenticate, hashToken, parseTokenFile, tokenLine } from "../../../src/api/auth.js";
-import type { OperationView, PlanView } from "../../../src/coordinator/service.js";
+import type { OperationView, PlanView } from "../../../src/api/contract.js";
 import { resetOrders, startHarness, VIEWER_TOKEN, type Harness } from "./helpers.js";
 
 let h: Harness;

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it, onTestFinished }
 import { resolveTarget } from "../../../src/cli/client.js";
 import { formatSummary } from "../../../src/cli/ops.js";
 import { runCli } from "../../../src/cli/program.js";
-import type { OperationView } from "../../../src/coordinator/service.js";
+import type { OperationView } from "../../../src/api/contract.js";
 import { escapeHtml, renderHtml, renderMarkdown, rulesFrom, runbookDocument } from "../../../src/cli/runbook.js";
 import { resetOrders, startHarness, OPERATOR_TOKEN, VIEWER_TOKEN, type Harness } from "../api/helpers.js";
 

@@ -192,8 +192,8 @@ describe("parseOutsideChange", () => {
       expect(parseOutsideChange(reason), reason).toBeUndefined();
   });
 
-  it("the coordinator still writes the sentence in the shape the parser reads (src/coordinator/federation.ts)", () => {
-    const source = readFileSync(join(REPO_ROOT, "src/coordinator/federation.ts"), "utf8");
+  it("the coordinator still writes the sentence in the shape the parser reads (src/coordinator/runtime/detection.ts)", () => {
+    const source = readFileSync(join(REPO_ROOT, "src/coordinator/runtime/detection.ts"), "utf8");
     expect(source).toContain('`spec.replica.primary of ${this.name}/${member} was changed from ${was} to ${now.specPrimary} by field manager "${manager}", not by pgfed; ');
   });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { Observation } from "../../../src/bus/index.js";
-import { membersToRepoint } from "../../../src/coordinator/topology.js";
+import { membersToRepoint } from "../../../src/coordinator/following.js";
 
 const members = [
   { name: "eu", cluster: "pg-eu" },

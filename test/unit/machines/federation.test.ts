@@ -1,6 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { createActor, fromPromise, waitFor, type SnapshotFrom } from "xstate";
 import {
+  REPLY_MARGIN_MS,
+  defaultTimeouts,
   federationMachine,
   federationStepSentence,
   type AwaitDemotionTokenInput,
@@ -94,9 +96,10 @@ function harness(behaviour: Behaviour = {}, machineInput: FederationInput = inpu
         return behaviour.rejoinMember?.() ?? Promise.resolve();
       }),
     },
-    delays: { stepTimeout: 50, tokenTimeout: 30, promoteTimeout: 30, suspectGrace: 1, confirmRetry: 1 },
   });
-  const actor = createActor(machine, { input: machineInput });
+  // Short timeouts so that timeouts happen within the test, unless the test's input sets its own.
+  const timeouts = { stepMs: 50, tokenMs: 30, promoteMs: 30, suspectGraceMs: 1, confirmRetryMs: 1, ...machineInput.timeouts };
+  const actor = createActor(machine, { input: { ...machineInput, timeouts } });
   actor.start();
   const called = (name: string) => calls.filter((c) => c.actor === name);
   const until = (predicate: (s: SnapshotFrom<typeof federationMachine>) => boolean) => waitFor(actor, predicate, { timeout: 2_000 });
@@ -277,7 +280,7 @@ describe("unplanned failover", () => {
 
   it("cancels the failover when the primary recovers during the grace period", () => {
     const h = harness();
-    const slow = createActor(federationMachine.provide({ delays: { suspectGrace: 60_000 } }), { input });
+    const slow = createActor(federationMachine, { input: { ...input, timeouts: { suspectGraceMs: 60_000 } } });
     slow.start();
     slow.send(suspect);
     expect(slow.getSnapshot().matches({ operation: { failover: "suspect" } })).toBe(true);
@@ -312,7 +315,8 @@ describe("unplanned failover", () => {
     expect(h.called("fenceAndDemoteFormer")).toHaveLength(0);
     h.actor.send({ type: "FORMER_PRIMARY_SEEN", member: "pg-eu" });
     const fenced = await h.until((x) => x.context.diverged.includes("pg-eu") && x.matches({ formerPrimaries: "idle" }));
-    expect(h.called("fenceAndDemoteFormer")[0]?.input).toEqual({ federation: "orders", epoch: 8, member: "pg-eu", newPrimary: "pg-us" });
+    // budgetMs: half of the harness's 50 ms step timeout, which is shorter than two reply margins.
+    expect(h.called("fenceAndDemoteFormer")[0]?.input).toEqual({ federation: "orders", epoch: 8, member: "pg-eu", newPrimary: "pg-us", budgetMs: 25 });
     expect(fenced.context.pendingFence).toEqual([]);
 
     h.actor.send({ type: "SWITCHOVER", operationId: "sw-9", target: "pg-eu", reason: "back home", requestedBy: "alice", atMs: 9 });
@@ -339,6 +343,38 @@ describe("unplanned failover", () => {
     h.actor.send({ type: "FORMER_PRIMARY_SEEN", member: "pg-eu" });
     const ok = await h.until((x) => x.context.diverged.includes("pg-eu"));
     expect(ok.context.pendingFence).toEqual([]);
+  });
+});
+
+describe("one clock per step", () => {
+  const budgetsOf = (calls: Array<{ actor: string; input: unknown }>) => calls.map((c) => [c.actor, (c.input as { budgetMs: number }).budgetMs]);
+
+  it("gives each step's actor the timeout of its state less the reply margin", async () => {
+    const h = harness({}, { ...input, timeouts: { stepMs: 60_000, tokenMs: 120_000, promoteMs: 300_000 } });
+    h.actor.send(switchover());
+    await h.until((s) => s.context.lastOperation?.outcome === "completed");
+    expect(budgetsOf(h.calls)).toEqual([
+      ["preflight", 60_000 - REPLY_MARGIN_MS],
+      ["demotePrimary", 60_000 - REPLY_MARGIN_MS],
+      ["awaitDemotionToken", 120_000 - REPLY_MARGIN_MS],
+      ["promoteWithToken", 300_000 - REPLY_MARGIN_MS],
+      ["verifySwitchover", 60_000 - REPLY_MARGIN_MS],
+    ]);
+    h.actor.stop();
+  });
+
+  it("runs on the timeouts that run in production when the input sets none", () => {
+    const actor = createActor(federationMachine, { input });
+    expect(actor.getSnapshot().context.timeouts).toEqual(defaultTimeouts);
+    expect(defaultTimeouts).toEqual({ stepMs: 60_000, tokenMs: 120_000, promoteMs: 300_000, suspectGraceMs: 1_000, confirmRetryMs: 1_000, rejoinMs: 6 * 60 * 60_000 });
+  });
+
+  it("leaves an actor half of a timeout shorter than two reply margins", async () => {
+    const h = harness({ preflight: never });
+    h.actor.send(switchover());
+    await h.until((s) => s.context.lastOperation?.outcome === "aborted");
+    expect(budgetsOf(h.called("preflight"))).toEqual([["preflight", 25]]);
+    h.actor.stop();
   });
 });
 

@@ -1,6 +1,8 @@
 import { describe, expect, it } from "vitest";
 import { createActor, fromPromise, waitFor, type Snapshot } from "xstate";
 import {
+  REPLY_MARGIN_MS,
+  defaultTimeouts,
   federationMachine,
   memberMachine,
   type AwaitDemotionTokenInput,
@@ -93,9 +95,8 @@ describe("persisted snapshots", () => {
     const first = createActor(
       federationMachine.provide({
         actors: { confirmPrimaryDown: fromPromise(async (): Promise<ConfirmPrimaryDownOutput> => ({ fenced: true, leaseExpired: false, candidates })) },
-        delays: { suspectGrace: 1 },
       }),
-      { input },
+      { input: { ...input, timeouts: { suspectGraceMs: 1 } } },
     );
     first.start();
     first.send({ type: "PRIMARY_SUSPECT", atMs: 5, reason: "silent" });
@@ -113,6 +114,44 @@ describe("persisted snapshots", () => {
     second.send({ type: "APPROVE", operationId: "failover-7-5", acceptedLossMs: 45_000, by: "carol" });
     const done = await waitFor(second, (s) => s.matches({ operation: "steady" }));
     expect(done.context).toMatchObject({ epoch: 8, designatedPrimary: "pg-us", pendingFence: ["pg-eu"] });
+    second.stop();
+  });
+
+  it("restores a snapshot stored before the context held timeouts: the next steps run on the default timeouts", async () => {
+    const first = createActor(
+      federationMachine.provide({
+        actors: {
+          preflight: fromPromise<PreflightOutput, PreflightInput>(async () => ({ ok: true, targetLagBytes: 0, targetLagMs: 100 })),
+          demotePrimary: fromPromise<void, DemotePrimaryInput>(async () => undefined),
+          awaitDemotionToken: fromPromise<AwaitDemotionTokenOutput, AwaitDemotionTokenInput>(() => never()),
+        },
+      }),
+      { input: { ...input, timeouts: { promoteMs: 30_000 } } },
+    );
+    first.start();
+    first.send({ type: "SWITCHOVER", operationId: "sw-1", target: "pg-us", reason: "planned", requestedBy: "alice", atMs: 1 });
+    await waitFor(first, (s) => s.matches({ operation: { switchover: "awaitToken" } }));
+    const stored = throughJson(first.getPersistedSnapshot()) as Snapshot<unknown> & { context: Record<string, unknown> };
+    first.stop();
+    // What an older pgfed persisted: the same context without `timeouts`.
+    delete stored.context.timeouts;
+
+    const promoteCalls: PromoteWithTokenInput[] = [];
+    const second = createActor(
+      federationMachine.provide({
+        actors: {
+          awaitDemotionToken: fromPromise<AwaitDemotionTokenOutput, AwaitDemotionTokenInput>(async () => ({ token: "dG9rZW4=" })),
+          promoteWithToken: fromPromise<void, PromoteWithTokenInput>(({ input: i }) => {
+            promoteCalls.push(i);
+            return never();
+          }),
+        },
+      }),
+      { snapshot: stored, input },
+    );
+    second.start();
+    await waitFor(second, (s) => s.matches({ operation: { switchover: "promote" } }));
+    expect(promoteCalls.map((c) => c.budgetMs)).toEqual([defaultTimeouts.promoteMs - REPLY_MARGIN_MS]);
     second.stop();
   });
 

@@ -1,7 +1,7 @@
 /** The exposure and per-member series both the coordinator's alerting and the WAL monitor export from one evaluation. */
 import { describe, expect, it } from "vitest";
-import { createMetrics, recordExposureMetrics, recordMemberMetrics } from "../../../src/metrics.js";
-import type { Evaluation, MemberStatus } from "../../../src/wal/monitor.js";
+import { createMetrics } from "../../../src/metrics.js";
+import { recordExposureMetrics, recordMemberMetrics, type Evaluation, type MemberStatus } from "../../../src/wal/monitor.js";
 
 const labels = (member: string) => ({ federation: "orders", member, region: member === "pg-eu" ? "eu-west" : "us-east" });
 

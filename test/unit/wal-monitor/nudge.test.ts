@@ -2,7 +2,8 @@ import { describe, expect, it } from "vitest";
 import { PgfedError } from "../../../src/errors.js";
 import { createMetrics } from "../../../src/metrics.js";
 import type { Lsn } from "../../../src/wal/lsn.js";
-import { FederationEvaluator, FederationMonitor, type Sampler } from "../../../src/wal/monitor.js";
+import { FederationMonitor, type Sampler } from "../../../src/wal/federation-monitor.js";
+import { FederationEvaluator } from "../../../src/wal/monitor.js";
 import type { MemberState, PrimarySample, SampleOutcome } from "../../../src/wal/sampler.js";
 import { FakePrimary, SEG, T0, archivedBefore, archiver, primary } from "./fixtures.js";
 

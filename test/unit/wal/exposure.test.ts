@@ -1,5 +1,6 @@
 import { fc, test } from "@fast-check/vitest";
 import { describe, expect, it } from "vitest";
+import { formatBytes } from "../../../machines/index.js";
 import { PgfedError } from "../../../src/errors.js";
 import type { ExposureEstimate, ReplicaPosition } from "../../../src/wal/exposure.js";
 import {
@@ -7,7 +8,6 @@ import {
   describeExposure,
   estimateExposure,
   evaluateBudget,
-  formatBytes,
   worstCaseExposure,
   worstCaseLoss,
 } from "../../../src/wal/exposure.js";

@@ -1,0 +1,235 @@
+/**
+ * One consumer's delivery loop on the bus (bus.ts opens the consumer): every message is parsed,
+ * then handled, dead-lettered (invalid input, or a handler that kept failing) or skipped, and
+ * acked or nakked with a growing delay; nothing a message contains can stop the loop (rule 6).
+ */
+import type { ConsumerMessages, JsMsg } from "@nats-io/jetstream";
+import { errorMessage } from "../errors.js";
+import type { Logger } from "../log.js";
+import { deadLetterSchema, parseEnvelope, subjectOf, type BusMessage, type DeadLetter } from "./messages.js";
+import type { BusMetrics } from "./metrics.js";
+import { parseSubject, type DeadLetterReason } from "./subjects.js";
+
+export interface MessageMeta {
+  subject: string;
+  streamSeq: number;
+  /** 1 on first delivery. */
+  deliveryCount: number;
+  redelivered: boolean;
+  /** When JetStream stored the message. */
+  storedAt: Date;
+}
+
+export type MessageHandler = (msg: BusMessage, meta: MessageMeta) => void | Promise<void>;
+export type DeadLetterHandler = (dl: DeadLetter, meta: MessageMeta) => void | Promise<void>;
+
+export interface SubscribeOptions {
+  /**
+   * Durable consumer name: acked delivery that resumes where it left off after a restart or a
+   * reconnect (the coordinator, agents' command intake). Without it: an ordered consumer that
+   * reads the stream from `startSeq` / the start / new messages, nothing acked (audit readers).
+   */
+  durable?: string;
+  /** Only messages stored from now on (applies when the consumer is created). */
+  deliverNew?: boolean;
+  /** Start at this stream sequence (applies when the consumer is created). */
+  startSeq?: number;
+  /** Deliveries of one message before it is dead-lettered as `handler_failed` (durable only). */
+  maxDeliver?: number;
+  /** Redelivery when a handler neither acks nor fails in this time (durable only). */
+  ackWaitMs?: number;
+  /** Redelivery delay after a handler error, multiplied by the delivery count. */
+  nakDelayMs?: number;
+  /** Publish invalid messages to `pgfed.dlq.<reason>` (default true). */
+  deadLetters?: boolean;
+}
+
+export interface BusSubscription {
+  /** Consumer name (durable name, or "ordered:<filter>"). */
+  readonly name: string;
+  /** Stops delivery; resolves when the handler in progress has finished. */
+  stop(): Promise<void>;
+}
+
+/** Consumer settings used when SubscribeOptions leaves them out. */
+export const CONSUMER_DEFAULTS = {
+  maxDeliver: 5,
+  ackWaitMs: 30_000,
+  nakDelayMs: 1_000,
+};
+
+/** What a delivery loop needs of the bus it runs on. */
+export interface ConsumerHost {
+  readonly log: Logger;
+  readonly metrics: BusMetrics;
+  readonly isClosing: boolean;
+  /** Stores a dead letter (deduplicated per stream sequence and reason). */
+  deadLetter(m: JsMsg, reason: DeadLetterReason, error: string, consumer: string): Promise<void>;
+  /** Counts the loop among the bus's subscriptions while it runs (close() stops them). */
+  track(loop: ConsumerLoop, on: boolean): void;
+}
+
+export type ConsumerLike = { consume(opts?: { expires?: number }): Promise<ConsumerMessages> };
+
+const CONSUME_EXPIRES_MS = 2_000;
+
+/** One consumer's delivery loop: parse, dead-letter or handle, ack/nak. Never throws. */
+export class ConsumerLoop implements BusSubscription {
+  handleEnvelope: MessageHandler | undefined;
+  handleDeadLetter: DeadLetterHandler | undefined;
+  private messages: ConsumerMessages | undefined;
+  private stopped = false;
+  private done: Promise<void> = Promise.resolve();
+  private readonly log: Logger;
+
+  constructor(
+    private readonly bus: ConsumerHost,
+    private readonly consumer: ConsumerLike,
+    readonly name: string,
+    private readonly acked: boolean,
+    private readonly filter: string,
+    private readonly opts: SubscribeOptions,
+    private readonly kind: "envelope" | "deadLetter",
+  ) {
+    this.log = bus.log.child({ consumer: name });
+  }
+
+  run(): void {
+    this.bus.track(this, true);
+    this.done = this.loop().finally(() => this.bus.track(this, false));
+  }
+
+  private async loop(): Promise<void> {
+    try {
+      // Short pulls (idle heartbeat = expires/2): after a NATS restart the client keeps counting the lost pull as pending
+      // (a recreated ordered consumer then pulls a few messages and stalls) until two heartbeats are missed; 30 s by default.
+      this.messages = await this.consumer.consume({ expires: CONSUME_EXPIRES_MS });
+      void this.watchNotifications(this.messages);
+      for await (const m of this.messages) {
+        if (this.stopped) break;
+        try {
+          await this.deliver(m);
+        } catch (e) {
+          // A bug in this file, not bad input; log it and keep the consumer alive.
+          this.log.error({ err: e, subject: m.subject, seq: m.seq }, `unexpected error delivering #${m.seq} on ${m.subject}: ${errorMessage(e)}`);
+          this.nak(m, this.nakDelay(m));
+        }
+      }
+    } catch (e) {
+      if (!this.stopped && !this.bus.isClosing) this.log.error({ err: e }, `consumer ${this.name} on ${this.filter} stopped: ${errorMessage(e)}`);
+    }
+  }
+
+  private async watchNotifications(messages: ConsumerMessages): Promise<void> {
+    try {
+      for await (const n of messages.status()) {
+        if (n.type === "heartbeats_missed") this.log.debug({ count: n.count }, `consumer ${this.name}: server heartbeats missed`);
+        else if (n.type === "consumer_not_found" || n.type === "consumer_deleted" || n.type === "stream_not_found") {
+          this.log.warn({ notification: n.type }, `consumer ${this.name} on ${this.filter}: ${n.type}; the client keeps retrying`);
+        }
+      }
+    } catch {
+      // the iterator ends when the consumer closes
+    }
+  }
+
+  private meta(m: JsMsg): MessageMeta {
+    return { subject: m.subject, streamSeq: m.seq, deliveryCount: m.info.deliveryCount, redelivered: m.redelivered, storedAt: m.time };
+  }
+
+  /** Handles one message; every path ends in ack, nak, or (ordered consumers) moving on. */
+  private async deliver(m: JsMsg): Promise<void> {
+    const subjectInfo = parseSubject(m.subject);
+    if (this.kind === "deadLetter") return this.deliverDeadLetter(m);
+    // Dead letters are not envelopes; a wide filter (pgfed.>) skips them instead of re-dead-lettering.
+    if (subjectInfo?.kind === "deadLetter") return this.ack(m);
+
+    const parsed = parseEnvelope(m.data);
+    if (!parsed.ok) return this.reject(m, parsed.reason, parsed.error);
+    const expected = subjectOf(parsed.message);
+    if (expected !== m.subject) {
+      return this.reject(m, "subject_mismatch", `envelope (${parsed.message.type} for ${parsed.message.federation}${parsed.message.member ? `/${parsed.message.member}` : ""}) belongs on ${expected}, not ${m.subject}`);
+    }
+    const handler = this.handleEnvelope;
+    if (!handler) return this.ack(m);
+    try {
+      await handler(parsed.message, this.meta(m));
+      this.ack(m);
+    } catch (e) {
+      await this.handlerFailed(m, e, `${parsed.message.type} ${parsed.message.id}`);
+    }
+  }
+
+  private async deliverDeadLetter(m: JsMsg): Promise<void> {
+    let value: unknown;
+    try {
+      value = JSON.parse(Buffer.from(m.data).toString("utf8"));
+    } catch {
+      value = undefined;
+    }
+    const dl = deadLetterSchema.safeParse(value);
+    if (!dl.success) {
+      this.log.warn({ subject: m.subject, seq: m.seq }, `skipping unreadable dead-letter record #${m.seq}`);
+      return this.ack(m);
+    }
+    try {
+      await this.handleDeadLetter?.(dl.data, this.meta(m));
+      this.ack(m);
+    } catch (e) {
+      await this.handlerFailed(m, e, `dead letter #${m.seq}`);
+    }
+  }
+
+  /** Invalid input: record it on the dead-letter subject once, ack, go on (rule 6). */
+  private async reject(m: JsMsg, reason: DeadLetterReason, error: string): Promise<void> {
+    if (this.opts.deadLetters === false) {
+      this.bus.metrics.deadLetters.inc({ reason });
+      this.log.warn({ subject: m.subject, seq: m.seq, reason }, `skipping invalid message #${m.seq} on ${m.subject}: ${error}`);
+      return this.ack(m);
+    }
+    try {
+      await this.bus.deadLetter(m, reason, error, this.name);
+      this.log.warn({ subject: m.subject, seq: m.seq, reason }, `dead-lettered message #${m.seq} on ${m.subject} (${reason}): ${error}`);
+      this.ack(m);
+    } catch (e) {
+      // Could not record it: leave it for a later delivery rather than lose it silently.
+      this.log.error({ err: e, subject: m.subject, seq: m.seq }, `could not dead-letter message #${m.seq} on ${m.subject}: ${errorMessage(e)}`);
+      this.nak(m, this.nakDelay(m));
+    }
+  }
+
+  private async handlerFailed(m: JsMsg, e: unknown, what: string): Promise<void> {
+    this.bus.metrics.handlerErrors.inc({ consumer: this.name });
+    const maxDeliver = this.opts.maxDeliver ?? CONSUMER_DEFAULTS.maxDeliver;
+    if (!this.acked) {
+      this.log.error({ err: e, subject: m.subject, seq: m.seq }, `handler failed on ${what} (#${m.seq}, ${m.subject}); ordered consumer moves on: ${errorMessage(e)}`);
+      return;
+    }
+    if (m.info.deliveryCount >= maxDeliver) {
+      this.log.error({ err: e, subject: m.subject, seq: m.seq }, `handler failed on ${what} (#${m.seq}) ${m.info.deliveryCount} times; dead-lettering it: ${errorMessage(e)}`);
+      return this.reject(m, "handler_failed", `handler failed ${m.info.deliveryCount} times on consumer ${this.name}: ${errorMessage(e)}`);
+    }
+    const delay = this.nakDelay(m);
+    this.log.warn({ err: e, subject: m.subject, seq: m.seq, delivery: m.info.deliveryCount }, `handler failed on ${what} (#${m.seq}, delivery ${m.info.deliveryCount} of ${maxDeliver}); redelivery in ${delay} ms: ${errorMessage(e)}`);
+    this.nak(m, delay);
+  }
+
+  private nakDelay(m: JsMsg): number {
+    return (this.opts.nakDelayMs ?? CONSUMER_DEFAULTS.nakDelayMs) * Math.max(1, m.info.deliveryCount);
+  }
+
+  private ack(m: JsMsg): void {
+    if (this.acked) m.ack();
+  }
+
+  private nak(m: JsMsg, delayMs: number): void {
+    if (this.acked) m.nak(delayMs);
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return this.done;
+    this.stopped = true;
+    await this.messages?.close().catch(() => undefined);
+    await this.done;
+  }
+}
