@@ -67,7 +67,7 @@ interface SampleCommon {
   durationMs: number;
   /** The server's clock_timestamp() (clock skew diagnostics). */
   serverNowMs: number;
-  /** Primary: the timeline it writes. Replica: the newer of its restartpoint's and its streamed WAL's (a lower bound of the one it replays). */
+  /** Primary: the timeline it writes. Replica: the newest of its restartpoint's, its streamed WAL's and its restored WAL's (a lower bound of the one it replays). */
   timeline: number;
   archiver: ArchiverStats;
 }
@@ -126,10 +126,14 @@ SELECT
   (SELECT count(*) FROM pg_snapshot_xip(r.snap)) AS running_xids,
   CASE WHEN r.in_recovery THEN NULL ELSE pg_current_wal_lsn()::text END AS current_lsn,
   -- On a replica: the restartpoint's timeline (what CNPG reads, pkg/management/postgres/probes.go
-  -- fillStatusFromReplica), or the streamed WAL's when newer: the restartpoint lags a timeline switch
-  -- by up to checkpoint_timeout, and "is it following the primary?" must not wait that long.
+  -- fillStatusFromReplica), or the streamed WAL's when newer, or that of the newest segment it
+  -- restored from an archive (kept in pg_wal under its name, timeline first; pg_monitor may list
+  -- it): the restartpoint lags a timeline switch by up to checkpoint_timeout, and "is it following
+  -- the primary?" must not wait that long. A replica past a timeline's fork point never restores
+  -- that timeline's segments, so a diverged one still reads as the old timeline.
   CASE WHEN r.in_recovery THEN greatest((SELECT timeline_id FROM pg_control_checkpoint()),
-                                        (SELECT received_tli FROM pg_stat_wal_receiver WHERE status = 'streaming'))
+                                        (SELECT received_tli FROM pg_stat_wal_receiver WHERE status = 'streaming'),
+                                        (SELECT ('x' || substr(max(name), 1, 8))::bit(32)::int FROM pg_ls_waldir() WHERE name ~ '^[0-9A-F]{24}$'))
        ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END AS timeline,
   CASE WHEN r.in_recovery THEN pg_last_wal_receive_lsn()::text END AS receive_lsn,
   CASE WHEN r.in_recovery THEN pg_last_wal_replay_lsn()::text END AS replay_lsn,
