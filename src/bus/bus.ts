@@ -19,7 +19,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { PgfedError, errorMessage, wrapError } from "../errors.js";
 import type { Logger } from "../log.js";
 import { CONSUMER_DEFAULTS, ConsumerLoop, type BusSubscription, type ConsumerHost, type DeadLetterHandler, type MessageHandler, type SubscribeOptions } from "./consumer.js";
-import { envelopeSchema, describeIssues, subjectOf, InvalidMessageError, type BusMessage, type DeadLetter } from "./messages.js";
+import { envelopeSchema, describeIssues, parseEnvelope, subjectOf, InvalidMessageError, type BusMessage, type DeadLetter } from "./messages.js";
 import { BusMetrics } from "./metrics.js";
 import { DEFAULT_STREAM, checkFilter, checkName, subjects, type DeadLetterReason, type StreamSettings } from "./subjects.js";
 import { withTimeout } from "../timeout.js";
@@ -78,6 +78,11 @@ export interface Bus {
   subscribe(filter: string, handler: MessageHandler, opts?: SubscribeOptions): Promise<BusSubscription>;
   /** Reads `pgfed.dlq.>` (for the CLI and tests). */
   subscribeDeadLetters(handler: DeadLetterHandler, opts?: Omit<SubscribeOptions, "deadLetters">): Promise<BusSubscription>;
+  /**
+   * The newest message stored on `subject` (one exact subject), parsed like a delivered one, or
+   * undefined when there is none or it does not parse (it was dead-lettered when delivered).
+   */
+  lastMessage(subject: string): Promise<{ message: BusMessage; storedAtMs: number } | undefined>;
   /** Registers a hook run after each reconnect (re-read state, re-publish observations). */
   onReconnect(fn: () => void | Promise<void>): () => void;
   /** Resolves when connected, or throws `bus.disconnected` after `timeoutMs`. */
@@ -427,6 +432,21 @@ class NatsBus implements Bus, ConsumerHost {
     loop.handleDeadLetter = handler;
     loop.run();
     return loop;
+  }
+
+  async lastMessage(subject: string): Promise<{ message: BusMessage; storedAtMs: number } | undefined> {
+    this.jsm ??= await jetstreamManager(this.nc, { timeout: this.requestTimeoutMs });
+    let m;
+    try {
+      m = await this.jsm.streams.getMessage(this.stream.name, { last_by_subj: subject });
+    } catch (e) {
+      if (e instanceof JetStreamApiError && e.code === 10037) return undefined; // no message found
+      throw wrapError("bus.read_failed", `while reading the last message on ${subject}`, e);
+    }
+    if (!m) return undefined;
+    const parsed = parseEnvelope(m.data);
+    if (!parsed.ok || subjectOf(parsed.message) !== m.subject) return undefined;
+    return { message: parsed.message, storedAtMs: m.time.getTime() };
   }
 
   private async openConsumer(filter: string, opts: SubscribeOptions, kind: "envelope" | "deadLetter"): Promise<ConsumerLoop> {

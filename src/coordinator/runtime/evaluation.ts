@@ -88,6 +88,23 @@ export class FederationEvaluation {
     this.evaluated = { inputSeq, ctx, atMs: nowMs, healthy };
   }
 
+  /**
+   * A loss estimate as of `atMs` from samples this coordinator did not hear live (the stream's
+   * last one per member, read at start): a new leader that never heard a primary which died just
+   * before still has what the previous leader had, the primary's last sample, with the silence
+   * since then added by lossCandidates. No metrics, no alerting: those follow live passes.
+   */
+  seedEstimate(atMs: number, designated: string | null): void {
+    const { cfg, signals } = this.p;
+    this.evaluator.setDesignatedPrimary(designated ?? undefined);
+    const staleMs = Math.max(3 * cfg.sampleInterval, 3_000);
+    const ev = this.evaluator.evaluate({
+      nowMs: atMs,
+      members: cfg.members.map((m) => ({ spec: { name: m.name, region: m.region, applicationName: m.cluster }, state: (signals.samples.get(m.name) as MemberSamples).current(atMs, staleMs) })),
+    });
+    if (ev.estimate && (!this.lastEstimate || ev.estimate.primarySampledAtMs > this.lastEstimate.primarySampledAtMs)) this.lastEstimate = ev.estimate;
+  }
+
   /** The evaluator's status of a member in the last pass. */
   status(member: string): MemberStatus | undefined {
     return this.last?.members.find((m) => m.name === member);

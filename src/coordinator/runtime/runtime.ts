@@ -18,7 +18,7 @@ import {
   type LossEstimate,
   defaultTimeouts,
 } from "../../../machines/index.js";
-import { filters, type Bus, type BusMessage, type BusSubscription, type LeaseStore, type Observation, type StateStore } from "../../bus/index.js";
+import { filters, subjects, type Bus, type BusMessage, type BusSubscription, type LeaseStore, type Observation, type StateStore } from "../../bus/index.js";
 import type { FederationConfig } from "../../config.js";
 import { errorMessage } from "../../errors.js";
 import type { Logger } from "../../log.js";
@@ -167,6 +167,7 @@ export class FederationRuntime {
     if (this.opts.intake) this.unregister = this.opts.intake.register(this.name, (msg) => this.onMessage(msg));
     else this.subscription = await this.opts.bus.subscribe(filters.federation(this.name), (msg) => this.onMessage(msg), { deliverNew: true, deadLetters: true });
     const entry = await this.writer.kv(() => this.opts.store.get(this.name));
+    await this.seedSamples(entry?.value.designatedPrimary ?? null);
     let actor: FederationActor;
     if (entry) {
       this.writer.revision = entry.revision;
@@ -203,6 +204,32 @@ export class FederationRuntime {
     await this.flushed();
     this.tickTimer = setInterval(() => void this.tick(), TICK_MS);
     this.loaded = true;
+  }
+
+  /**
+   * Reads the last lag sample of each member from the stream (the live intake sees only new ones)
+   * and builds a loss estimate from them. Without it, a leader that starts after the primary died
+   * has no estimate at all and its RPO gate can only wait (found by the chaos suite:
+   * test/e2e/leader-loss.test.ts). Best effort: a failed read leaves it to the live samples.
+   */
+  private async seedSamples(designated: string | null): Promise<void> {
+    const times: number[] = [];
+    await Promise.all(
+      this.cfg.members.map(async (m) => {
+        try {
+          const last = await this.opts.bus.lastMessage(subjects.lag(this.name, m.name));
+          if (last?.message.type !== "lag" || last.message.member !== m.name) return;
+          const samples = this.signals.samples.get(m.name);
+          if (!samples || (samples.lastAtMs !== undefined && samples.lastAtMs >= last.storedAtMs)) return;
+          samples.record(last.message.data, last.storedAtMs);
+          times.push(last.storedAtMs);
+        } catch (e) {
+          this.log.warn({ member: m.name }, `could not read the last lag sample of ${this.name}/${m.name} from the stream: ${errorMessage(e)}`);
+        }
+      }),
+    );
+    // As of each seeded moment in turn: the primary's own (older) sample is stale at the newest.
+    for (const t of times.sort((a, b) => a - b)) this.evaluation.seedEstimate(t, designated);
   }
 
   /** Started, and its record (claimed by this coordinator) stored. */
