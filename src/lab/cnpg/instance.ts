@@ -350,7 +350,7 @@ export class PgInstance {
     const until = Date.now() + readyTimeoutMs;
     for (;;) {
       if (!proc.running) {
-        this.proc = undefined;
+        this.forget(proc);
         throw new PgfedError("lab.start_failed", `while starting ${this.name}: postgres exited during startup; log tail:\n${await this.logTail()}`, { cluster: this.name });
       }
       try {
@@ -371,7 +371,16 @@ export class PgInstance {
     const proc = this.proc;
     if (!proc) return;
     await proc.stop("SIGINT", graceMs);
-    this.proc = undefined;
+    this.forget(proc);
+  }
+
+  /**
+   * Drops the handle of a process that is gone, unless a start() that ran meanwhile already
+   * replaced it: that postmaster must stay known, or a later kill would leave it serving (found by
+   * the chaos suite: a "lost" region's primary kept taking writes after a crash restart).
+   */
+  private forget(proc: ManagedProcess): void {
+    if (this.proc === proc) this.proc = undefined;
   }
 
   /** SIGKILLs the postmaster and every descendant at once (a lost node or region). */
@@ -380,7 +389,7 @@ export class PgInstance {
     const proc = this.proc;
     if (!proc) return;
     await proc.kill();
-    this.proc = undefined;
+    this.forget(proc);
   }
 
   async restart(readyTimeoutMs = 60_000): Promise<void> {

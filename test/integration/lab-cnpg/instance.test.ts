@@ -164,4 +164,26 @@ describe("disaster controls", () => {
     expect(await rowIds(c)).toEqual(new Set([1]));
     await c.stop();
   });
+
+  it("a start that runs while a kill is finishing keeps track of the new postmaster (found by the chaos suite)", async () => {
+    const c = await open("kr");
+    await c.initdb();
+    await c.configure({ kind: "primary" });
+    await c.start();
+    // A reconcile pass starting the instance again the moment the old postmaster is gone, before
+    // kill() has returned (a CNPG instance restarting a crashed Postgres): the kill must not then
+    // forget the new process, or a later kill (a lost region) would leave it serving.
+    let restarted: Promise<void> | undefined;
+    // The old process's exit, as the operator's pass sees it: registered first, so it runs before kill() resumes.
+    const old = (c as unknown as { proc: { exited: Promise<unknown> } }).proc;
+    void old.exited.then(() => (restarted = c.start()));
+    await c.kill();
+    await restarted;
+    expect(restarted).toBeDefined();
+    const newPid = c.pid ?? 0;
+    expect(c.running).toBe(true);
+    expect(isAlive(newPid)).toBe(true);
+    await c.kill();
+    expect(isAlive(newPid)).toBe(false);
+  });
 });
