@@ -178,8 +178,8 @@ export interface CoordinatorService {
   audit(federation: string, opts: { sinceMs?: number; limit?: number }): Promise<AuditEntry[]>;
 }
 
-/** Errors the service raises for the API to map: 400/404/409/422/503. */
-export type ServiceErrorKind = "invalid" | "not_found" | "conflict" | "refused" | "not_leader";
+/** Errors the service raises for the API to map: 400/404/409/422/503 (not the leader; a dependency such as NATS did not answer). */
+export type ServiceErrorKind = "invalid" | "not_found" | "conflict" | "refused" | "not_leader" | "unavailable";
 
 export class ServiceError extends PgfedError {
   constructor(

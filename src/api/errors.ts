@@ -36,6 +36,7 @@ const KIND_STATUS: Record<ServiceErrorKind, [number, string]> = {
   conflict: [409, "Conflict"],
   refused: [422, "Refused"],
   not_leader: [503, "NotLeader"],
+  unavailable: [503, "Unavailable"],
 };
 
 export function fromServiceError(e: ServiceError): ApiError {

@@ -2,7 +2,7 @@
  * The HTTP API server (fastify). Order of checks on every request: authentication (401), role
  * (403), leadership (307/503), then the body and query against the route's strict zod schemas
  * (400 naming the field), then the service. Every failure answers a Status body; no input reaches
- * a 5xx path (only the service's `not_leader`, an unready /readyz, or a bug does).
+ * a 5xx path (only the service's `not_leader` and `unavailable`, an unready /readyz, or a bug does).
  */
 import Fastify, { LogController, type FastifyError, type FastifyReply, type FastifyRequest } from "fastify";
 import { readFileSync } from "node:fs";

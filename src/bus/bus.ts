@@ -79,10 +79,11 @@ export interface Bus {
   /** Reads `pgfed.dlq.>` (for the CLI and tests). */
   subscribeDeadLetters(handler: DeadLetterHandler, opts?: Omit<SubscribeOptions, "deadLetters">): Promise<BusSubscription>;
   /**
-   * The newest message stored on `subject` (one exact subject), parsed like a delivered one, or
-   * undefined when there is none or it does not parse (it was dead-lettered when delivered).
+   * The newest message stored on `subject` (one exact subject), parsed like a delivered one
+   * (`message` undefined when it does not parse: it was dead-lettered when delivered), or
+   * undefined when the subject holds none.
    */
-  lastMessage(subject: string): Promise<{ message: BusMessage; storedAtMs: number } | undefined>;
+  lastMessage(subject: string): Promise<{ message: BusMessage | undefined; storedAtMs: number; seq: number } | undefined>;
   /** Registers a hook run after each reconnect (re-read state, re-publish observations). */
   onReconnect(fn: () => void | Promise<void>): () => void;
   /** Resolves when connected, or throws `bus.disconnected` after `timeoutMs`. */
@@ -434,7 +435,7 @@ class NatsBus implements Bus, ConsumerHost {
     return loop;
   }
 
-  async lastMessage(subject: string): Promise<{ message: BusMessage; storedAtMs: number } | undefined> {
+  async lastMessage(subject: string): Promise<{ message: BusMessage | undefined; storedAtMs: number; seq: number } | undefined> {
     this.jsm ??= await jetstreamManager(this.nc, { timeout: this.requestTimeoutMs });
     let m;
     try {
@@ -445,8 +446,8 @@ class NatsBus implements Bus, ConsumerHost {
     }
     if (!m) return undefined;
     const parsed = parseEnvelope(m.data);
-    if (!parsed.ok || subjectOf(parsed.message) !== m.subject) return undefined;
-    return { message: parsed.message, storedAtMs: m.time.getTime() };
+    const message = parsed.ok && subjectOf(parsed.message) === m.subject ? parsed.message : undefined;
+    return { message, storedAtMs: m.time.getTime(), seq: m.seq };
   }
 
   private async openConsumer(filter: string, opts: SubscribeOptions, kind: "envelope" | "deadLetter"): Promise<ConsumerLoop> {

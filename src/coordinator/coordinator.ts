@@ -5,13 +5,11 @@
  */
 import { randomBytes } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
-import { jetstreamManager } from "@nats-io/jetstream";
 import {
   LeaseKeeper,
   leaseKeys,
   openLeases,
   openStateStore,
-  subjects,
   type Bus,
   type LeaseStore,
   type StateStore,
@@ -35,7 +33,7 @@ import { CoordinatorAlerting, type AlertingOptions } from "./alerting.js";
 import { LeaderDirectory } from "./leader.js";
 import { createCoordinatorMetrics, type CoordinatorMetrics } from "./metrics.js";
 import { federationRecordSchema, type FederationRecord, type OperationRecord } from "./record.js";
-import { auditEntryOf } from "./runtime/audit.js";
+import { readAuditTrail } from "./runtime/audit.js";
 import { toOperationView } from "./runtime/operations.js";
 import { FederationRuntime } from "./runtime/runtime.js";
 import type { RegionClusterAccess } from "./corroboration.js";
@@ -659,33 +657,7 @@ class CoordinatorImpl implements Coordinator {
 
   async audit(federation: string, opts: { sinceMs?: number; limit?: number }): Promise<AuditEntry[]> {
     if (!this.opts.config.federations.some((f) => f.name === federation)) throw new ServiceError("not_found", `no federation named ${federation}`, "federation");
-    const bus = this.opts.bus;
-    const subject = subjects.audit(federation);
-    let lastSeq: number;
-    try {
-      const jsm = await jetstreamManager(bus.nc);
-      const last = await jsm.streams.getMessage(bus.stream.name, { last_by_subj: subject });
-      lastSeq = last?.seq ?? 0;
-    } catch {
-      return [];
-    }
-    if (lastSeq === 0) return [];
-    const out: AuditEntry[] = [];
-    let done: () => void = () => undefined;
-    const finished = new Promise<void>((r) => (done = r));
-    const sub = await bus.subscribe(
-      subject,
-      (msg, meta) => {
-        const e = auditEntryOf(msg);
-        if (e && (opts.sinceMs === undefined || Date.parse(e.at) >= opts.sinceMs)) out.push(e);
-        if (meta.streamSeq >= lastSeq) done();
-      },
-      { deadLetters: false },
-    );
-    await Promise.race([finished, sleep(5_000)]);
-    await sub.stop();
-    const limit = opts.limit ?? 1_000;
-    return out.slice(-limit);
+    return readAuditTrail(this.opts.bus, federation, opts);
   }
 }
 

@@ -218,7 +218,7 @@ export class FederationRuntime {
       this.cfg.members.map(async (m) => {
         try {
           const last = await this.opts.bus.lastMessage(subjects.lag(this.name, m.name));
-          if (last?.message.type !== "lag" || last.message.member !== m.name) return;
+          if (last?.message?.type !== "lag" || last.message.member !== m.name) return;
           const samples = this.signals.samples.get(m.name);
           if (!samples || (samples.lastAtMs !== undefined && samples.lastAtMs >= last.storedAtMs)) return;
           samples.record(last.message.data, last.storedAtMs);
