@@ -34,11 +34,17 @@ export function failoverRefusal(context: FederationContext, target: string | und
   return null;
 }
 
-/** Why a rejoin request must be refused, or null when it may start. */
-export function rejoinRefusal(context: FederationContext, member: string): string | null {
+/**
+ * Why a rejoin request must be refused, or null when it may start: the member is marked diverged,
+ * or (`notFollowing`) it is a replica that does not follow the designated primary — e.g. one that
+ * replayed past the new primary's fork point after a failover, which only a re-clone brings back.
+ */
+export function rejoinRefusal(context: FederationContext, member: string, notFollowing?: string): string | null {
   const fed = context.federation;
   if (context.operation) return `refusing rejoin of ${member} to ${fed}: ${context.operation.kind} ${context.operation.id} is in flight`;
-  if (!context.diverged.includes(member)) return `refusing rejoin of ${member} to ${fed}: it is not marked diverged`;
+  if (member === context.designatedPrimary) return `refusing rejoin of ${member} to ${fed}: it is the designated primary`;
+  if (context.pendingFence.includes(member)) return `refusing rejoin of ${member} to ${fed}: it is a former primary not fenced yet (it is marked diverged once it is)`;
+  if (!context.diverged.includes(member) && notFollowing === undefined) return `refusing rejoin of ${member} to ${fed}: it is not marked diverged and follows the primary`;
   if (context.designatedPrimary === null) return `refusing rejoin of ${member} to ${fed}: there is no designated primary to clone from`;
   return null;
 }

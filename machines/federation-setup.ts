@@ -85,7 +85,7 @@ export const federationSetup = setup({
     hasDesignatedPrimary: ({ context }) => context.designatedPrimary !== null,
     switchoverAllowed: ({ context, event }) => event.type === "SWITCHOVER" && switchoverRefusal(context, event.target) === null,
     failoverRequestAllowed: ({ context, event }) => event.type === "FAILOVER" && failoverRefusal(context, event.target) === null,
-    rejoinAllowed: ({ context, event }) => event.type === "REJOIN" && rejoinRefusal(context, event.member) === null,
+    rejoinAllowed: ({ context, event }) => event.type === "REJOIN" && rejoinRefusal(context, event.member, event.notFollowing) === null,
     rejoinPreapproved: ({ event }) => event.type === "REJOIN" && event.approved === true,
     automationPaused: ({ context }) => context.paused,
     demotionTokenLost: ({ event }) => "error" in event && typeof event.error === "object" && event.error !== null && "code" in event.error && event.error.code === DEMOTION_TOKEN_LOST,
@@ -159,7 +159,7 @@ export const federationSetup = setup({
         case "FAILOVER":
           return { lastDecision: failoverRefusal(context, event.target) ?? `refusing failover of ${fed}: ${context.operation ? "an operation is in flight" : "not allowed now"}` };
         case "REJOIN":
-          return { lastDecision: rejoinRefusal(context, event.member) ?? `refusing rejoin of ${event.member} to ${fed}` };
+          return { lastDecision: rejoinRefusal(context, event.member, event.notFollowing) ?? `refusing rejoin of ${event.member} to ${fed}` };
         case "APPROVE":
           return {
             lastDecision: context.operation?.id === event.operationId

@@ -143,6 +143,8 @@ export type FederationEvent =
       reason: string;
       requestedBy: string;
       approved?: boolean;
+      /** Why the member, not marked diverged, does not follow the designated primary (the coordinator's reading); a rejoin re-clones it too. */
+      notFollowing?: string;
       atMs: number;
     }
   | { type: "APPROVE"; operationId: string; acceptedLossMs?: number; by: string }

@@ -517,7 +517,10 @@ class CoordinatorImpl implements Coordinator {
     const seen = this.existing(rt, ctx);
     if (seen) return { kind: "operation", operation: seen };
     const fc = this.ctxOf(rt);
-    const refusal = rejoinRefusal(fc, args.member);
+    // A replica that does not follow the primary (its own view says why) may be rejoined too.
+    const view = (rt.view() as FederationView).members.find((m) => m.name === args.member);
+    const notFollowing = view && !view.following && !fc.diverged.includes(args.member) ? (view.notFollowing ?? "it does not follow the designated primary") : undefined;
+    const refusal = rejoinRefusal(fc, args.member, notFollowing);
     if (opts.dryRun) {
       return {
         kind: "plan",
@@ -528,7 +531,14 @@ class CoordinatorImpl implements Coordinator {
           allowed: refusal === null,
           refusal,
           steps: planSteps(["rejoin"]),
-          preconditions: [{ name: "memberDiverged", ok: fc.diverged.includes(args.member), detail: `${args.member} ${fc.diverged.includes(args.member) ? "is" : "is not"} marked diverged`, numbers: {} }],
+          preconditions: [
+            {
+              name: "memberDivergedOrNotFollowing",
+              ok: fc.diverged.includes(args.member) || notFollowing !== undefined,
+              detail: fc.diverged.includes(args.member) ? `${args.member} is marked diverged` : notFollowing !== undefined ? `${args.member} does not follow the primary: ${notFollowing}` : `${args.member} is not marked diverged and follows the primary`,
+              numbers: {},
+            },
+          ],
           expectedDataLoss: { bytes: 0, seconds: 0 },
           expectedDurationSeconds: this.expectedSeconds(rt, "rejoin", 60),
         },
@@ -538,7 +548,7 @@ class CoordinatorImpl implements Coordinator {
     const id = this.newOpId(federation, "rejoin");
     const nowMs = this.now();
     const record = rt.newRecord(id, "rejoin", args.member, fc.designatedPrimary, ctx.reason, ctx.requestedBy, false, fc.epoch, nowMs, ctx.idempotencyKey);
-    const operation = await this.begin(rt, record, () => rt.send({ type: "REJOIN", operationId: id, member: args.member, reason: ctx.reason, requestedBy: ctx.requestedBy, atMs: nowMs }));
+    const operation = await this.begin(rt, record, () => rt.send({ type: "REJOIN", operationId: id, member: args.member, reason: ctx.reason, requestedBy: ctx.requestedBy, ...(notFollowing !== undefined ? { notFollowing } : {}), atMs: nowMs }));
     return { kind: "operation", operation };
   }
 

@@ -332,6 +332,27 @@ describe("unplanned failover", () => {
     expect(rejoined.context.lastOperation?.outcome).toBe("completed");
   });
 
+  it("rejoins a replica that does not follow the primary only when the coordinator says why, and never the primary (found by the chaos suite)", async () => {
+    const h = harness();
+    h.actor.send(suspect);
+    await h.until((x) => x.context.lastOperation?.outcome === "completed");
+    const three = { operationId: "rj-2", reason: "behind", requestedBy: "alice", atMs: 11 } as const;
+    h.actor.send({ type: "REJOIN", member: "pg-us", ...three, notFollowing: "it is the primary" });
+    expect(h.actor.getSnapshot().context.lastDecision).toBe("refusing rejoin of pg-us to orders: it is the designated primary");
+    h.actor.send({ type: "REJOIN", member: "pg-eu", ...three, notFollowing: "unreachable" });
+    expect(h.actor.getSnapshot().context.lastDecision).toBe("refusing rejoin of pg-eu to orders: it is a former primary not fenced yet (it is marked diverged once it is)");
+    h.actor.send({ type: "REJOIN", member: "pg-ap", ...three });
+    expect(h.actor.getSnapshot().context.lastDecision).toBe("refusing rejoin of pg-ap to orders: it is not marked diverged and follows the primary");
+    expect(h.actor.getSnapshot().context.operation).toBeNull();
+    // A replica past the new primary's fork point after a failover: not diverged, and it never follows.
+    h.actor.send({ type: "REJOIN", member: "pg-ap", ...three, notFollowing: "on timeline 5, primary pg-us on timeline 6" });
+    expect(h.actor.getSnapshot().matches({ operation: { rejoin: "awaitingApproval" } })).toBe(true);
+    h.actor.send({ type: "APPROVE", operationId: "rj-2", by: "bob" });
+    const done = await h.until((x) => x.context.lastOperation?.id === "rj-2");
+    expect(h.called("rejoinMember")[0]?.input).toMatchObject({ member: "pg-ap", primary: "pg-us" });
+    expect(done.context.lastOperation?.outcome).toBe("completed");
+  });
+
   it("raises an alert when a former primary cannot be fenced, and retries at the next sighting", async () => {
     let attempts = 0;
     const h = harness({ fenceAndDemoteFormer: () => (++attempts === 1 ? Promise.reject(new Error("timeout")) : Promise.resolve()) });
