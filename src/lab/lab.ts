@@ -310,30 +310,32 @@ function clusterManifest(member: LabMember, primary: LabMember, all: LabMember[]
 
 /** The pgfed config that drives the lab (what `pgfed run --config` would read). */
 function labConfig(lab: Lab): Config {
-  return parseConfig(
-    {
-      federations: [
-        {
-          name: LAB_FEDERATION,
-          rpo: { budget: "30s", warnAt: 0.5 },
-          failover: { mode: "automatic", leaseTtl: "5s", clockSkewMargin: "1s" },
-          switchover: { tokenTimeout: "60s", promoteTimeout: "60s" },
-          sampleInterval: "1s",
-          members: [...lab.regions.values()].map((r) => {
-            const inst = r.operator.instance(LAB_NAMESPACE, r.member.cluster);
-            return {
-              ...r.member,
-              postgres: { host: "127.0.0.1", port: inst?.port ?? 5432, user: "postgres", database: "postgres", sslmode: "disable" },
-            };
-          }),
-        },
-      ],
-      regions: [...lab.regions.values()].map((r) => ({ name: r.name, kubeconfig: { path: lab.kubeconfigPath, context: r.name } })),
-      bus: { servers: [lab.nats.url] },
-      api: { listen: "127.0.0.1:0" },
-    },
-    "lab",
-  );
+  return parseConfig(labConfigDocument(lab), "lab");
+}
+
+/** The lab's config as a config file would hold it (durations as text), e.g. to write it for `pgfed run`. */
+export function labConfigDocument(lab: Lab) {
+  return {
+    federations: [
+      {
+        name: LAB_FEDERATION,
+        rpo: { budget: "30s", warnAt: 0.5 },
+        failover: { mode: "automatic", leaseTtl: "5s", clockSkewMargin: "1s" },
+        switchover: { tokenTimeout: "60s", promoteTimeout: "60s" },
+        sampleInterval: "1s",
+        members: [...lab.regions.values()].map((r) => {
+          const inst = r.operator.instance(LAB_NAMESPACE, r.member.cluster);
+          return {
+            ...r.member,
+            postgres: { host: "127.0.0.1", port: inst?.port ?? 5432, user: "postgres", database: "postgres", sslmode: "disable" },
+          };
+        }),
+      },
+    ],
+    regions: [...lab.regions.values()].map((r) => ({ name: r.name, kubeconfig: { path: lab.kubeconfigPath, context: r.name } })),
+    bus: { servers: [lab.nats.url] },
+    api: { listen: "127.0.0.1:0" },
+  };
 }
 
 async function waitHealthy(api: CustomObjectsApi, m: LabMember, timeoutMs: number): Promise<void> {
