@@ -70,7 +70,7 @@ describe("rejoin of a diverged former primary", () => {
   });
 
   it("refuses to rejoin the designated primary or a member that is not diverged", async () => {
-    await expect(e.plane.coordinator.rejoin(FED, { member: "pg-us" }, who, { dryRun: false })).rejects.toThrow(/not marked diverged/);
+    await expect(e.plane.coordinator.rejoin(FED, { member: "pg-us" }, who, { dryRun: false })).rejects.toThrow(/pg-us to demo: it is the designated primary/);
   });
 
   it("re-clones pg-eu as a replica cluster of pg-us with a fresh archive, keeping the old archive", async () => {
