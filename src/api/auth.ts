@@ -9,6 +9,7 @@
  */
 import { createHash, timingSafeEqual } from "node:crypto";
 import { readFile } from "node:fs/promises";
+import { isIPv6 } from "node:net";
 import { PgfedError } from "../errors.js";
 
 export type Role = "viewer" | "operator";
@@ -81,4 +82,100 @@ export function bearerToken(header: string | undefined): string | undefined {
   if (header === undefined) return undefined;
   const m = /^Bearer\s+(\S{1,4096})\s*$/i.exec(header);
   return m?.[1];
+}
+
+export interface AuthRateLimitOptions {
+  /** Failed authentications from one client within `windowMs` that lock it out (default 10). */
+  maxFailures?: number;
+  /** The counting window, and how long a lockout lasts (default 60 s). */
+  windowMs?: number;
+  /** Most clients tracked at once; the one whose last failure is oldest is forgotten first (default 10 000). */
+  maxClients?: number;
+  now?: () => number;
+}
+
+export const DEFAULT_AUTH_RATE_LIMIT = { maxFailures: 10, windowMs: 60_000, maxClients: 10_000 } as const;
+
+interface ClientFailures {
+  /** Times of the failures within the window, oldest first (at most maxFailures). */
+  at: number[];
+  lockedUntil: number;
+}
+
+/**
+ * Counts failed authentications per client and locks a client out for `windowMs` once it reached
+ * `maxFailures` within `windowMs`. A locked-out client is refused before its token is looked at,
+ * so a right guess is not told apart from a wrong one until the lockout ends. Memory is bounded:
+ * at most `maxClients` clients are tracked, each with at most `maxFailures` timestamps.
+ */
+export class FailedAuthLimiter {
+  readonly maxFailures: number;
+  readonly windowMs: number;
+  readonly maxClients: number;
+  private readonly now: () => number;
+  // Map order is the order of each client's last failure: the first entry is the oldest.
+  private readonly clients = new Map<string, ClientFailures>();
+
+  constructor(opts: AuthRateLimitOptions = {}) {
+    this.maxFailures = opts.maxFailures ?? DEFAULT_AUTH_RATE_LIMIT.maxFailures;
+    this.windowMs = opts.windowMs ?? DEFAULT_AUTH_RATE_LIMIT.windowMs;
+    this.maxClients = opts.maxClients ?? DEFAULT_AUTH_RATE_LIMIT.maxClients;
+    this.now = opts.now ?? Date.now;
+  }
+
+  /** Milliseconds until `client` may try again, or 0 when it is not locked out. */
+  lockedForMs(client: string): number {
+    const entry = this.clients.get(client);
+    if (!entry) return 0;
+    const left = entry.lockedUntil - this.now();
+    return left > 0 ? left : 0;
+  }
+
+  /** Records one failed authentication; true when it locked the client out. */
+  recordFailure(client: string): boolean {
+    const now = this.now();
+    const entry = this.clients.get(client) ?? { at: [], lockedUntil: 0 };
+    this.clients.delete(client);
+    entry.at = entry.at.filter((t) => t > now - this.windowMs);
+    entry.at.push(now);
+    let locked = false;
+    if (entry.at.length >= this.maxFailures) {
+      entry.lockedUntil = now + this.windowMs;
+      entry.at = [];
+      locked = true;
+    }
+    this.clients.set(client, entry);
+    while (this.clients.size > this.maxClients) {
+      const oldest = this.clients.keys().next().value;
+      if (oldest === undefined) break;
+      this.clients.delete(oldest);
+    }
+    return locked;
+  }
+
+  /** How many clients are tracked (for tests of the bound). */
+  get trackedClients(): number {
+    return this.clients.size;
+  }
+}
+
+/**
+ * The rate limiter's key for a peer address: IPv4 as is (also when IPv4-mapped), IPv6 by its /64,
+ * since one IPv6 host usually holds a whole /64 and could otherwise change address per request.
+ */
+export function clientKey(address: string | undefined): string {
+  if (address === undefined || address === "") return "unknown";
+  const a = address.replace(/%.*$/, "").toLowerCase();
+  const v4 = /^(?:::ffff:)?(\d{1,3}(?:\.\d{1,3}){3})$/.exec(a);
+  if (v4) return v4[1] as string;
+  if (!isIPv6(a)) return a;
+  const [head = "", tail] = a.split("::");
+  const groups = (part: string): string[] => (part === "" ? [] : part.split(":").flatMap((g) => (g.includes(".") ? ["0", "0"] : [g])));
+  const left = groups(head);
+  const right = tail === undefined ? [] : groups(tail);
+  const all = tail === undefined ? left : [...left, ...Array<string>(8 - left.length - right.length).fill("0"), ...right];
+  return `${all
+    .slice(0, 4)
+    .map((g) => parseInt(g, 16).toString(16))
+    .join(":")}::/64`;
 }

@@ -95,6 +95,7 @@ const ERRORS: Record<number, ResponseDoc> = {
   401: { description: "No or unknown bearer token.", schema: statusBody },
   403: { description: "The token's role may not do this.", schema: statusBody },
   404: { description: "Unknown federation, member or operation.", schema: statusBody },
+  429: { description: "Too many failed authentications from this client address: refused, even with a right token, until `Retry-After` seconds have passed.", schema: statusBody },
   503: { description: "This coordinator is not the leader (`leader` names it, or a 307 redirect to it), or NATS did not answer a read (`Unavailable`: try again).", schema: statusBody },
 };
 const MUTATION_ERRORS: Record<number, ResponseDoc> = {

@@ -1,8 +1,10 @@
 /**
- * The HTTP API server (fastify). Order of checks on every request: authentication (401), role
- * (403), leadership (307/503), then the body and query against the route's strict zod schemas
- * (400 naming the field), then the service. Every failure answers a Status body; no input reaches
- * a 5xx path (only the service's `not_leader` and `unavailable`, an unready /readyz, or a bug does).
+ * The HTTP API server (fastify). Order of checks on every request: the client certificate under
+ * mutual TLS (401), the client address's failed-authentication lockout (429), authentication
+ * (401), role (403), leadership (307/503), then the body and query against the route's strict zod
+ * schemas (400 naming the field), then the service. Every failure answers a Status body; no input
+ * reaches a 5xx path (only the service's `not_leader` and `unavailable`, an unready /readyz, or a
+ * bug does). Every 401, 403 and 429 is logged once at warn (never the token) and counted.
  */
 import Fastify, { LogController, type FastifyError, type FastifyReply, type FastifyRequest } from "fastify";
 import { readFileSync } from "node:fs";
@@ -11,8 +13,9 @@ import type { Registry } from "prom-client";
 import { ServiceError, type CoordinatorService } from "./contract.js";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
-import { authenticate, bearerToken, type TokenEntry } from "./auth.js";
+import { authenticate, bearerToken, clientKey, FailedAuthLimiter, type AuthRateLimitOptions, type TokenEntry } from "./auth.js";
 import { ApiError, fromServiceError, fromZodError } from "./errors.js";
+import { createApiMetrics, type RefusalReason } from "./metrics.js";
 import { buildOpenApiDocument } from "./openapi.js";
 import { ROUTES, type AnyRoute, type HandlerContext } from "./routes.js";
 
@@ -34,6 +37,8 @@ export interface ApiServerOptions {
   metricsRegistry?: Registry;
   /** Largest accepted request body (default 64 KiB → 413 above). */
   bodyLimitBytes?: number;
+  /** Lockout of client addresses after failed authentications (default DEFAULT_AUTH_RATE_LIMIT); false: none (tests that fuzz tokens). */
+  authRateLimit?: AuthRateLimitOptions | false;
 }
 
 export interface ApiServer {
@@ -62,6 +67,8 @@ function reasonFor(status: number): string {
       return "PayloadTooLarge";
     case 415:
       return "UnsupportedMediaType";
+    case 429:
+      return "TooManyRequests";
     default:
       return "BadRequest";
   }
@@ -125,6 +132,28 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
 
   const requestedBy = new WeakMap<FastifyRequest, string>();
   const registered: string[] = [];
+  const metrics = createApiMetrics(opts.metricsRegistry);
+  const limiter = opts.authRateLimit === false ? undefined : new FailedAuthLimiter(opts.authRateLimit);
+
+  /**
+   * Logs and counts a refused request, in one shape: `refused <METHOD> <route> from <address>:
+   * <status> <reason>[ (token "<name>")][; <n> failures within <s> s: locked out for <s> s]`.
+   * The token itself is never logged, only its name once known.
+   */
+  const refused = (req: FastifyRequest, err: ApiError, reason: RefusalReason, extra: { tokenName?: string; lockedOutForSeconds?: number } = {}): ApiError => {
+    const route = req.routeOptions.url ?? "(no route)";
+    const params = req.params as Record<string, unknown> | undefined;
+    const federation = route.includes(":name") && typeof params?.name === "string" ? params.name : undefined;
+    if (reason === "rate_limited") metrics.authRateLimited.inc();
+    else metrics.authFailures.inc({ reason });
+    const who = extra.tokenName !== undefined ? ` (token "${extra.tokenName}")` : "";
+    const lockout = limiter && extra.lockedOutForSeconds !== undefined ? `; ${limiter.maxFailures} failures within ${limiter.windowMs / 1000} s: locked out for ${extra.lockedOutForSeconds} s` : "";
+    log.warn(
+      { event: "api.refused", method: req.method, route, ...(federation !== undefined ? { federation } : {}), client: req.ip, status: err.status, reason, ...extra },
+      `refused ${req.method} ${route} from ${req.ip}: ${err.status} ${reason}${who}${lockout}`,
+    );
+    return err;
+  };
 
   app.setErrorHandler((err, _req, reply) => sendError(reply, toApiError(err, log)));
 
@@ -137,7 +166,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
       const socket = req.raw.socket as TLSSocket;
       if (socket.authorized) return;
       const why = socket.getPeerCertificate?.()?.subject ? `client certificate not accepted (${String(socket.authorizationError)})` : "no client certificate";
-      throw new ApiError(401, "Unauthorized", `${why}: this API requires mutual TLS with a certificate signed by api.tls.clientCa (see docs/api.md)`, "clientCertificate");
+      throw refused(req, new ApiError(401, "Unauthorized", `${why}: this API requires mutual TLS with a certificate signed by api.tls.clientCa (see docs/api.md)`, "clientCertificate"), "client_certificate");
     });
   }
   app.setNotFoundHandler((req, reply) => sendError(reply, new ApiError(404, "NotFound", `no route ${req.method} ${req.url.split("?")[0] ?? ""} (see /openapi.json)`)));
@@ -149,15 +178,31 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
     }
     const header = req.headers.authorization;
     const token = bearerToken(header);
+    const client = clientKey(req.ip);
+    // Before the token is looked at: while locked out, a right token is not told apart from a wrong one.
+    const lockedMs = limiter?.lockedForMs(client) ?? 0;
+    if (lockedMs > 0) {
+      const retryAfter = Math.ceil(lockedMs / 1000);
+      const name = token === undefined ? undefined : authenticate(opts.tokens, token)?.name;
+      const err = new ApiError(429, "TooManyRequests", `too many failed authentications from ${req.ip}; try again in ${retryAfter} s`, "Authorization", { headers: { "retry-after": String(retryAfter) } });
+      throw refused(req, err, "rate_limited", name !== undefined ? { tokenName: name } : {});
+    }
     const challenge = { headers: { "www-authenticate": 'Bearer realm="pgfed"' } };
+    // A presented credential that fails counts towards the lockout; a request without one tried nothing.
+    const failed = (err: ApiError, reason: RefusalReason): ApiError => {
+      const locked = reason !== "missing_token" && limiter?.recordFailure(client) === true;
+      return refused(req, err, reason, locked && limiter ? { lockedOutForSeconds: Math.ceil(limiter.windowMs / 1000) } : {});
+    };
     if (token === undefined) {
-      const why = header === undefined ? "missing Authorization header" : "Authorization header must be `Bearer <token>`";
-      throw new ApiError(401, "Unauthorized", `${why}; see docs/api.md for tokens`, "Authorization", challenge);
+      const missing = header === undefined;
+      const why = missing ? "missing Authorization header" : "Authorization header must be `Bearer <token>`";
+      throw failed(new ApiError(401, "Unauthorized", `${why}; see docs/api.md for tokens`, "Authorization", challenge), missing ? "missing_token" : "malformed_header");
     }
     const who = authenticate(opts.tokens, token);
-    if (!who) throw new ApiError(401, "Unauthorized", "unknown token", "Authorization", challenge);
+    if (!who) throw failed(new ApiError(401, "Unauthorized", "unknown token", "Authorization", challenge), "unknown_token");
     if (route.access === "operator" && who.role !== "operator") {
-      throw new ApiError(403, "Forbidden", `token "${who.name}" has role ${who.role}; ${route.method} ${route.path} needs role operator`);
+      const err = new ApiError(403, "Forbidden", `token "${who.name}" has role ${who.role}; ${route.method} ${route.path} needs role operator`);
+      throw refused(req, err, "insufficient_role", { tokenName: who.name });
     }
     requestedBy.set(req, who.name);
   };

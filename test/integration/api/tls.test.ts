@@ -15,7 +15,7 @@ import { startApiServer, type ApiServer } from "../../../src/api/server.js";
 import { runCli } from "../../../src/cli/program.js";
 import { ensureCertificates, type TlsFiles } from "../../../src/lab/kube-api/tls.js";
 import { run } from "../../../src/lab/proc.js";
-import { silentLogger } from "../../../src/log.js";
+import { createLogger } from "../../../src/log.js";
 import { FakeCoordinator } from "../../unit/api/fake-service.js";
 import { OPERATOR_TOKEN, TOKEN_FILE, VIEWER_TOKEN } from "../../unit/api/helpers.js";
 
@@ -31,6 +31,8 @@ let client: Pem;
 let clientFiles: { cert: string; key: string };
 let strangerClient: Pem;
 const servers: ApiServer[] = [];
+const logLines: string[] = [];
+const log = createLogger({ level: "warn", pretty: false, destination: { write: (s: string) => void logLines.push(s) } });
 
 /** A client certificate (EC P-256, clientAuth) for `cn`, signed by the CA in `caDir` (ca.crt + ca.key). */
 async function clientCertificate(caDir: string, cn: string): Promise<Pem> {
@@ -51,7 +53,7 @@ async function serve(clientCa: boolean): Promise<ApiServer> {
     tokens: parseTokenFile(TOKEN_FILE),
     // file paths, as the config gives them
     tls: { cert: good.certFile, key: good.keyFile, ...(clientCa ? { clientCa: good.caFile } : {}) },
-    log: silentLogger(),
+    log,
   });
   servers.push(api);
   return api;
@@ -159,6 +161,12 @@ describe("mutual TLS (api.tls.clientCa)", () => {
       expect(statusOf(await call(api.url, "GET", path)), path).toBe(401);
     }
     expect(statusOf(await call(api.url, "POST", "/v1/federations/orders/pause", { token: OPERATOR_TOKEN, body: {} }))).toBe(401);
+    // Each refusal is one warn line (docs/api.md, Security).
+    const refused = logLines.map((l) => JSON.parse(l) as { event?: string; msg: string; reason: string }).filter((l) => l.event === "api.refused" && l.reason === "client_certificate");
+    expect(refused.map((l) => l.msg)).toEqual(
+      expect.arrayContaining(["refused GET /v1/federations/:name from 127.0.0.1: 401 client_certificate", "refused GET (no route) from 127.0.0.1: 401 client_certificate"]),
+    );
+    expect(logLines.join("")).not.toContain(OPERATOR_TOKEN);
   });
 
   it("answers /healthz and /readyz without a client certificate: kubelet's probes cannot present one", async () => {

@@ -1,6 +1,6 @@
 import { Registry, Gauge } from "prom-client";
 import { tokenLine, parseTokenFile } from "../../../src/api/auth.js";
-import { startApiServer, type ApiServer } from "../../../src/api/server.js";
+import { startApiServer, type ApiServer, type ApiServerOptions } from "../../../src/api/server.js";
 import { silentLogger } from "../../../src/log.js";
 import { FakeCoordinator, type FakeOptions } from "./fake-service.js";
 
@@ -35,11 +35,12 @@ export function resetOrders(fake: FakeCoordinator): void {
   f.operation = null;
 }
 
-export async function startHarness(opts: FakeOptions = {}): Promise<Harness> {
+/** `server.authRateLimit` defaults to none here: the fuzz tests present thousands of wrong tokens from one address. */
+export async function startHarness(opts: FakeOptions = {}, server: Partial<Pick<ApiServerOptions, "authRateLimit" | "log">> = {}): Promise<Harness> {
   const fake = new FakeCoordinator(opts);
   const registry = new Registry();
   new Gauge({ name: "pgfed_test_gauge", help: "a test gauge", registers: [registry] }).set(7);
-  const api = await startApiServer({ service: fake, listen: "127.0.0.1:0", tokens: parseTokenFile(TOKEN_FILE), log: silentLogger(), metricsRegistry: registry });
+  const api = await startApiServer({ service: fake, listen: "127.0.0.1:0", tokens: parseTokenFile(TOKEN_FILE), log: server.log ?? silentLogger(), metricsRegistry: registry, authRateLimit: server.authRateLimit ?? false });
   return {
     api,
     fake,
