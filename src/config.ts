@@ -7,6 +7,7 @@ import { readFile } from "node:fs/promises";
 import { parseDocument } from "yaml";
 import { z } from "zod";
 import { defaultTimeouts } from "../machines/index.js";
+import { publicKeyProblem } from "./bus/identity.js";
 import { durationMs } from "./duration.js";
 import { PgfedError } from "./errors.js";
 
@@ -92,7 +93,16 @@ const alertTargets = z.strictObject({
 const configSchema = z.strictObject({
   federations: z.array(federation).min(1, "at least one federation is required"),
   regions: z.array(region).min(1, "at least one region is required"),
-  bus: z.strictObject({ servers: z.array(z.string().min(1)).min(1) }),
+  // Security model: docs/operations.md ("Security model") and src/bus/identity.ts.
+  bus: z.strictObject({
+    servers: z.array(z.string().min(1)).min(1),
+    /** CA of the NATS servers' certificates (and a client certificate if the servers require one). */
+    tls: z.strictObject({ caFile: z.string().min(1), certFile: z.string().min(1).optional(), keyFile: z.string().min(1).optional() }).optional(),
+    /** This process's nkey user seed file; PGFED_NATS_IDENTITY_FILE overrides it (each pod mounts its own Secret). */
+    identityFile: z.string().min(1).optional(),
+    /** Public nkeys of the coordinators whose signed commands agents execute; empty: commands are not checked. */
+    coordinatorKeys: z.array(z.string().refine((k) => publicKeyProblem(k) === undefined, { message: 'not a public user nkey ("U" and 55 characters of A-Z, 2-7)' })).default([]),
+  }),
   api: z
     .strictObject({
       listen: z.string().regex(/^[^:]+:\d+$/, "must be host:port").default("127.0.0.1:8080"),
@@ -125,6 +135,8 @@ function formatPath(path: readonly PropertyKey[]): string {
 /** Checks across entries that a schema cannot express. */
 function crossCheck(cfg: Config): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
+  const tls = cfg.bus.tls;
+  if (tls && (tls.certFile === undefined) !== (tls.keyFile === undefined)) problems.push({ path: "bus.tls", message: "certFile and keyFile go together (a client certificate needs its key)" });
   const regionNames = new Set<string>();
   cfg.regions.forEach((r, i) => {
     if (regionNames.has(r.name)) problems.push({ path: `regions[${i}].name`, message: `duplicate region "${r.name}"` });

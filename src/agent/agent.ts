@@ -31,6 +31,7 @@ import type { SecretResolver } from "../wal/credentials.js";
 import { formatLsn } from "../wal/lsn.js";
 import { MemberSampler, targetFromMemberConfig, type MemberSample } from "../wal/sampler.js";
 import { ClusterWatcher } from "./cluster-watch.js";
+import { CommandAuthenticator } from "./command-auth.js";
 import { CommandHandler } from "./command-handler.js";
 import { EpochTracker, type EpochMark } from "./epochs.js";
 import { FederationRecords } from "./federation-records.js";
@@ -78,6 +79,11 @@ export interface AgentOptions {
   kubeTimeoutMs?: number;
   /** Start the self-fence when less than this much lease validity remains. Default clockSkewMargin/2. */
   fenceLeadMs?: number;
+  /**
+   * Public nkeys of the coordinators whose signed commands this agent executes (`bus.coordinatorKeys`,
+   * command-auth.ts). Empty or omitted: commands are not checked (a warning at start).
+   */
+  coordinatorKeys?: readonly string[];
 }
 
 export interface MemberStatus {
@@ -202,6 +208,7 @@ class RegionAgent implements Agent {
       log: this.log,
       metrics: this.metrics,
       epochs: this.epochs,
+      commandAuth: new CommandAuthenticator(opts.coordinatorKeys ?? [], opts.leases),
       members: this.members,
       stopSignal: this.stopSignal.signal,
       loops: this.loops,
@@ -312,6 +319,7 @@ class RegionAgent implements Agent {
     for (const rt of this.members) this.loops.push(this.sampleLoop(rt));
     const names = this.members.map((m) => m.who).join(", ");
     this.log.info({ members: this.members.length }, `agent ${this.agentId} serves ${names || "no members"} in region ${this.region}`);
+    if (!this.runtime.commandAuth.enforcing) this.log.warn("commands are NOT authenticated: bus.coordinatorKeys is empty, so this agent executes any well-formed command that reaches it (docs/operations.md, Security model)");
   }
 
   stop(): Promise<void> {

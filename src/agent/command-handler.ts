@@ -1,6 +1,6 @@
 /** Receives, checks (epoch, deadline), runs and answers the members' commands; commands.ts plans what each does to a Cluster, kept pure so it is tested without a bus. */
 import { createHash } from "node:crypto";
-import { openStateStore, subjects, makeMessage, type BusSubscription, type CommandResult, type JsonValue, type MessageOf, type StateStore } from "../bus/index.js";
+import { RefusedMessageError, agentConsumerName as consumerName, openStateStore, subjects, makeMessage, type BusSubscription, type CommandResult, type JsonValue, type MessageOf, type StateStore } from "../bus/index.js";
 import type { Cluster } from "../cnpg/index.js";
 import { PgfedError, errorMessage } from "../errors.js";
 import { formatLsn } from "../wal/lsn.js";
@@ -43,6 +43,14 @@ export class CommandHandler {
     const cmd = msg.data;
     const what = describeCommand(cmd);
     const fed = rt.fed.name;
+    const auth = await this.agent.commandAuth.verify(msg, `${what} of ${rt.who}`);
+    if (!auth.ok) {
+      metrics.commands.inc({ ...rt.labels, kind: cmd.kind, result: "refused" });
+      bus.metrics.commandsRejected.inc({ reason: auth.reason });
+      rt.log.error({ commandId: msg.id, reason: auth.reason, source: msg.source, signer: msg.proof?.signer }, auth.message);
+      // Not answered: the sender is not the leading coordinator. Dead-lettered, so the leader audits it and on-call is paged.
+      throw new RefusedMessageError("unauthenticated", `${auth.reason}: ${auth.message}`);
+    }
     let results = this.results.get(rt.who);
     if (!results) this.results.set(rt.who, (results = new Map<string, MessageOf<"result">>()));
     const cached = results.get(msg.id);
@@ -164,14 +172,6 @@ export class CommandHandler {
 function resultData(c: Cluster, patched: boolean): Record<string, JsonValue> {
   const obs = observeCluster(c);
   return { patched, resourceVersion: c.metadata.resourceVersion ?? "", role: obs.role, fenced: obs.fenced, phase: obs.phase };
-}
-
-/** Durable consumer name: readable when it fits in 64 characters, hashed otherwise. */
-export function consumerName(agentId: string, federation: string, member: string): string {
-  const plain = `agent_${agentId}_${federation}_${member}`;
-  if (plain.length <= 64) return plain;
-  const hash = createHash("sha256").update(plain).digest("hex").slice(0, 16);
-  return `agent_${agentId.slice(0, 20)}_${hash}`;
 }
 
 /** Result envelope id: derived from the command id, so a repeated answer is stored once. */

@@ -2,7 +2,8 @@
 export { startAgent, agentMembersFromConfig, federationSettings, lagFromSample } from "./agent.js";
 export type { Agent, AgentOptions, AgentMember, AgentStatus, MemberStatus } from "./agent.js";
 export type { AgentFederation } from "./runtime.js";
-export { consumerName, resultId } from "./command-handler.js";
+export { resultId } from "./command-handler.js";
+export { agentConsumerName as consumerName } from "../bus/subjects.js";
 export { planCommand, planReclone, describeCommand, type CommandPlan, type ClusterCommand, type PlanContext, type RecloneStep } from "./commands.js";
 export { EpochTracker, type EpochMark, type EpochSource, type EpochVerdict } from "./epochs.js";
 export { observeCluster, unknownObservation, unreachableObservation, sameObservation } from "./observation.js";

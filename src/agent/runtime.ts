@@ -7,6 +7,7 @@ import type { MemberConfig } from "../config.js";
 import type { ObjectRef, RegionClient } from "../kube/region.js";
 import type { Logger } from "../log.js";
 import type { MemberSampler } from "../wal/sampler.js";
+import type { CommandAuthenticator } from "./command-auth.js";
 import type { EpochTracker } from "./epochs.js";
 import type { SweepOutcome } from "./fencing.js";
 import type { LatestPublisher } from "./latest-publisher.js";
@@ -38,6 +39,8 @@ export interface AgentRuntime {
   readonly log: Logger;
   readonly metrics: AgentMetrics;
   readonly epochs: EpochTracker;
+  /** Checks each command's proof of sender (command-auth.ts). */
+  readonly commandAuth: CommandAuthenticator;
   readonly members: readonly MemberRuntime[];
   /** Aborted by stop(). */
   readonly stopSignal: AbortSignal;

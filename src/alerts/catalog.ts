@@ -23,6 +23,8 @@ export const ALERT_NAMES = [
   "PgfedNoPrimary",
   "PgfedCoordinatorLeaderless",
   "PgfedTopologyChangedOutside",
+  "PgfedCommandRejected",
+  "PgfedBusPermissionDenied",
 ] as const;
 
 export type AlertName = (typeof ALERT_NAMES)[number];
@@ -294,6 +296,38 @@ export const ALERTS: Readonly<Record<AlertName, AlertDefinition>> = {
       "a field manager other than `pgfed` changed a member Cluster's `spec.replica.primary` to anything but the designated primary, and automation of the federation is paused (`pgfed_topology_changed_outside` = 1)",
     whatToDo:
       "Find who made the change: the field manager named in the alert (`kubectl get cluster -o yaml --show-managed-fields`; the audit stream has `topology.changed_outside` with the old and new value). Decide whether the change stands, then make the topology consistent: every member names one and the same primary (`pgfed resolve <federation> --primary <member>` if that primary changed). Then `pgfed resume <federation>`, which clears the alert. Configure the GitOps tool to ignore `spec.replica.primary`, `spec.replica.source`, `spec.replica.promotionToken` and the `cnpg.io/fencedInstances` annotation, or it undoes every switchover ([GitOps and other writers](docs/operations.md#gitops-and-other-writers)).",
+  },
+  PgfedCommandRejected: {
+    name: "PgfedCommandRejected",
+    severity: "page",
+    keyLabels: ["federation", "member"],
+    forMs: 0,
+    clearForMs: 0,
+    expr: "sum by (federation, member) (increase(pgfed_commands_rejected_total[15m])) > 0",
+    values: { rejected: { promql: "$value", format: "count" } },
+    summary: "{federation}/{member}: {rejected} command(s) refused by the agent in the last 15 minutes: their proof of sender failed",
+    description:
+      "The agent serving {member} received a command that was not signed by the leading coordinator (unsigned, signed by a key outside bus.coordinatorKeys, altered after signing, or signed by a coordinator that does not hold the coordinator lease) and refused it. Nothing was executed. Someone who can publish on NATS is trying to command an agent, or a coordinator is misconfigured.",
+    command: "pgfed audit {federation} --since 1h",
+    whenFires: "an agent refused a command to a member because its proof of sender failed, in the last 15 minutes",
+    whatToDo:
+      "Read the rejected command in the audit trail (`command.rejected`: reason, stream sequence) and the dead letter on `pgfed.dlq.unauthenticated` (it holds the whole message, with its `source` and signer). `unsigned` or `untrusted_signer`: someone with NATS credentials that allow publishing commands is not a pgfed coordinator: find the connection in the NATS server's logs and revoke that identity. `not_lease_holder`: a coordinator that does not lead sent it (check for a coordinator with a stale view). `bad_signature`: a command was altered in transit or forged. Rotate the affected identities ([Security model](docs/operations.md#security-model)).",
+  },
+  PgfedBusPermissionDenied: {
+    name: "PgfedBusPermissionDenied",
+    severity: "critical",
+    keyLabels: ["operation"],
+    forMs: 0,
+    clearForMs: 0,
+    expr: "sum by (operation) (increase(pgfed_bus_permission_violations_total[15m])) > 0",
+    values: { violations: { promql: "$value", format: "count" } },
+    summary: "the NATS server refused {violations} {operation}(s) of pgfed processes in the last 15 minutes for lack of permission",
+    description:
+      "A pgfed process (agent or coordinator) tried to {operation} on a subject its NATS identity may not use, and the server refused it. Either the server's authorization does not match the config (a member added to the config but not to the agent's permissions) or a process runs with the wrong identity.",
+    command: "kubectl logs -l app.kubernetes.io/name=pgfed --since=15m | grep 'not permitted for this identity'",
+    whenFires: "the NATS server refused a publish or subscription of a pgfed process in the last 15 minutes (raised by Prometheus only)",
+    whatToDo:
+      "The process's log names the subject and its identity. Render the authorization again from the current config (`pgfed nats authorization`), reload the NATS servers, and check that each pod mounts its own identity ([Security model](docs/operations.md#security-model)).",
   },
 };
 

@@ -34,7 +34,10 @@ export const PGFED_METRIC_NAMES = {
     "pgfed_rpo_warn_fraction",
     "pgfed_agent_silent_seconds",
     "pgfed_topology_changed_outside",
+    "pgfed_commands_rejected_total",
   ],
+  /** src/bus/metrics.ts (every process's NATS connection). */
+  bus: ["pgfed_bus_permission_violations_total", "pgfed_bus_commands_rejected_total"],
   /** src/alerts/notifiers.ts (alert delivery). */
   alerts: ["pgfed_alert_notifications_total", "pgfed_alert_queue_depth", "pgfed_alert_notifications_dropped_total"],
 } as const;

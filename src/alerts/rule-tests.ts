@@ -231,6 +231,31 @@ export const RULE_TEST_CASES: RuleTestCase[] = [
     ],
   },
   {
+    name: "a command refused for its proof of sender fires at once for that member, summed over reasons, for 15 minutes",
+    series: [
+      s("pgfed_commands_rejected_total", { ...ORDERS, member: "pg-us", reason: "unsigned" }, "0x20 1x400"),
+      s("pgfed_commands_rejected_total", { ...ORDERS, member: "pg-us", reason: "bad_signature" }, "0x20 1x400"),
+      s("pgfed_commands_rejected_total", { ...ORDERS, member: "pg-eu", reason: "unsigned" }, "0x400"),
+    ],
+    expect: [
+      none("PgfedCommandRejected", "1m"),
+      { alert: "PgfedCommandRejected", evalAt: "7m", firing: [{ labels: { ...ORDERS, member: "pg-us" }, values: { rejected: 2 } }] },
+      none("PgfedCommandRejected", "30m"),
+    ],
+  },
+  {
+    name: "a publish the NATS server refused fires per operation, summed over processes",
+    series: [
+      s("pgfed_bus_permission_violations_total", { instance: "agent-eu", operation: "publish" }, "0x5 1x400"),
+      s("pgfed_bus_permission_violations_total", { instance: "agent-us", operation: "publish" }, "0x5 2x400"),
+      s("pgfed_bus_permission_violations_total", { instance: "agent-us", operation: "subscription" }, "0x400"),
+    ],
+    expect: [
+      { alert: "PgfedBusPermissionDenied", evalAt: "7m", firing: [{ labels: { operation: "publish" }, values: { violations: 3 } }] },
+      none("PgfedBusPermissionDenied", "30m"),
+    ],
+  },
+  {
     name: "no coordinator metrics at all is leaderless too",
     series: [s("pgfed_member_up", EU, "1x40")],
     expect: [{ alert: "PgfedCoordinatorLeaderless", evalAt: "1m", firing: [{ labels: {}, values: { coordinators: 0 } }] }],
@@ -248,8 +273,9 @@ function selector(x: Series): string {
 /** Alert labels Prometheus produces: the expression's labels (with the scrape target's) and severity. */
 function expectedLabels(alert: AlertName, labels: Labels): Record<string, string> {
   const def = ALERTS[alert];
-  // Aggregations (sum/absent) drop every label.
-  const target = def.keyLabels.length === 0 ? {} : TARGET;
+  // Aggregations (sum/absent, `sum by (…)`) drop every label they do not keep.
+  const aggregated = def.keyLabels.length === 0 || /\b(?:sum|count|min|max|avg) by\b/.test(def.expr);
+  const target = aggregated ? {} : TARGET;
   return { ...target, ...labels, severity: def.severity };
 }
 

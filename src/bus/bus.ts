@@ -13,7 +13,7 @@
  */
 import { jetstream, jetstreamManager, AckPolicy, DeliverPolicy, JetStreamApiError, ReplayPolicy, RetentionPolicy, StorageType, DiscardPolicy } from "@nats-io/jetstream";
 import type { ConsumerConfig, JetStreamClient, JetStreamManager, JsMsg, StreamConfig } from "@nats-io/jetstream";
-import { connect, nanos, ClosedConnectionError, DrainingConnectionError, type NatsConnection, type Status } from "@nats-io/transport-node";
+import { connect, nanos, nkeyAuthenticator, ClosedConnectionError, DrainingConnectionError, PermissionViolationError, type NatsConnection, type Status } from "@nats-io/transport-node";
 import type { Registry } from "prom-client";
 import { setTimeout as sleep } from "node:timers/promises";
 import { PgfedError, errorMessage, wrapError } from "../errors.js";
@@ -23,8 +23,12 @@ import { envelopeSchema, describeIssues, parseEnvelope, subjectOf, InvalidMessag
 import { BusMetrics } from "./metrics.js";
 import { DEFAULT_STREAM, checkFilter, checkName, subjects, type DeadLetterReason, type StreamSettings } from "./subjects.js";
 import { withTimeout } from "../timeout.js";
+import { signEnvelope } from "./command-proof.js";
+import type { BusIdentity } from "./identity.js";
+import { inboxPrefixFor } from "./permissions.js";
 
 export type { BusSubscription, DeadLetterHandler, MessageHandler, MessageMeta, SubscribeOptions } from "./consumer.js";
+export { RefusedMessageError } from "./consumer.js";
 
 export interface ConnectBusOptions {
   /** `nats://host:port` URLs; more than one for a cluster. */
@@ -48,6 +52,25 @@ export interface ConnectBusOptions {
   pingIntervalMs?: number;
   /** Called after each reconnect, once the stream has been checked again. */
   onReconnect?: () => void | Promise<void>;
+  /**
+   * This process's NATS identity (identity.ts): authenticates the connection with its nkey, gives
+   * it a private inbox prefix, and signs every command it publishes. Without one the connection is
+   * anonymous (a server without authorization: tests, a development NATS).
+   */
+  identity?: BusIdentity;
+  /** TLS towards the servers: the CA that signed their certificates, and a client certificate if the servers ask for one. */
+  tls?: BusTls;
+  /**
+   * Create or update the stream when it differs (default true: coordinators). Agents pass false:
+   * their permissions only let them read its configuration, so they wait for a coordinator to create it.
+   */
+  manageStream?: boolean;
+}
+
+export interface BusTls {
+  caFile?: string | undefined;
+  certFile?: string | undefined;
+  keyFile?: string | undefined;
 }
 
 export interface PublishAck {
@@ -72,6 +95,8 @@ export interface Bus {
   readonly nc: NatsConnection;
   readonly js: JetStreamClient;
   readonly requestTimeoutMs: number;
+  /** The identity this connection authenticated with (and signs commands with), if any. */
+  readonly identity: BusIdentity | undefined;
   /** Validates and stores a message in JetStream; msgID = `msg.id`. See the module comment. */
   publish(msg: BusMessage): Promise<PublishAck>;
   /** Delivers every message matching `filter` (one NATS filter under `pgfed.`) to `handler`. */
@@ -120,6 +145,8 @@ export async function connectBus(opts: ConnectBusOptions): Promise<Bus> {
       pingInterval: opts.pingIntervalMs ?? DEFAULTS.pingIntervalMs,
       maxPingOut: 2,
       timeout: opts.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs,
+      ...(opts.identity ? { authenticator: nkeyAuthenticator(() => (opts.identity as BusIdentity).seed()), inboxPrefix: inboxPrefixFor(opts.identity.publicKey) } : {}),
+      ...(opts.tls ? { tls: { ...(opts.tls.caFile ? { caFile: opts.tls.caFile } : {}), ...(opts.tls.certFile ? { certFile: opts.tls.certFile } : {}), ...(opts.tls.keyFile ? { keyFile: opts.tls.keyFile } : {}) } } : {}),
     });
   } catch (e) {
     throw wrapError("bus.connect_failed", `while connecting to NATS at ${[opts.servers].flat().join(", ")} as ${opts.name}`, e);
@@ -129,6 +156,8 @@ export async function connectBus(opts: ConnectBusOptions): Promise<Bus> {
     publishTimeoutMs,
     maxPendingPublishes: opts.maxPendingPublishes ?? DEFAULTS.maxPendingPublishes,
     requestTimeoutMs: opts.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs,
+    manageStream: opts.manageStream ?? true,
+    identity: opts.identity,
   });
   if (opts.onReconnect) bus.onReconnect(opts.onReconnect);
   try {
@@ -173,6 +202,8 @@ class OutageBackoff {
 
 interface BusSettings {
   name: string;
+  manageStream: boolean;
+  identity: BusIdentity | undefined;
   publishTimeoutMs: number;
   maxPendingPublishes: number;
   requestTimeoutMs: number;
@@ -182,6 +213,7 @@ class NatsBus implements Bus, ConsumerHost {
   readonly js: JetStreamClient;
   readonly name: string;
   readonly requestTimeoutMs: number;
+  readonly identity: BusIdentity | undefined;
   serverVersion = "unknown";
   modernServer = false;
   connected = true;
@@ -203,6 +235,7 @@ class NatsBus implements Bus, ConsumerHost {
   ) {
     this.name = settings.name;
     this.requestTimeoutMs = settings.requestTimeoutMs;
+    this.identity = settings.identity;
     this.js = jetstream(nc, { timeout: settings.requestTimeoutMs });
   }
 
@@ -249,6 +282,10 @@ class NatsBus implements Bus, ConsumerHost {
         if (e instanceof JetStreamApiError && e.code === 10059) return undefined;
         throw e;
       });
+      if (!this.settings.manageStream) {
+        if (!current) throw new PgfedError("bus.stream_missing", `stream ${s.name} does not exist on ${this.nc.getServer()} yet; a coordinator creates it (this process may not)`);
+        return;
+      }
       if (!current) {
         await jsm.streams.add(want);
         this.log.info({ stream: s.name }, `created stream ${s.name} (subjects pgfed.>, max age ${s.maxAgeMs} ms)`);
@@ -297,7 +334,10 @@ class NatsBus implements Bus, ConsumerHost {
         this.log.debug("reconnecting to NATS");
         break;
       case "error":
-        this.log.error({ err: st.error }, `NATS connection error: ${st.error.message}`);
+        if (st.error instanceof PermissionViolationError) {
+          this.metrics.permissionViolations.inc({ operation: st.error.operation });
+          this.log.error({ operation: st.error.operation, subject: st.error.subject }, `the NATS server refused ${st.error.operation === "publish" ? "a publish to" : "a subscription to"} ${st.error.subject} as ${this.name}: not permitted for this identity`);
+        } else this.log.error({ err: st.error }, `NATS connection error: ${st.error.message}`);
         break;
       case "staleConnection":
         this.log.warn("NATS connection is stale (pings unanswered); reconnecting");
@@ -360,7 +400,10 @@ class NatsBus implements Bus, ConsumerHost {
     if (!checked.success) throw new InvalidMessageError(`refusing to publish an invalid ${String(msg.type)} message ${String(msg.id)}: ${describeIssues(checked.error.issues)}`);
     const subject = subjectOf(checked.data);
     const what = `${msg.type} ${msg.id} for ${msg.federation}${msg.member ? `/${msg.member}` : ""} on ${subject}`;
-    const ack = await this.publishRaw(subject, JSON.stringify(checked.data), msg.id, what);
+    // Commands carry their sender's signature (command-proof.ts); a re-send is signed again (same bytes: ed25519 is deterministic).
+    const identity = this.identity;
+    const body = checked.data.type === "command" && identity ? { ...checked.data, proof: signEnvelope(checked.data, identity) } : checked.data;
+    const ack = await this.publishRaw(subject, JSON.stringify(body), msg.id, what);
     if (ack.duplicate) this.metrics.duplicates.inc({ type: msg.type });
     else this.metrics.published.inc({ type: msg.type });
     return ack;

@@ -4,7 +4,7 @@
  * acked or nakked with a growing delay; nothing a message contains can stop the loop (rule 6).
  */
 import type { ConsumerMessages, JsMsg } from "@nats-io/jetstream";
-import { errorMessage } from "../errors.js";
+import { PgfedError, errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
 import { deadLetterSchema, parseEnvelope, subjectOf, type BusMessage, type DeadLetter } from "./messages.js";
 import type { BusMetrics } from "./metrics.js";
@@ -42,6 +42,8 @@ export interface SubscribeOptions {
   nakDelayMs?: number;
   /** Publish invalid messages to `pgfed.dlq.<reason>` (default true). */
   deadLetters?: boolean;
+  /** A wide filter (`pgfed.*.>`) also matches `pgfed.dlq.*`: hand those records here instead of skipping them. */
+  onDeadLetter?: DeadLetterHandler;
 }
 
 export interface BusSubscription {
@@ -67,6 +69,20 @@ export interface ConsumerHost {
   deadLetter(m: JsMsg, reason: DeadLetterReason, error: string, consumer: string): Promise<void>;
   /** Counts the loop among the bus's subscriptions while it runs (close() stops them). */
   track(loop: ConsumerLoop, on: boolean): void;
+}
+
+/**
+ * Thrown by a handler for a message it refuses on grounds that a redelivery cannot change (a
+ * command whose proof of sender fails): the loop dead-letters it at once with `reason` and acks.
+ */
+export class RefusedMessageError extends PgfedError {
+  constructor(
+    readonly reason: DeadLetterReason,
+    message: string,
+  ) {
+    super("bus.message_refused", message, { reason });
+    this.name = "RefusedMessageError";
+  }
 }
 
 export type ConsumerLike = { consume(opts?: { expires?: number }): Promise<ConsumerMessages> };
@@ -141,8 +157,8 @@ export class ConsumerLoop implements BusSubscription {
   private async deliver(m: JsMsg): Promise<void> {
     const subjectInfo = parseSubject(m.subject);
     if (this.kind === "deadLetter") return this.deliverDeadLetter(m);
-    // Dead letters are not envelopes; a wide filter (pgfed.>) skips them instead of re-dead-lettering.
-    if (subjectInfo?.kind === "deadLetter") return this.ack(m);
+    // Dead letters are not envelopes; a wide filter (pgfed.>) skips them (or hands them to onDeadLetter) instead of re-dead-lettering.
+    if (subjectInfo?.kind === "deadLetter") return this.opts.onDeadLetter ? this.deliverDeadLetter(m, this.opts.onDeadLetter) : this.ack(m);
 
     const parsed = parseEnvelope(m.data);
     if (!parsed.ok) return this.reject(m, parsed.reason, parsed.error);
@@ -156,11 +172,12 @@ export class ConsumerLoop implements BusSubscription {
       await handler(parsed.message, this.meta(m));
       this.ack(m);
     } catch (e) {
+      if (e instanceof RefusedMessageError) return this.reject(m, e.reason, e.message);
       await this.handlerFailed(m, e, `${parsed.message.type} ${parsed.message.id}`);
     }
   }
 
-  private async deliverDeadLetter(m: JsMsg): Promise<void> {
+  private async deliverDeadLetter(m: JsMsg, handler = this.handleDeadLetter): Promise<void> {
     let value: unknown;
     try {
       value = JSON.parse(Buffer.from(m.data).toString("utf8"));
@@ -173,7 +190,7 @@ export class ConsumerLoop implements BusSubscription {
       return this.ack(m);
     }
     try {
-      await this.handleDeadLetter?.(dl.data, this.meta(m));
+      await handler?.(dl.data, this.meta(m));
       this.ack(m);
     } catch (e) {
       await this.handlerFailed(m, e, `dead letter #${m.seq}`);

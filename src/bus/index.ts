@@ -9,3 +9,6 @@ export * from "./metrics.js";
 export * from "./bus.js";
 export * from "./state.js";
 export * from "./lease.js";
+export * from "./identity.js";
+export * from "./command-proof.js";
+export * from "./permissions.js";

@@ -27,6 +27,8 @@ export const leaseSchema = z.object({
   expiresAtMs: z.number().int().nonnegative(),
   renewedAtMs: z.number().int().nonnegative(),
   term: z.number().int().nonnegative(),
+  /** The holder's public nkey (identity.ts), when it has one: agents check a command's signer against the coordinator lease's. */
+  holderKey: z.string().regex(/^U[A-Z2-7]{55}$/).optional(),
 });
 export type Lease = z.infer<typeof leaseSchema>;
 
@@ -92,11 +94,11 @@ export class LeaseStore {
    * or already ours. Ours and still valid keeps the term unless `newTerm`; anything else bumps it.
    * A lost race returns `{ ok: false }` with the winner's lease.
    */
-  async acquire(key: string, holder: string, ttlMs: number, opts: { newTerm?: boolean } = {}): Promise<AcquireResult> {
+  async acquire(key: string, holder: string, ttlMs: number, opts: { newTerm?: boolean; holderKey?: string | undefined } = {}): Promise<AcquireResult> {
     checkTtl(ttlMs);
     const cur = await this.store.get(key);
     const now = this.clock();
-    const fresh = (term: number): Lease => ({ holder, expiresAtMs: now + ttlMs, renewedAtMs: now, term });
+    const fresh = (term: number): Lease => ({ holder, expiresAtMs: now + ttlMs, renewedAtMs: now, term, ...(opts.holderKey ? { holderKey: opts.holderKey } : {}) });
     try {
       if (!cur) {
         const lease = fresh(1);
@@ -160,6 +162,8 @@ export interface LeaseKeeperOptions {
   leases: LeaseStore;
   key: string;
   holder: string;
+  /** Written into the lease (Lease.holderKey). */
+  holderKey?: string | undefined;
   ttlMs: number;
   log: Logger;
   /** Default ttlMs / 3. */
@@ -243,7 +247,7 @@ export class LeaseKeeper {
         this.hold(renewed);
         return;
       }
-      const r = await leases.acquire(key, holder, ttlMs, { newTerm: this.lost !== undefined });
+      const r = await leases.acquire(key, holder, ttlMs, { newTerm: this.lost !== undefined, holderKey: this.opts.holderKey });
       if (gen !== this.generation || !this.running) return;
       if (!r.ok) {
         this.log.debug({ current: r.current }, `lease ${key} is held by ${r.current.holder} (term ${r.current.term})`);

@@ -15,7 +15,8 @@ import { z } from "zod";
 import { SERVER_NAME } from "../cnpg/reclone.js";
 import { PgfedError } from "../errors.js";
 import { isLsnText } from "../wal/lsn.js";
-import { RESERVED_FEDERATION_NAMES, nameProblem, subjects, type MemberChannel } from "./subjects.js";
+import { commandProofSchema } from "./command-proof.js";
+import { DEAD_LETTER_REASONS, RESERVED_FEDERATION_NAMES, nameProblem, subjects, type MemberChannel } from "./subjects.js";
 
 // ---- building blocks ---------------------------------------------------------------------------
 
@@ -192,7 +193,8 @@ const base = {
 export const envelopeSchema = z.discriminatedUnion("type", [
   z.object({ ...base, type: z.literal("observation"), member: nameSchema, data: observationSchema }),
   z.object({ ...base, type: z.literal("lag"), member: nameSchema, data: lagSampleSchema }),
-  z.object({ ...base, type: z.literal("command"), member: nameSchema, data: commandSchema }),
+  /** `proof`: the sending coordinator's signature (command-proof.ts); agents that trust coordinator keys refuse commands without one. */
+  z.object({ ...base, type: z.literal("command"), member: nameSchema, data: commandSchema, proof: commandProofSchema.optional() }),
   z.object({ ...base, type: z.literal("result"), member: nameSchema, data: resultSchema }),
   z.object({ ...base, type: z.literal("heartbeat"), member: z.undefined().optional(), data: heartbeatSchema }),
   z.object({ ...base, type: z.literal("audit"), member: nameSchema.optional(), data: auditSchema }),
@@ -317,7 +319,7 @@ export class InvalidMessageError extends PgfedError {
 
 /** What lands on `pgfed.dlq.<reason>`: why, where from, and the raw payload. */
 export const deadLetterSchema = z.object({
-  reason: z.enum(["invalid_json", "invalid_envelope", "subject_mismatch", "handler_failed"]),
+  reason: z.enum(DEAD_LETTER_REASONS),
   error: z.string(),
   subject: z.string(),
   streamSeq: z.number().int().nonnegative(),

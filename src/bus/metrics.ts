@@ -14,6 +14,8 @@ export class BusMetrics {
   readonly disconnects: Counter;
   readonly connected: Gauge;
   readonly leaseLosses: Counter<"key">;
+  readonly permissionViolations: Counter<"operation">;
+  readonly commandsRejected: Counter<"reason">;
 
   constructor(readonly registry: Registry = globalRegistry) {
     this.published = counter(registry, "pgfed_bus_published_total", "Messages stored by JetStream (duplicates excluded)", ["type"]);
@@ -24,6 +26,8 @@ export class BusMetrics {
     this.reconnects = counter(registry, "pgfed_bus_reconnects_total", "Reconnections to NATS after a disconnect", []);
     this.disconnects = counter(registry, "pgfed_bus_disconnects_total", "Disconnections from NATS", []);
     this.leaseLosses = counter(registry, "pgfed_bus_lease_losses_total", "Leases this process held and lost (expired or taken)", ["key"]);
+    this.permissionViolations = counter(registry, "pgfed_bus_permission_violations_total", "Publishes or subscriptions of this process the NATS server refused for lack of permission", ["operation"]);
+    this.commandsRejected = counter(registry, "pgfed_bus_commands_rejected_total", "Commands an agent refused because their proof of sender failed (unsigned, untrusted or not lease holder, bad signature); dead-lettered", ["reason"]);
     this.connected = gauge(registry, "pgfed_bus_connected", "1 while connected to NATS");
   }
 }

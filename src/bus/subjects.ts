@@ -14,6 +14,7 @@
  * federation for the same reason: an agent serving several federations sends one to each.
  * "dlq" is therefore reserved and cannot name a federation.
  */
+import { createHash } from "node:crypto";
 import { PgfedError } from "../errors.js";
 
 export const SUBJECT_ROOT = "pgfed";
@@ -26,7 +27,7 @@ export type MemberChannel = (typeof MEMBER_CHANNELS)[number];
 export const RESERVED_FEDERATION_NAMES: readonly string[] = ["dlq"];
 
 /** Why a message was dead-lettered; each is one token under `pgfed.dlq.`. */
-export const DEAD_LETTER_REASONS = ["invalid_json", "invalid_envelope", "subject_mismatch", "handler_failed"] as const;
+export const DEAD_LETTER_REASONS = ["invalid_json", "invalid_envelope", "subject_mismatch", "handler_failed", "unauthenticated"] as const;
 export type DeadLetterReason = (typeof DEAD_LETTER_REASONS)[number];
 
 export type NameKind = "federation" | "member" | "region" | "agent id" | "coordinator id" | "machine" | "consumer" | "key part";
@@ -73,6 +74,14 @@ export const subjects = {
   audit: (federation: string): string => `${SUBJECT_ROOT}.${checkName("federation", federation)}.audit`,
   deadLetter: (reason: DeadLetterReason): string => `${SUBJECT_ROOT}.dlq.${reason}`,
 };
+
+/** An agent's durable consumer of one member's commands: readable when it fits in 64 characters, hashed otherwise. */
+export function agentConsumerName(agentId: string, federation: string, member: string): string {
+  const plain = `agent_${agentId}_${federation}_${member}`;
+  if (plain.length <= 64) return plain;
+  const hash = createHash("sha256").update(plain).digest("hex").slice(0, 16);
+  return `agent_${agentId.slice(0, 20)}_${hash}`;
+}
 
 /** Consumer filters (one subject with wildcards; 2.9 accepts one filter per consumer). */
 export const filters = {

@@ -12,7 +12,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { agentMembersFromConfig, startAgent, type Agent } from "../agent/agent.js";
 import { loadTokenFile, type TokenEntry } from "../api/auth.js";
 import { startApiServer, type ApiServer } from "../api/server.js";
-import { connectBus, openLeases, type Bus } from "../bus/index.js";
+import { busSecurity, connectBus, openLeases, type Bus, type LeaseStore } from "../bus/index.js";
 import { loadConfig, type Config } from "../config.js";
 import { startCoordinator, type Coordinator, type RegionClusterAccess } from "../coordinator/index.js";
 import { errorMessage, PgfedError } from "../errors.js";
@@ -146,13 +146,25 @@ function coordinatorRegionClients(config: Config, log: Logger, regionsKubeconfig
 }
 
 /** Connects to NATS, retrying with backoff while it is down (a pod may start before NATS). */
-async function connectWithRetry(config: Config, name: string, log: Logger, registry: Registry, signal: AbortSignal): Promise<Bus> {
+async function connectWithRetry(config: Config, name: string, log: Logger, registry: Registry, signal: AbortSignal, manageStream: boolean): Promise<{ bus: Bus; leases: LeaseStore | undefined }> {
   const servers = config.bus.servers.join(", ");
+  let security: ReturnType<typeof busSecurity>;
+  try {
+    security = busSecurity(config.bus);
+  } catch (e) {
+    throw new CliExit(EXIT.refused, `bus.identityFile: ${errorMessage(e)}`);
+  }
+  if (!security.identity) log.warn("bus.identityFile is not set: connecting to NATS without an identity; a NATS server with authorization refuses it, and this process cannot sign commands (docs/operations.md, Security model)");
   let delayMs = 500;
   for (let attempt = 1; ; attempt++) {
+    let bus: Bus | undefined;
     try {
-      return await connectBus({ servers: config.bus.servers, name, log, metrics: registry });
+      bus = await connectBus({ servers: config.bus.servers, name, log, metrics: registry, manageStream, ...security });
+      // An agent may not create the KV buckets either: wait for a coordinator to have made them.
+      const leases = manageStream ? undefined : await openLeases(bus);
+      return { bus, leases };
     } catch (e) {
+      await bus?.close().catch(() => undefined);
       if (signal.aborted) throw e;
       log.warn({ attempt }, `NATS at ${servers} is not reachable (${errorMessage(e)}); retrying in ${(delayMs / 1000).toFixed(1)} s`);
       await sleep(delayMs, undefined, { signal }).catch(() => undefined);
@@ -239,12 +251,12 @@ export async function runPgfed(opts: RunOptions): Promise<void> {
 
   try {
     const busName = `pgfed-${roles.has("coordinator") ? `coordinator-${id}` : `agent-${regions.join("-")}`}`.slice(0, 100);
-    const bus = await connectWithRetry(config, busName, log, registry, abort.signal);
+    const { bus, leases: agentLeases } = await connectWithRetry(config, busName, log, registry, abort.signal, roles.has("coordinator"));
     stops.push({ what: "the NATS connection", stop: () => bus.close() });
-    log.info(`connected to NATS at ${config.bus.servers.join(", ")} as ${busName}`);
+    log.info(`connected to NATS at ${config.bus.servers.join(", ")} as ${busName}${bus.identity ? ` (identity ${bus.identity.publicKey})` : ""}`);
 
     if (regions.length > 0) {
-      const leases = await openLeases(bus);
+      const leases = agentLeases ?? (await openLeases(bus));
       for (const region of regions) {
         if (abort.signal.aborted) break;
         const cfg = config.regions.find((r) => r.name === region);
@@ -255,7 +267,7 @@ export async function runPgfed(opts: RunOptions): Promise<void> {
           log,
         });
         const agentMembers = agentMembersFromConfig(config, region);
-        const agent: Agent = await startAgent({ agentId: region, region, kube, bus, leases, members: agentMembers, log, registry });
+        const agent: Agent = await startAgent({ agentId: region, region, kube, bus, leases, members: agentMembers, log, registry, coordinatorKeys: config.bus.coordinatorKeys });
         stops.push({ what: `the agent of ${region}`, stop: () => agent.stop() });
         const creds = cfg?.kubeconfig.path || cfg?.kubeconfig.context ? `kubeconfig ${cfg.kubeconfig.path ?? "(default)"} context ${cfg.kubeconfig.context ?? "(current)"}` : "default credentials (in-cluster or $KUBECONFIG)";
         log.info(`agent of region ${region} started: ${agentMembers.length} member(s), ${creds}`);

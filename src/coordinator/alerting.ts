@@ -13,7 +13,8 @@
  *   follower cannot judge) and the exposure gauges and pgfed_topology_changed_outside are cleared,
  *   so a follower's /metrics shows no stale exposure or alert either.
  * - PgfedCoordinatorLeaderless is raised by Prometheus only (deploy/prometheus/pgfed-rules.yml):
- *   a coordinator without the lease is exactly the one that must not judge.
+ *   a coordinator without the lease is exactly the one that must not judge. So is
+ *   PgfedBusPermissionDenied: every process counts its own refused publishes, not the leader.
  */
 import type { Registry } from "prom-client";
 import type { FederationContext } from "../../machines/index.js";
@@ -40,6 +41,8 @@ export interface FederationTick {
   sampleFailures: ReadonlyMap<string, number>;
   /** Primaries whose agent is silent while their region's Kubernetes API shows them healthy (failover held back). */
   agentsDown?: readonly { member: string; region: string; silentMs: number }[];
+  /** Commands agents refused for a failed proof of sender, newest last (FederationSignals.rejectedCommands). */
+  rejectedCommands?: readonly { member: string; reason: string; atMs: number }[];
   nowMs: number;
 }
 
@@ -150,6 +153,8 @@ export function observationsOf(t: FederationTick, memo: FederationMemo): Observa
     add("PgfedMemberUnreachable", labels, unreachable, { errors: failures });
     const agentDown = t.agentsDown?.find((a) => a.member === m.name);
     add("PgfedAgentDown", labels, agentDown !== undefined, agentDown ? { silent_s: seconds(agentDown.silentMs) } : {});
+    const rejected = (t.rejectedCommands ?? []).filter((r) => r.member === m.name && nowMs - r.atMs <= OPERATION_FAILED_WINDOW_MS);
+    add("PgfedCommandRejected", { federation, member: m.name }, rejected.length > 0, { rejected: rejected.length });
   }
 
   // The federation machine: approval, failed operations.

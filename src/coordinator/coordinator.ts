@@ -190,6 +190,7 @@ class CoordinatorImpl implements Coordinator {
       leases: this.leases,
       key: leaseKeys.coordinator,
       holder: `coordinator:${this.id}`,
+      holderKey: this.opts.bus.identity?.publicKey,
       ttlMs: this.opts.leaseTtlMs ?? 10_000,
       log: this.log,
       bus: this.opts.bus,

@@ -7,20 +7,39 @@
  * registers (the per-federation consumers were `deliverNew` at the runtime's start, the same).
  * Messages of federations nobody registered (not configured, or not loaded yet) are dropped.
  */
-import { filters, type Bus, type BusMessage, type BusSubscription } from "../bus/index.js";
+import { filters, parseSubject, type Bus, type BusMessage, type BusSubscription, type DeadLetter } from "../bus/index.js";
 import { errorMessage } from "../errors.js";
 import type { Logger } from "../log.js";
 
 export type FederationHandler = (msg: BusMessage) => void;
 
+/** A command an agent refused because its proof of sender failed (agent/command-auth.ts), as its dead letter tells. */
+export interface RejectedCommand {
+  member: string;
+  /** "unsigned: refusing …" — the agent's reason and sentence. */
+  error: string;
+  streamSeq: number;
+  atMs: number;
+}
+export type RejectionHandler = (r: RejectedCommand) => void;
+
 /** What a FederationRuntime needs of the intake. */
 export interface FederationIntakeLike {
-  /** Routes the federation's messages to `handler` from now on; returns the unregister function. */
-  register(federation: string, handler: FederationHandler): () => void;
+  /** Routes the federation's messages to `handler` (and its rejected commands to `onRejected`) from now on; returns the unregister function. */
+  register(federation: string, handler: FederationHandler, onRejected?: RejectionHandler): () => void;
+}
+
+/** The federation and member of an `unauthenticated` dead letter (a command that failed its proof), or undefined. */
+export function rejectedCommandOf(dl: DeadLetter, storedAtMs: number): { federation: string; rejected: RejectedCommand } | undefined {
+  if (dl.reason !== "unauthenticated") return undefined;
+  const s = parseSubject(dl.subject);
+  if (s?.kind !== "member" || s.channel !== "cmd") return undefined;
+  return { federation: s.federation, rejected: { member: s.member, error: dl.error, streamSeq: dl.streamSeq, atMs: storedAtMs } };
 }
 
 export class FederationIntake implements FederationIntakeLike {
   private readonly routes = new Map<string, FederationHandler>();
+  private readonly rejections = new Map<string, RejectionHandler>();
   private subscription: BusSubscription | undefined;
   /** Messages handed to a runtime / dropped (no runtime registered for their federation). */
   routed = 0;
@@ -34,13 +53,22 @@ export class FederationIntake implements FederationIntakeLike {
   /** Opens the shared consumer (new messages only). Throws `bus.subscribe_failed` when NATS refuses. */
   async start(): Promise<void> {
     if (this.subscription) return;
-    this.subscription = await this.bus.subscribe(filters.allFederations(), (msg) => this.route(msg), { deliverNew: true, deadLetters: true });
+    this.subscription = await this.bus.subscribe(filters.allFederations(), (msg) => this.route(msg), {
+      deliverNew: true,
+      deadLetters: true,
+      onDeadLetter: (dl, meta) => {
+        const r = rejectedCommandOf(dl, meta.storedAt.getTime());
+        if (r) this.rejections.get(r.federation)?.(r.rejected);
+      },
+    });
   }
 
-  register(federation: string, handler: FederationHandler): () => void {
+  register(federation: string, handler: FederationHandler, onRejected?: RejectionHandler): () => void {
     this.routes.set(federation, handler);
+    if (onRejected) this.rejections.set(federation, onRejected);
     return () => {
       if (this.routes.get(federation) === handler) this.routes.delete(federation);
+      if (this.rejections.get(federation) === onRejected) this.rejections.delete(federation);
     };
   }
 
@@ -68,6 +96,7 @@ export class FederationIntake implements FederationIntakeLike {
     const sub = this.subscription;
     this.subscription = undefined;
     this.routes.clear();
+    this.rejections.clear();
     await sub?.stop();
   }
 }

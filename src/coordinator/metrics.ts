@@ -12,6 +12,7 @@ export interface CoordinatorMetrics {
   failoverAwaitingApproval: Gauge<"federation">;
   primariesWritable: Gauge<"federation">;
   operationsFailed: Counter<"federation" | "kind">;
+  commandsRejected: Counter<"federation" | "member" | "reason">;
   operations: Counter<"federation" | "kind" | "result">;
   operationDuration: Histogram<"federation" | "kind">;
   leader: Gauge<"coordinator">;
@@ -28,6 +29,12 @@ export function createCoordinatorMetrics(registry: Registry = createRegistry()):
     failoverAwaitingApproval: new Gauge({ name: "pgfed_failover_awaiting_approval", help: "1 while an unplanned failover waits for an operator to accept the worst-case loss.", labelNames: ["federation"], registers }),
     primariesWritable: new Gauge({ name: "pgfed_primaries_writable", help: "Members observed as unfenced primary clusters (1 is healthy; 0 no writer; 2+ split brain).", labelNames: ["federation"], registers }),
     operationsFailed: new Counter({ name: "pgfed_operations_failed_total", help: "Operations that ended aborted or needing an operator.", labelNames: ["federation", "kind"], registers }),
+    commandsRejected: new Counter({
+      name: "pgfed_commands_rejected_total",
+      help: "Commands to a member that its agent refused because their proof of sender failed (someone other than the leading coordinator sent them).",
+      labelNames: ["federation", "member", "reason"],
+      registers,
+    }),
     operations: new Counter({ name: "pgfed_operations_total", help: "Operations by outcome.", labelNames: ["federation", "kind", "result"], registers }),
     operationDuration: new Histogram({
       name: "pgfed_operation_duration_seconds",

@@ -125,6 +125,8 @@ export class FederationSignals {
   readonly observations = new Map<string, SeenObservation>();
   readonly samples = new Map<string, MemberSamples>();
   readonly heartbeats = new Map<string, number>();
+  /** Commands to this federation's members that their agents refused for a failed proof of sender (newest last, the last 15 minutes). */
+  readonly rejectedCommands: { member: string; reason: string; atMs: number }[] = [];
 
   constructor(
     readonly federation: string,

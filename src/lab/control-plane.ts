@@ -52,7 +52,11 @@ export async function startControlPlane(lab: Lab, opts: ControlPlaneOptions = {}
   let coordinator: { c: Coordinator; bus: Bus } | undefined;
   let coordinatorCount = 0;
 
-  const connect = (name: string) => connectBus({ servers: config.bus.servers, name, log, publishTimeoutMs: 10_000 });
+  // Each process its own NATS identity, as in a deployment (the lab's server refuses anyone else).
+  const connect = (name: string, who: string, n = 1) => {
+    const { tls, identity } = lab.busConnection(who, n);
+    return connectBus({ servers: config.bus.servers, name, log, publishTimeoutMs: 10_000, tls, identity, manageStream: who === "coordinator" });
+  };
 
   const regionClient = (region: string): RegionClient => {
     const regionCfg = config.regions.find((r) => r.name === region);
@@ -65,7 +69,7 @@ export async function startControlPlane(lab: Lab, opts: ControlPlaneOptions = {}
   };
 
   const launchAgent = async (region: string): Promise<void> => {
-    const bus = await connect(`pgfed-agent-${region}`);
+    const bus = await connect(`pgfed-agent-${region}`, region);
     try {
       const kube = regionClient(region);
       const leases = await openLeases(bus);
@@ -76,6 +80,7 @@ export async function startControlPlane(lab: Lab, opts: ControlPlaneOptions = {}
         bus,
         leases,
         members: agentMembersFromConfig(config, region),
+        coordinatorKeys: config.bus.coordinatorKeys,
         log,
         ...(opts.agentHeartbeatMs !== undefined ? { heartbeatIntervalMs: opts.agentHeartbeatMs } : {}),
       });
@@ -88,7 +93,7 @@ export async function startControlPlane(lab: Lab, opts: ControlPlaneOptions = {}
 
   const launchCoordinator = async (): Promise<Coordinator> => {
     coordinatorCount++;
-    const bus = await connect(`pgfed-coordinator-lab${coordinatorCount}`);
+    const bus = await connect(`pgfed-coordinator-lab${coordinatorCount}`, "coordinator", coordinatorCount);
     try {
       // The coordinator's own client per region, as a deployment gives it a kubeconfig for each (corroboration of a silent primary).
       const regionKube = new Map([...lab.regions.keys()].map((region) => [region, regionClient(region)]));

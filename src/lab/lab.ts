@@ -18,6 +18,9 @@ import { silentLogger, type Logger } from "../log.js";
 import { startCnpgOperator, type CnpgFault, type CnpgOperator } from "./cnpg/operator.js";
 import { ExternalClusterRegistry } from "./cnpg/registry.js";
 import { startKubeApi, writeKubeconfig, type KubeApiServer } from "./kube-api/index.js";
+import { z } from "zod";
+import { connectBus, openLeases, openStateStore, type BusIdentity } from "../bus/index.js";
+import { makeLabBusSecurity, type LabBusSecurity } from "./bus-security.js";
 import { startNats, type NatsServer } from "./nats.js";
 import { descendants, isAlive, postgresUser, signalTree, waitFor } from "./proc.js";
 
@@ -92,10 +95,29 @@ export class Lab {
     readonly regions: Map<string, LabRegion>,
     readonly token: string,
     private readonly log: Logger,
+    /** The NATS CA, identities and authorization (bus-security.ts). */
+    readonly busSecurity: LabBusSecurity,
   ) {
     this.dir = dir;
     this.kubeconfigPath = join(dir, "kubeconfig");
     this.config = labConfig(this);
+  }
+
+  /**
+   * What connectBus needs to connect as `who`: "coordinator" (coordinator 1, or `n`) or a region's
+   * agent. Only these identities can connect to the lab's NATS.
+   */
+  busConnection(who: string, n = 1): { servers: string[]; tls: { caFile: string }; identity: BusIdentity; identityFile: string } {
+    const sec = this.busSecurity;
+    const file = who === "coordinator" ? sec.coordinatorFiles[(n - 1) % sec.coordinatorFiles.length] : sec.agentFiles.get(who);
+    if (!file) throw new PgfedError("lab.unknown_region", `no NATS identity for "${who}" (lab regions: ${[...this.regions.keys()].join(", ")})`);
+    return { servers: [this.nats.url], tls: { caFile: sec.caFile }, identity: sec.identity(file), identityFile: file };
+  }
+
+  /** connectBus's servers, TLS and identity for `who` (see busConnection): a test's own reader connects as coordinator 2. */
+  busOptions(who: string, n = 1): { servers: string[]; tls: { caFile: string }; identity: BusIdentity } {
+    const { servers, tls, identity } = this.busConnection(who, n);
+    return { servers, tls, identity };
   }
 
   get members(): LabMember[] {
@@ -333,9 +355,22 @@ export function labConfigDocument(lab: Lab) {
       },
     ],
     regions: [...lab.regions.values()].map((r) => ({ name: r.name, kubeconfig: { path: lab.kubeconfigPath, context: r.name } })),
-    bus: { servers: [lab.nats.url] },
+    // The config names coordinator 1's identity; every other process is given its own (PGFED_NATS_IDENTITY_FILE, lab.busConnection).
+    bus: { servers: [lab.nats.url], tls: { caFile: lab.busSecurity.caFile }, identityFile: lab.busSecurity.coordinatorFiles[0], coordinatorKeys: lab.busSecurity.coordinatorKeys },
     api: { listen: "127.0.0.1:0" },
   };
+}
+
+/** Connects once as coordinator 1 to create the stream and the KV buckets, then hangs up. */
+async function bootstrapBus(url: string, security: LabBusSecurity, log: Logger): Promise<void> {
+  const file = security.coordinatorFiles[0] as string;
+  const bus = await connectBus({ servers: [url], name: "pgfed-lab-bootstrap", log, tls: { caFile: security.caFile }, identity: security.identity(file) });
+  try {
+    await openLeases(bus);
+    await openStateStore(bus, z.unknown());
+  } finally {
+    await bus.close();
+  }
 }
 
 async function waitHealthy(api: CustomObjectsApi, m: LabMember, timeoutMs: number): Promise<void> {
@@ -389,12 +424,17 @@ export async function startLab(opts: LabOptions): Promise<Lab> {
 
   const started: { stop: () => Promise<void> }[] = [];
   try {
-    progress("starting NATS with JetStream");
-    const nats = await startNats({ dir: join(dir, "nats"), log });
-    started.push(nats);
-
     const token = randomBytes(24).toString("hex");
     const members: LabMember[] = LAB_REGIONS.slice(0, count).map((x) => ({ name: x.member, region: x.region, namespace: LAB_NAMESPACE, cluster: x.member }));
+    progress("starting NATS with JetStream (TLS, one nkey identity per process)");
+    const security = await makeLabBusSecurity(
+      join(dir, "nats", "security"),
+      members.map((m) => ({ region: m.region, members: [{ federation: LAB_FEDERATION, member: m.name }] })),
+    );
+    const nats = await startNats({ dir: join(dir, "nats"), log, settings: security.serverSettings });
+    started.push(nats);
+    // The stream and the KV buckets, as the first coordinator would make them: agents may only read them.
+    await bootstrapBus(nats.url, security, log);
     const primary = members[0] as LabMember;
     const registry = new ExternalClusterRegistry();
     const kubeApis = new Map<string, KubeApiServer>();
@@ -455,7 +495,7 @@ export async function startLab(opts: LabOptions): Promise<Lab> {
       await waitHealthy(api, m, 90_000);
     }
 
-    const lab = new Lab(dir, nats, regions, token, log);
+    const lab = new Lab(dir, nats, regions, token, log, security);
     await writePidFile(lab);
     return lab;
   } catch (e) {

@@ -3,7 +3,7 @@
  * its store in a directory the caller owns so a restart keeps the streams and KV buckets.
  * Stopped by its PID (never by name).
  */
-import { mkdirSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { connect as tcpConnect } from "node:net";
 import { join } from "node:path";
 import { PgfedError, errorMessage } from "../errors.js";
@@ -24,6 +24,11 @@ export interface StartNatsOptions {
   name?: string;
   /** How long to wait for the server to accept clients with JetStream on. */
   startTimeoutMs?: number;
+  /**
+   * Server settings written to a config file (`-c`, JSON is valid nats-server config): the lab's
+   * `tls` and `authorization` blocks (lab.ts). Ports, store and name stay on the command line.
+   */
+  settings?: Record<string, unknown>;
 }
 
 export interface NatsServer {
@@ -57,6 +62,7 @@ export async function startNats(opts: StartNatsOptions): Promise<NatsServer> {
     log: opts.log,
     name: opts.name ?? `pgfed-lab-${port}`,
     startTimeoutMs: opts.startTimeoutMs ?? 15_000,
+    settings: opts.settings,
   });
   await server.start();
   return server;
@@ -69,6 +75,7 @@ interface ResolvedOptions {
   log: Logger | undefined;
   name: string;
   startTimeoutMs: number;
+  settings: Record<string, unknown> | undefined;
 }
 
 class LabNatsServer implements NatsServer {
@@ -98,6 +105,11 @@ class LabNatsServer implements NatsServer {
 
   async start(): Promise<void> {
     const args = ["-js", "-sd", this.storeDir, "-a", "127.0.0.1", "-p", String(this.port), "-n", this.opts.name];
+    if (this.opts.settings) {
+      const file = join(this.storeDir, "nats-server.json");
+      writeFileSync(file, `${JSON.stringify(this.opts.settings, null, 2)}\n`, { mode: 0o600 });
+      args.push("-c", file);
+    }
     if (this.monitorPort !== undefined) args.push("-m", String(this.monitorPort));
     const proc = spawnManaged(NATS_SERVER_BIN, args, { name: `nats-server:${this.port}`, logFile: this.logFile });
     this.proc = proc;

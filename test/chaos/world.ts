@@ -76,10 +76,11 @@ export class World {
         const link = await startLink({ host: "127.0.0.1", port: natsPort }, "nats");
         natsLinks.set(name, link);
         const file = join(opts.dir, `${name}.yaml`);
-        await writeFile(file, stringify({ ...base, bus: { servers: [link.url] } }));
+        // Each process its own NATS identity (the lab's server refuses anyone else); everything else of bus as the lab's config.
+        await writeFile(file, stringify({ ...base, bus: { ...base.bus, servers: [link.url], identityFile: lab.busConnection(region).identityFile } }));
         procs.push({ name, args: ["run", "--config", file, "--roles", "agent", "--regions", region] });
       }
-      for (const c of COORDINATORS) {
+      for (const [i, c] of COORDINATORS.entries()) {
         const link = await startLink({ host: "127.0.0.1", port: natsPort }, "nats");
         natsLinks.set(c, link);
         const perRegion = new Map<string, Link>();
@@ -97,7 +98,7 @@ export class World {
         const port = await freePort();
         apiUrls.set(c, `http://127.0.0.1:${port}`);
         const file = join(opts.dir, `${c}.yaml`);
-        await writeFile(file, stringify({ ...base, bus: { servers: [link.url] }, api: { listen: `127.0.0.1:${port}`, tokensFrom: tokensFile } }));
+        await writeFile(file, stringify({ ...base, bus: { ...base.bus, servers: [link.url], identityFile: lab.busConnection("coordinator", i + 1).identityFile }, api: { listen: `127.0.0.1:${port}`, tokensFrom: tokensFile } }));
         procs.push({ name: c, args: ["run", "--config", file, "--roles", "coordinator", "--id", c, "--regions-kubeconfig", kubeconfig] });
       }
       const w = new World(opts, lab, token, natsLinks, kubeLinks, apiUrls);

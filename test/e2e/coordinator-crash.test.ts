@@ -24,7 +24,7 @@ const figures: string[] = [];
 beforeAll(async () => {
   e = await startE2E("coordinator-crash", { plane: { coordinatorLeaseTtlMs: COORDINATOR_LEASE_TTL_MS } });
   await createRowsTable(connectionOf(e.lab, "pg-eu"));
-  bus = await connectBus({ servers: e.lab.config.bus.servers, name: "e2e-coordinator-crash-reader", log: e.log });
+  bus = await connectBus({ ...e.lab.busOptions("coordinator", 2), name: "e2e-coordinator-crash-reader", log: e.log });
   store = await openStateStore(bus, federationRecordSchema, { scope: "*" });
 });
 

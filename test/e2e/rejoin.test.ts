@@ -19,7 +19,7 @@ let bus: Bus;
 
 beforeAll(async () => {
   e = await startE2E("rejoin");
-  bus = await connectBus({ servers: e.plane.config.bus.servers, name: "e2e-rejoin", log: e.log });
+  bus = await connectBus({ ...e.lab.busOptions("coordinator", 2), name: "e2e-rejoin", log: e.log });
   await createRowsTable(connectionOf(e.lab, "pg-eu"));
 });
 

@@ -23,7 +23,7 @@ const ctx = { requestedBy: "e2e", reason: "pg-eu checked by hand" };
 
 beforeAll(async () => {
   e = await startE2E("resolve");
-  bus = await connectBus({ servers: e.lab.config.bus.servers, name: "e2e-resolve", log: e.log });
+  bus = await connectBus({ ...e.lab.busOptions("coordinator", 2), name: "e2e-resolve", log: e.log });
   store = await openStateStore(bus, federationRecordSchema, { scope: "*" });
   euKube = new RegionClient({ region: "eu-west", kubeconfigPath: e.lab.kubeconfigPath, context: "eu-west" });
 });

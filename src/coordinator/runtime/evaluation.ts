@@ -74,6 +74,7 @@ export class FederationEvaluation {
       kubeUnreachable: cfg.members.filter((m) => signals.obs(m.name)?.reachable === false).map((m) => m.name),
       sampleFailures: new Map(cfg.members.map((m) => [m.name, signals.samples.get(m.name)?.failures ?? 0])),
       agentsDown,
+      rejectedCommands: signals.rejectedCommands,
       nowMs,
     });
     const healthy =

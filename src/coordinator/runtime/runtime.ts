@@ -22,10 +22,10 @@ import { filters, subjects, type Bus, type BusMessage, type BusSubscription, typ
 import type { FederationConfig } from "../../config.js";
 import { errorMessage } from "../../errors.js";
 import type { Logger } from "../../log.js";
-import type { FederationTick } from "../alerting.js";
+import { OPERATION_FAILED_WINDOW_MS, type FederationTick } from "../alerting.js";
 import { PrimaryCorroborator, type RegionClusterAccess } from "../corroboration.js";
 import { Fencing } from "../fencing.js";
-import type { FederationIntakeLike } from "../intake.js";
+import { rejectedCommandOf, type FederationIntakeLike, type RejectedCommand } from "../intake.js";
 import type { Limit } from "../limiter.js";
 import type { CoordinatorMetrics } from "../metrics.js";
 import type { FederationRecord, OperationRecord } from "../record.js";
@@ -101,6 +101,7 @@ export class FederationRuntime {
   private readonly parts: RuntimeParts;
   private actor: FederationActor | undefined;
   private subscription: BusSubscription | undefined;
+  private rejectionSubscription: BusSubscription | undefined;
   private unregister: (() => void) | undefined;
   private loaded = false;
   private startedAtMs: number;
@@ -164,8 +165,17 @@ export class FederationRuntime {
   /** Subscribes, loads the record, restores (or creates) the actors and starts detection. */
   async start(): Promise<void> {
     this.startedAtMs = this.now();
-    if (this.opts.intake) this.unregister = this.opts.intake.register(this.name, (msg) => this.onMessage(msg));
-    else this.subscription = await this.opts.bus.subscribe(filters.federation(this.name), (msg) => this.onMessage(msg), { deliverNew: true, deadLetters: true });
+    if (this.opts.intake) this.unregister = this.opts.intake.register(this.name, (msg) => this.onMessage(msg), (r) => this.onRejectedCommand(r));
+    else {
+      this.subscription = await this.opts.bus.subscribe(filters.federation(this.name), (msg) => this.onMessage(msg), { deliverNew: true, deadLetters: true });
+      this.rejectionSubscription = await this.opts.bus.subscribeDeadLetters(
+        (dl, meta) => {
+          const r = rejectedCommandOf(dl, meta.storedAt.getTime());
+          if (r?.federation === this.name) this.onRejectedCommand(r.rejected);
+        },
+        { deliverNew: true },
+      );
+    }
     const entry = await this.writer.kv(() => this.opts.store.get(this.name));
     await this.seedSamples(entry?.value.designatedPrimary ?? null);
     let actor: FederationActor;
@@ -246,7 +256,7 @@ export class FederationRuntime {
     this.unregister?.();
     this.actor?.stop();
     for (const a of this.members.values()) a.stop();
-    await Promise.race([this.subscription?.stop().catch(() => undefined), sleep(3_000)]);
+    await Promise.race([Promise.all([this.subscription?.stop().catch(() => undefined), this.rejectionSubscription?.stop().catch(() => undefined)]), sleep(3_000)]);
     await Promise.race([this.audits.drained(), sleep(2_000)]);
   }
 
@@ -442,6 +452,22 @@ export class FederationRuntime {
     } finally {
       this.ticking = false;
     }
+  }
+
+  /**
+   * An agent refused a command to one of our members because its proof of sender failed: someone
+   * who is not the leading coordinator published it (forged, altered, or from a coordinator key
+   * that does not lead). Audited, counted, and alerted (PgfedCommandRejected) for 15 minutes.
+   */
+  private onRejectedCommand(r: RejectedCommand): void {
+    const colon = r.error.indexOf(":");
+    const reason = colon > 0 ? r.error.slice(0, colon) : "unknown";
+    this.opts.metrics.commandsRejected.inc({ federation: this.name, member: r.member, reason });
+    const list = this.signals.rejectedCommands;
+    list.push({ member: r.member, reason, atMs: r.atMs });
+    while (list.length > 100 || (list[0] !== undefined && r.atMs - list[0].atMs > OPERATION_FAILED_WINDOW_MS)) list.shift();
+    this.log.error({ member: r.member, reason, streamSeq: r.streamSeq }, `a command to ${this.name}/${r.member} was refused by its agent (${reason}): ${r.error}`);
+    this.audits.write("command.rejected", `command to ${r.member} refused by its agent: ${reason}`, r.error, { streamSeq: r.streamSeq, reason }, null, r.member);
   }
 
   // ---- what the service uses -------------------------------------------------------------------

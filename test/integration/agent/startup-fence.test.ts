@@ -33,7 +33,7 @@ const seen: BusMessage[] = [];
 let running: { agent: Agent; bus: Bus } | undefined;
 
 function connectAgentBus(): Promise<Bus> {
-  return connectBus({ servers: lab.nats.url, name: `sweep-test-${REGION}`, log, metrics: new Registry(), requestTimeoutMs: 1_000, reconnectDelayMs: { min: 50, max: 200 } });
+  return connectBus({ ...lab.busOptions(REGION), manageStream: false, name: `sweep-test-${REGION}`, log, metrics: new Registry(), requestTimeoutMs: 1_000, reconnectDelayMs: { min: 50, max: 200 } });
 }
 
 /** Starts the agent of eu-west as the lab's control plane does (own bus connection, lab kubeconfig). */
@@ -102,7 +102,7 @@ beforeAll(async () => {
   const t0 = Date.now();
   dir = await mkdtemp(join(tmpdir(), "pgfed-sweep-"));
   lab = await startLab({ dir, regions: 2, log });
-  testBus = await connectBus({ servers: lab.nats.url, name: "sweep-test", log, metrics: new Registry() });
+  testBus = await connectBus({ ...lab.busOptions("coordinator", 2), name: "sweep-test", log, metrics: new Registry() });
   records = await openStateStore(testBus, z.unknown(), { scope: "*" });
   collector = await testBus.subscribe(`pgfed.${FED}.>`, (m) => void seen.push(m), { deliverNew: true, deadLetters: false });
   timings.push(`setup (lab: NATS, 2 kube APIs, 2 operators, 2 Postgres): ${Date.now() - t0} ms`);

@@ -17,7 +17,7 @@ let bus: Bus;
 beforeAll(async () => {
   e = await startE2E("api-tour");
   lab = await serveLabApi(e, { name: "oncall", role: "operator", token: TOKEN });
-  bus = await connectBus({ servers: e.lab.config.bus.servers, name: "api-tour-probe", log: e.log });
+  bus = await connectBus({ ...e.lab.busOptions("coordinator", 2), name: "api-tour-probe", log: e.log });
 }, 180_000);
 
 afterAll(async () => {

@@ -86,8 +86,8 @@ describe("observationsOf", () => {
     const engine = new AlertEngine();
     const memo = newMemo();
     const obs = observationsOf(tick(T0), memo);
-    // 2 RPO + 4 per member × 2 + approval + 3 operation kinds + no primary + split brain
-    expect(obs).toHaveLength(2 + 8 + 1 + 3 + 2);
+    // 2 RPO + 5 per member × 2 + approval + 3 operation kinds + no primary + split brain
+    expect(obs).toHaveLength(2 + 10 + 1 + 3 + 2);
     expect(obs.filter((o) => o.active)).toEqual([]);
     for (let s = 0; s < 600; s++) expect(engine.observeAll(observationsOf(tick(T0 + s * 1_000), memo))).toEqual([]);
     expect(engine.pending()).toEqual([]);
