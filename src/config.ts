@@ -7,7 +7,6 @@ import { readFile } from "node:fs/promises";
 import { parseDocument } from "yaml";
 import { z } from "zod";
 import { defaultTimeouts } from "../machines/index.js";
-import { publicKeyProblem } from "./bus/identity.js";
 import { durationMs } from "./duration.js";
 import { PgfedError } from "./errors.js";
 
@@ -101,7 +100,9 @@ const configSchema = z.strictObject({
     /** This process's nkey user seed file; PGFED_NATS_IDENTITY_FILE overrides it (each pod mounts its own Secret). */
     identityFile: z.string().min(1).optional(),
     /** Public nkeys of the coordinators whose signed commands agents execute; empty: commands are not checked. */
-    coordinatorKeys: z.array(z.string().refine((k) => publicKeyProblem(k) === undefined, { message: 'not a public user nkey ("U" and 55 characters of A-Z, 2-7)' })).default([]),
+    /** Replicas of the JetStream stream and KV buckets: 3 on a NATS cluster across three sites (docs/operations.md, NATS topology). */
+    replicas: z.number().int().min(1).max(5).default(1),
+    coordinatorKeys: z.array(z.string().regex(/^U[A-Z2-7]{55}$/, 'not a public user nkey ("U" and 55 characters of A-Z, 2-7)')).default([]),
   }),
   api: z
     .strictObject({

@@ -157,6 +157,7 @@ export async function connectBus(opts: ConnectBusOptions): Promise<Bus> {
     maxPendingPublishes: opts.maxPendingPublishes ?? DEFAULTS.maxPendingPublishes,
     requestTimeoutMs: opts.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs,
     manageStream: opts.manageStream ?? true,
+    replicasGiven: opts.stream?.replicas !== undefined,
     identity: opts.identity,
   });
   if (opts.onReconnect) bus.onReconnect(opts.onReconnect);
@@ -203,6 +204,7 @@ class OutageBackoff {
 interface BusSettings {
   name: string;
   manageStream: boolean;
+  replicasGiven: boolean;
   identity: BusIdentity | undefined;
   publishTimeoutMs: number;
   maxPendingPublishes: number;
@@ -292,6 +294,8 @@ class NatsBus implements Bus, ConsumerHost {
         return;
       }
       const c = current.config;
+      // Replicas change only when this process was told a number (bus.replicas): a reader with the defaults must not shrink an R3 stream.
+      if (!this.settings.replicasGiven) want.num_replicas = c.num_replicas;
       const differs =
         c.max_age !== want.max_age ||
         c.max_bytes !== want.max_bytes ||
@@ -499,12 +503,14 @@ class NatsBus implements Bus, ConsumerHost {
     const doing = `while opening ${opts.durable ? `durable consumer ${opts.durable}` : "an ordered consumer"} on ${filter}`;
     try {
       if (opts.durable === undefined) {
-        const consumer = await this.js.consumers.get(this.stream.name, {
-          filter_subjects: filter,
-          deliver_policy: deliver,
-          ...(opts.startSeq !== undefined ? { opt_start_seq: opts.startSeq } : {}),
-        });
-        return new ConsumerLoop(this, consumer, `ordered:${filter}`, false, filter, opts, kind);
+        const ordered = (startSeq: number | undefined) =>
+          this.js.consumers.get(this.stream.name, {
+            filter_subjects: filter,
+            ...(startSeq !== undefined ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: startSeq } : { deliver_policy: deliver }),
+          });
+        const consumer = await ordered(opts.startSeq);
+        // Re-opened after the last delivered message, or as first opened when none was delivered yet.
+        return new ConsumerLoop(this, consumer, `ordered:${filter}`, false, filter, opts, kind, (from) => ordered(from ?? opts.startSeq));
       }
       const durable = checkName("consumer", opts.durable);
       this.jsm ??= await jetstreamManager(this.nc, { timeout: this.requestTimeoutMs });

@@ -88,6 +88,8 @@ export class RefusedMessageError extends PgfedError {
 export type ConsumerLike = { consume(opts?: { expires?: number }): Promise<ConsumerMessages> };
 
 const CONSUME_EXPIRES_MS = 2_000;
+/** Heartbeats (one per CONSUME_EXPIRES_MS / 2) an ordered consumer may miss before it is re-opened elsewhere. */
+const REOPEN_AFTER_MISSED = 3;
 
 /** One consumer's delivery loop: parse, dead-letter or handle, ack/nak. Never throws. */
 export class ConsumerLoop implements BusSubscription {
@@ -97,16 +99,28 @@ export class ConsumerLoop implements BusSubscription {
   private stopped = false;
   private done: Promise<void> = Promise.resolve();
   private readonly log: Logger;
+  /** Stream sequence of the last message delivered: where a re-opened ordered consumer resumes. */
+  private lastSeq: number | undefined;
+  private consumer: ConsumerLike;
 
+  /**
+   * `reopen` (ordered consumers): makes a new consumer starting at a stream sequence. An ordered
+   * consumer is an ephemeral, one-replica consumer on one NATS server; when that server dies, the
+   * client keeps asking the dead consumer for its state and delivers nothing until the server is
+   * back. The loop notices (heartbeats missed for REOPEN_AFTER_MISSED pulls, or the iterator ending)
+   * and opens a new one after the last message it delivered, on a server that is up.
+   */
   constructor(
     private readonly bus: ConsumerHost,
-    private readonly consumer: ConsumerLike,
+    consumer: ConsumerLike,
     readonly name: string,
     private readonly acked: boolean,
     private readonly filter: string,
     private readonly opts: SubscribeOptions,
     private readonly kind: "envelope" | "deadLetter",
+    private readonly reopen?: (startSeq: number | undefined) => Promise<ConsumerLike>,
   ) {
+    this.consumer = consumer;
     this.log = bus.log.child({ consumer: name });
   }
 
@@ -116,15 +130,35 @@ export class ConsumerLoop implements BusSubscription {
   }
 
   private async loop(): Promise<void> {
+    for (let round = 0; !this.stopped && !this.bus.isClosing; round++) {
+      if (round > 0) {
+        if (!this.reopen) return;
+        const from = this.lastSeq === undefined ? undefined : this.lastSeq + 1;
+        try {
+          this.consumer = await this.reopen(from);
+          this.log.warn({ startSeq: from }, `consumer ${this.name} on ${this.filter} re-opened${from === undefined ? "" : ` at stream sequence ${from}`} after its server stopped answering`);
+        } catch (e) {
+          this.log.warn({ err: errorMessage(e) }, `could not re-open consumer ${this.name} on ${this.filter} yet: ${errorMessage(e)}; retrying in 1 s`);
+          await new Promise((r) => setTimeout(r, 1_000));
+          continue;
+        }
+      }
+      await this.consumeOnce();
+    }
+  }
+
+  private async consumeOnce(): Promise<void> {
     try {
       // Short pulls (idle heartbeat = expires/2): after a NATS restart the client keeps counting the lost pull as pending
       // (a recreated ordered consumer then pulls a few messages and stalls) until two heartbeats are missed; 30 s by default.
-      this.messages = await this.consumer.consume({ expires: CONSUME_EXPIRES_MS });
-      void this.watchNotifications(this.messages);
-      for await (const m of this.messages) {
+      const messages = await this.consumer.consume({ expires: CONSUME_EXPIRES_MS });
+      this.messages = messages;
+      void this.watchNotifications(messages);
+      for await (const m of messages) {
         if (this.stopped) break;
         try {
           await this.deliver(m);
+          this.lastSeq = m.seq;
         } catch (e) {
           // A bug in this file, not bad input; log it and keep the consumer alive.
           this.log.error({ err: e, subject: m.subject, seq: m.seq }, `unexpected error delivering #${m.seq} on ${m.subject}: ${errorMessage(e)}`);
@@ -134,13 +168,21 @@ export class ConsumerLoop implements BusSubscription {
     } catch (e) {
       if (!this.stopped && !this.bus.isClosing) this.log.error({ err: e }, `consumer ${this.name} on ${this.filter} stopped: ${errorMessage(e)}`);
     }
+    // Without reopen the loop ends here; say so rather than go silent.
+    if (!this.stopped && !this.bus.isClosing && !this.reopen) this.log.error(`consumer ${this.name} on ${this.filter} ended; no further messages are delivered to it`);
   }
 
   private async watchNotifications(messages: ConsumerMessages): Promise<void> {
     try {
       for await (const n of messages.status()) {
-        if (n.type === "heartbeats_missed") this.log.debug({ count: n.count }, `consumer ${this.name}: server heartbeats missed`);
-        else if (n.type === "consumer_not_found" || n.type === "consumer_deleted" || n.type === "stream_not_found") {
+        if (n.type === "heartbeats_missed") {
+          this.log.debug({ count: n.count }, `consumer ${this.name}: server heartbeats missed`);
+          if (this.reopen && n.count >= REOPEN_AFTER_MISSED && !this.stopped) {
+            this.log.warn({ count: n.count }, `consumer ${this.name} on ${this.filter}: ${n.count} heartbeats missed; re-opening it`);
+            await messages.close().catch(() => undefined);
+            return;
+          }
+        } else if (n.type === "consumer_not_found" || n.type === "consumer_deleted" || n.type === "stream_not_found") {
           this.log.warn({ notification: n.type }, `consumer ${this.name} on ${this.filter}: ${n.type}; the client keeps retrying`);
         }
       }

@@ -104,7 +104,8 @@ export async function openStateStore<T>(bus: Bus, schema: z.ZodType<T>, opts: St
   const history = opts.history ?? 5;
   if (!Number.isInteger(history) || history < 1 || history > 5) throw new PgfedError("bus.bad_options", `state history must be 1..5, not ${history}`);
   try {
-    const kv = await new Kvm(bus.js).create(bucket, { history, storage: StorageType.File, timeout: bus.requestTimeoutMs, description: "pgfed durable state: federation records and actor snapshots" });
+    // As many replicas as the stream (bus.replicas): a bucket that lives on one server dies with that server's site.
+    const kv = await new Kvm(bus.js).create(bucket, { history, storage: StorageType.File, replicas: bus.stream.replicas, timeout: bus.requestTimeoutMs, description: "pgfed durable state: federation records and actor snapshots" });
     return new StateStore<T>(kv, bucket, schema, opts.scope ?? stateKeys.federations, bus);
   } catch (e) {
     throw wrapError("bus.kv_failed", `while opening KV bucket ${bucket}`, e);

@@ -29,6 +29,7 @@ export function registerLabCommand(program: Command, io: CliIo): void {
     .argument("[region]", "region for kill-region, partition-region, restore-region")
     .option("--regions <n>", "number of regions (2 or 3)", "2")
     .option("--dir <dir>", "lab directory (data, archives, kubeconfig, logs)", ".lab")
+    .option("--nats-cluster", "one NATS server per region (a witness with 2 regions), JetStream R3; kill-region also kills that region's server (experimental)")
     .addHelpText(
       "after",
       `
@@ -40,11 +41,11 @@ Examples:
   pgfed lab restore-region eu-west  bring it back
   pgfed lab stop                    stop everything the lab started`,
     )
-    .action(async (action: string, region: string | undefined, opts: { regions: string; dir: string }) => {
+    .action(async (action: string, region: string | undefined, opts: { regions: string; dir: string; natsCluster?: boolean }) => {
       if (!(ACTIONS as readonly string[]).includes(action)) throw new CliExit(EXIT.usage, `unknown lab action "${action}" (one of: ${ACTIONS.join(", ")})`);
       const dir = resolve(opts.dir);
       const a = action as Action;
-      if (a === "start") return runLab(dir, opts.regions, io);
+      if (a === "start") return runLab(dir, opts.regions, io, opts.natsCluster === true);
       if (a === "status") {
         const body = (await callLab(dir, "status")) as { members: LabMemberStatus[]; extra: Record<string, string> };
         io.out(formatLabStatus(body.members));
@@ -56,13 +57,13 @@ Examples:
     });
 }
 
-async function runLab(dir: string, regionsArg: string, io: CliIo): Promise<void> {
+async function runLab(dir: string, regionsArg: string, io: CliIo, natsCluster: boolean): Promise<void> {
   const regions = Number(regionsArg);
   if (regions !== 2 && regions !== 3) throw new CliExit(EXIT.usage, `--regions must be 2 or 3, not "${regionsArg}"`);
   const log = createLogger({ level: process.env.PGFED_LOG_LEVEL ?? "warn" });
   const t0 = Date.now();
   const step = (line: string) => io.err(`[lab ${((Date.now() - t0) / 1000).toFixed(1).padStart(5)}s] ${line}\n`);
-  const lab = await startLab({ dir, regions, log, onProgress: step });
+  const lab = await startLab({ dir, regions, log, onProgress: step, natsCluster });
   let plane: Awaited<ReturnType<ControlPlaneStarter>> | undefined;
   let stopping: Promise<void> | undefined;
   let resolveDone: () => void = () => undefined;
@@ -106,7 +107,7 @@ function labBanner(lab: Lab, extra: Record<string, string>): string {
     `pgfed lab is running (federation "demo", ${ctx.length} regions). Ctrl-C or \`pgfed lab stop\` stops it.`,
     "",
     `kubeconfig: ${lab.kubeconfigPath}   contexts: ${ctx.join(", ")}`,
-    `NATS:       ${lab.nats.url}`,
+    `NATS:       ${lab.nats.urls.join(", ")} (${lab.nats.sites.length > 1 ? `one server per region${lab.nats.sites.includes("witness") ? " and a witness" : ""}; JetStream R3` : "one server"}; TLS, nkey identities)`,
     ...Object.entries(extra).map(([k, v]) => `${`${k}:`.padEnd(11)} ${v}`),
     "",
     "members:",

@@ -8,6 +8,7 @@ import { errorMessage, PgfedError } from "../errors.js";
 import { CliExit, EXIT } from "./exit-codes.js";
 import { registerLabCommand } from "./lab.js";
 import { registerMachinesCommand } from "./machines.js";
+import { registerNatsCommands } from "./nats.js";
 import { registerOpsCommands } from "./ops.js";
 import { registerRunbookCommand } from "./runbook.js";
 import { registerRunCommand } from "./run.js";
@@ -58,6 +59,7 @@ export function buildProgram(io: CliIo = defaultIo): Command {
 
   registerMachinesCommand(program, io);
   registerLabCommand(program, io);
+  registerNatsCommands(program, io);
   registerOpsCommands(program, io);
   registerRunbookCommand(program, io);
   registerRunCommand(program);

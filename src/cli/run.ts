@@ -159,7 +159,7 @@ async function connectWithRetry(config: Config, name: string, log: Logger, regis
   for (let attempt = 1; ; attempt++) {
     let bus: Bus | undefined;
     try {
-      bus = await connectBus({ servers: config.bus.servers, name, log, metrics: registry, manageStream, ...security });
+      bus = await connectBus({ servers: config.bus.servers, name, log, metrics: registry, manageStream, stream: { replicas: config.bus.replicas }, ...security });
       // An agent may not create the KV buckets either: wait for a coordinator to have made them.
       const leases = manageStream ? undefined : await openLeases(bus);
       return { bus, leases };

@@ -15,6 +15,8 @@ export const LAB_COORDINATORS = 2;
 
 export interface LabBusSecurity {
   caFile: string;
+  /** The servers' certificate (client TLS and routes). */
+  serverTls: { certFile: string; keyFile: string; caFile: string };
   /** Seed files: `coordinators[i]` for coordinator i+1, `agents.get(region)`. */
   coordinatorFiles: string[];
   agentFiles: Map<string, string>;
@@ -50,6 +52,7 @@ export async function makeLabBusSecurity(dir: string, regions: readonly { region
   const coordinatorKeys = coordinators.map((c) => c.publicKey);
   return {
     caFile: tls.caFile,
+    serverTls: { certFile: tls.certFile, keyFile: tls.keyFile, caFile: tls.caFile },
     coordinatorFiles: coordinators.map((c) => c.file),
     agentFiles,
     coordinatorKeys,

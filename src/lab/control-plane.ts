@@ -41,6 +41,8 @@ export interface ControlPlane {
   /** Stops the coordinator as a crash would: no release of its lease, its connection closed. */
   killCoordinator(): Promise<void>;
   startCoordinator(): Promise<Coordinator>;
+  /** `host:port` of the NATS server the coordinator's connection uses now, if connected. */
+  coordinatorNatsServer(): string | undefined;
   info(): Record<string, string>;
   stop(): Promise<void>;
 }
@@ -55,7 +57,7 @@ export async function startControlPlane(lab: Lab, opts: ControlPlaneOptions = {}
   // Each process its own NATS identity, as in a deployment (the lab's server refuses anyone else).
   const connect = (name: string, who: string, n = 1) => {
     const { tls, identity } = lab.busConnection(who, n);
-    return connectBus({ servers: config.bus.servers, name, log, publishTimeoutMs: 10_000, tls, identity, manageStream: who === "coordinator" });
+    return connectBus({ servers: config.bus.servers, name, log, publishTimeoutMs: 10_000, tls, identity, manageStream: who === "coordinator", stream: { replicas: config.bus.replicas } });
   };
 
   const regionClient = (region: string): RegionClient => {
@@ -151,6 +153,7 @@ export async function startControlPlane(lab: Lab, opts: ControlPlaneOptions = {}
       if (coordinator) return coordinator.c;
       return launchCoordinator();
     },
+    coordinatorNatsServer: () => (coordinator?.bus.connected ? coordinator.bus.nc.getServer() : undefined),
     info: () => ({
       coordinator: coordinator ? `${coordinator.c.id} (${coordinator.c.isLeader() ? "leader" : "follower"})` : "stopped",
       agents: [...agents.keys()].join(", "),

@@ -21,7 +21,7 @@ import { startKubeApi, writeKubeconfig, type KubeApiServer } from "./kube-api/in
 import { z } from "zod";
 import { connectBus, openLeases, openStateStore, type BusIdentity } from "../bus/index.js";
 import { makeLabBusSecurity, type LabBusSecurity } from "./bus-security.js";
-import { startNats, type NatsServer } from "./nats.js";
+import { startNatsCluster, type NatsCluster } from "./nats.js";
 import { descendants, isAlive, postgresUser, signalTree, waitFor } from "./proc.js";
 
 export const LAB_NAMESPACE = "db";
@@ -53,6 +53,13 @@ export interface LabOptions {
   demotionRetryMs?: number;
   /** `operatorVersion` the stand-in writes into demotion tokens (default LAB_OPERATOR_VERSION). */
   operatorVersion?: string;
+  /**
+   * true: one NATS server per region (a witness with two regions), routed, JetStream R3, and a lost
+   * region loses its NATS server too. Default false: one NATS server for the whole lab. Not the
+   * default yet: with servers SIGKILLed, JetStream's RAFT re-elections (4-9 s on 2.9) still stall
+   * switchovers under load (docs/operations.md, "NATS topology").
+   */
+  natsCluster?: boolean;
 }
 
 export interface LabMember {
@@ -91,7 +98,8 @@ export class Lab {
 
   constructor(
     dir: string,
-    readonly nats: NatsServer,
+    /** One nats-server per region (and a witness with two regions), routed, JetStream R3. */
+    readonly nats: NatsCluster,
     readonly regions: Map<string, LabRegion>,
     readonly token: string,
     private readonly log: Logger,
@@ -111,7 +119,7 @@ export class Lab {
     const sec = this.busSecurity;
     const file = who === "coordinator" ? sec.coordinatorFiles[(n - 1) % sec.coordinatorFiles.length] : sec.agentFiles.get(who);
     if (!file) throw new PgfedError("lab.unknown_region", `no NATS identity for "${who}" (lab regions: ${[...this.regions.keys()].join(", ")})`);
-    return { servers: [this.nats.url], tls: { caFile: sec.caFile }, identity: sec.identity(file), identityFile: file };
+    return { servers: this.nats.urls, tls: { caFile: sec.caFile }, identity: sec.identity(file), identityFile: file };
   }
 
   /** connectBus's servers, TLS and identity for `who` (see busConnection): a test's own reader connects as coordinator 2. */
@@ -185,8 +193,9 @@ export class Lab {
     const r = this.region(name);
     await r.operator.killInstance(LAB_NAMESPACE, r.member.cluster, { hold: true });
     await r.kubeApi.faults.set({ partitioned: true });
+    if (this.nats.sites.includes(name)) await this.nats.server(name).kill();
     r.condition = "killed";
-    this.log.warn({ region: name }, `region ${name} killed: Postgres SIGKILLed, Kubernetes API refusing connections`);
+    this.log.warn({ region: name }, `region ${name} killed: Postgres SIGKILLed, Kubernetes API refusing connections${this.nats.sites.includes(name) ? ", its NATS server SIGKILLed" : ""}`);
   }
 
   /** Arms a fault in the CNPG stand-in of `member`'s region for that member's Cluster (fires once; see CnpgOperator.injectFault). */
@@ -217,6 +226,9 @@ export class Lab {
     const r = this.region(name);
     const t0 = Date.now();
     await r.kubeApi.faults.clear();
+    // Its NATS server rejoins the cluster (same store: JetStream catches the replicas up) before the agent connects.
+    const site = this.nats.sites.includes(name) ? this.nats.server(name) : undefined;
+    if (site && !site.running) await site.restart();
     const apiMs = Date.now() - t0;
     await opts.beforeInstance?.();
     const beforeMs = Date.now() - t0;
@@ -296,7 +308,7 @@ function belongsToLabProcess(pid: number): boolean {
 
 /** Records the lab's own PID and its servers' PIDs (postmasters, nats-server) in lab.pid. */
 export async function writePidFile(lab: Lab): Promise<void> {
-  const pids = [lab.nats.pid];
+  const pids = [...lab.nats.pids];
   for (const r of lab.regions.values()) {
     const p = r.operator.instance(LAB_NAMESPACE, r.member.cluster)?.pid;
     if (p !== undefined) pids.push(p, ...descendants(p));
@@ -356,15 +368,28 @@ export function labConfigDocument(lab: Lab) {
     ],
     regions: [...lab.regions.values()].map((r) => ({ name: r.name, kubeconfig: { path: lab.kubeconfigPath, context: r.name } })),
     // The config names coordinator 1's identity; every other process is given its own (PGFED_NATS_IDENTITY_FILE, lab.busConnection).
-    bus: { servers: [lab.nats.url], tls: { caFile: lab.busSecurity.caFile }, identityFile: lab.busSecurity.coordinatorFiles[0], coordinatorKeys: lab.busSecurity.coordinatorKeys },
+    bus: { servers: lab.nats.urls, replicas: labReplicas(lab.nats.sites), tls: { caFile: lab.busSecurity.caFile }, identityFile: lab.busSecurity.coordinatorFiles[0], coordinatorKeys: lab.busSecurity.coordinatorKeys },
     api: { listen: "127.0.0.1:0" },
   };
 }
 
+/**
+ * One NATS server per region, and a witness when there are two: JetStream needs a majority of
+ * three to tell the loss of one site from a partition (docs/operations.md, NATS topology).
+ */
+export function natsSites(regions: readonly string[]): string[] {
+  return regions.length >= 3 ? [...regions] : [...regions, ...Array.from({ length: 3 - regions.length }, (_, i) => (i === 0 ? "witness" : `witness-${i + 1}`))];
+}
+
+/** Replicas of the stream and buckets: three, one per site (fewer only on fewer servers). */
+function labReplicas(sites: readonly string[]): number {
+  return Math.min(3, sites.length);
+}
+
 /** Connects once as coordinator 1 to create the stream and the KV buckets, then hangs up. */
-async function bootstrapBus(url: string, security: LabBusSecurity, log: Logger): Promise<void> {
+async function bootstrapBus(urls: string[], replicas: number, security: LabBusSecurity, log: Logger): Promise<void> {
   const file = security.coordinatorFiles[0] as string;
-  const bus = await connectBus({ servers: [url], name: "pgfed-lab-bootstrap", log, tls: { caFile: security.caFile }, identity: security.identity(file) });
+  const bus = await connectBus({ servers: urls, name: "pgfed-lab-bootstrap", log, tls: { caFile: security.caFile }, identity: security.identity(file), stream: { replicas } });
   try {
     await openLeases(bus);
     await openStateStore(bus, z.unknown());
@@ -431,10 +456,11 @@ export async function startLab(opts: LabOptions): Promise<Lab> {
       join(dir, "nats", "security"),
       members.map((m) => ({ region: m.region, members: [{ federation: LAB_FEDERATION, member: m.name }] })),
     );
-    const nats = await startNats({ dir: join(dir, "nats"), log, settings: security.serverSettings });
+    const sites = opts.natsCluster === true ? natsSites(members.map((m) => m.region)) : ["nats"];
+    const nats = await startNatsCluster({ dir: join(dir, "nats"), sites, log, settings: security.serverSettings, routeTls: security.serverTls });
     started.push(nats);
     // The stream and the KV buckets, as the first coordinator would make them: agents may only read them.
-    await bootstrapBus(nats.url, security, log);
+    await bootstrapBus(nats.urls, labReplicas(sites), security, log);
     const primary = members[0] as LabMember;
     const registry = new ExternalClusterRegistry();
     const kubeApis = new Map<string, KubeApiServer>();

@@ -179,3 +179,130 @@ function readInfo(port: number, timeoutMs = 1_000): Promise<ServerInfoLine> {
     socket.on("error", (e) => done(e));
   });
 }
+
+// ---- a cluster ---------------------------------------------------------------------------------
+
+export interface StartNatsClusterOptions {
+  /** Each site's server keeps its store and log under `<dir>/<site>`. */
+  dir: string;
+  /** One server per site (the lab: one per region, plus a "witness" with two regions). */
+  sites: readonly string[];
+  log?: Logger;
+  /** Settings for every server (tls, authorization); `cluster` is added here. */
+  settings?: Record<string, unknown>;
+  /** TLS of the routes between the servers (the same files as the clients' TLS in the lab). */
+  routeTls?: { certFile: string; keyFile: string; caFile: string };
+  startTimeoutMs?: number;
+}
+
+/** The lab's NATS: one server per site, routed to each other, JetStream clustered (R3 streams). */
+export interface NatsCluster {
+  readonly sites: readonly string[];
+  /** Client URLs, in site order. */
+  readonly urls: string[];
+  /** The first site's URL (what single-server callers used). */
+  readonly url: string;
+  readonly pids: number[];
+  server(site: string): NatsServer;
+  /** Stops every server (SIGTERM). */
+  stop(): Promise<void>;
+  /** SIGKILLs every server: the whole control-plane bus lost. */
+  kill(): Promise<void>;
+  /** Stops every server still running, then starts them all again and waits for JetStream's meta leader. */
+  restart(): Promise<void>;
+  /** Resolves when every running server sees a JetStream meta leader (streams can be created and written). */
+  waitReady(timeoutMs?: number): Promise<void>;
+}
+
+const CLUSTER_NAME = "pgfed-lab";
+
+export async function startNatsCluster(opts: StartNatsClusterOptions): Promise<NatsCluster> {
+  const ports = await Promise.all(opts.sites.map(async () => ({ client: await freePort(), route: await freePort(), monitor: await freePort() })));
+  const servers = new Map<string, LabNatsServer>();
+  opts.sites.forEach((site, i) => {
+    const p = ports[i] as { client: number; route: number; monitor: number };
+    const routes = ports.filter((_, j) => j !== i).map((o) => `${opts.routeTls ? "tls" : "nats"}://127.0.0.1:${o.route}`);
+    // One site: a standalone server (no cluster block, JetStream not clustered).
+    const cluster: Record<string, unknown> | undefined = opts.sites.length > 1 ? { name: CLUSTER_NAME, host: "127.0.0.1", port: p.route, routes } : undefined;
+    if (cluster && opts.routeTls) cluster.tls = { cert_file: opts.routeTls.certFile, key_file: opts.routeTls.keyFile, ca_file: opts.routeTls.caFile, timeout: 2 };
+    const dir = join(opts.dir, site);
+    mkdirSync(dir, { recursive: true });
+    servers.set(
+      site,
+      new LabNatsServer({ dir, port: p.client, monitorPort: p.monitor, log: opts.log, name: `nats-${site}`, startTimeoutMs: opts.startTimeoutMs ?? 30_000, settings: { ...opts.settings, ...(cluster ? { cluster } : {}) } }),
+    );
+  });
+  const c = new LabNatsCluster(opts.sites, servers, opts.log);
+  try {
+    // All at once: a clustered server waits for its routes before JetStream comes up.
+    await Promise.all([...servers.values()].map((s) => s.start()));
+    await c.waitReady(opts.startTimeoutMs ?? 30_000);
+  } catch (e) {
+    await Promise.all([...servers.values()].map((s) => s.kill().catch(() => undefined)));
+    throw e;
+  }
+  return c;
+}
+
+class LabNatsCluster implements NatsCluster {
+  readonly urls: string[];
+  constructor(
+    readonly sites: readonly string[],
+    private readonly servers: Map<string, LabNatsServer>,
+    private readonly log: Logger | undefined,
+  ) {
+    this.urls = sites.map((s) => (servers.get(s) as LabNatsServer).url);
+  }
+
+  get url(): string {
+    return this.urls[0] as string;
+  }
+
+  get pids(): number[] {
+    return [...this.servers.values()].filter((s) => s.running).map((s) => s.pid);
+  }
+
+  server(site: string): NatsServer {
+    const s = this.servers.get(site);
+    if (!s) throw new PgfedError("lab.unknown_site", `no NATS server for site "${site}" (sites: ${this.sites.join(", ")})`);
+    return s;
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all([...this.servers.values()].map((s) => s.stop()));
+  }
+
+  async kill(): Promise<void> {
+    await Promise.all([...this.servers.values()].map((s) => s.kill()));
+  }
+
+  async restart(): Promise<void> {
+    await Promise.all([...this.servers.values()].map((s) => (s.running ? s.stop() : Promise.resolve())));
+    await Promise.all([...this.servers.values()].map((s) => s.start()));
+    await this.waitReady();
+  }
+
+  async waitReady(timeoutMs = 30_000): Promise<void> {
+    if (this.servers.size === 1) return; // standalone: JetStream is up once the server answers with it (start())
+    const running = [...this.servers.values()].filter((s) => s.running);
+    await waitFor(
+      `every NATS server (${running.map((s) => s.url).join(", ")}) to see a JetStream meta leader`,
+      async () => (await Promise.all(running.map((s) => metaLeader(s.monitorPort)))).every((l) => l !== undefined),
+      timeoutMs,
+      100,
+    );
+    this.log?.info({ sites: this.sites }, `NATS cluster ready: ${running.length} of ${this.servers.size} server(s), JetStream meta leader elected`);
+  }
+}
+
+/** The JetStream meta leader a server reports on /jsz, or undefined (not elected yet, or no answer). */
+async function metaLeader(monitorPort: number | undefined): Promise<string | undefined> {
+  if (monitorPort === undefined) return "unknown";
+  try {
+    const res = await fetch(`http://127.0.0.1:${monitorPort}/jsz`, { signal: AbortSignal.timeout(1_000) });
+    const body = (await res.json()) as { meta_cluster?: { leader?: string } };
+    return body.meta_cluster?.leader || undefined;
+  } catch {
+    return undefined;
+  }
+}

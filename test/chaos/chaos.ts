@@ -212,15 +212,16 @@ export async function runChaos(opts: ChaosOptions): Promise<ChaosReport> {
         return { name: `archive-unwritable ${primary}`, heal: async () => (await sleep(downMs * 2), chmod(dir, 0o755)) };
       }
       case "bus-latency": {
-        const link = world.natsLinks.get(`agent-${region}`);
-        link?.setLatency(rng.int(50, 400));
-        return { name: `bus-latency ${region}`, heal: async () => (await sleep(downMs * 2), link?.setLatency(0)) };
+        const links = world.natsLinks.get(`agent-${region}`) ?? [];
+        const ms = rng.int(50, 400);
+        for (const l of links) l.setLatency(ms);
+        return { name: `bus-latency ${region}`, heal: async () => (await sleep(downMs * 2), links.forEach((l) => l.setLatency(0))) };
       }
       case "partition-coordinator": {
         const leader = (await world.leader()) ?? "c1";
-        const link = world.natsLinks.get(leader);
-        link?.partition();
-        return { name: `partition-coordinator ${leader}`, heal: async () => (await sleep(downMs * 2), link?.heal()) };
+        const links = world.natsLinks.get(leader) ?? [];
+        for (const l of links) l.partition();
+        return { name: `partition-coordinator ${leader}`, heal: async () => (await sleep(downMs * 2), links.forEach((l) => l.heal())) };
       }
     }
   };

@@ -50,7 +50,8 @@ export class World {
     readonly lab: Lab,
     readonly token: string,
     /** Per process name: its link to NATS. */
-    readonly natsLinks: Map<string, Link>,
+    /** Per process, one link to each NATS server (its servers list names them all). */
+    readonly natsLinks: Map<string, Link[]>,
     /** Per coordinator, per region: its link to that region's Kubernetes API. */
     readonly kubeLinks: Map<string, Map<string, Link>>,
     readonly apiUrls: Map<CoordinatorName, string>,
@@ -58,13 +59,14 @@ export class World {
 
   static async start(opts: WorldOptions): Promise<World> {
     const lab = await startLab({ dir: join(opts.dir, "lab"), regions: opts.regions, streaming: opts.streaming, log: opts.log, ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) });
-    const natsLinks = new Map<string, Link>();
+    const natsLinks = new Map<string, Link[]>();
     const kubeLinks = new Map<string, Map<string, Link>>();
     const apiUrls = new Map<CoordinatorName, string>();
     const token = randomBytes(24).toString("hex");
     let world: World | undefined;
     try {
-      const natsPort = Number(new URL(lab.nats.url).port);
+      const natsPorts = lab.nats.urls.map((u) => Number(new URL(u).port));
+      const linkAll = (): Promise<Link[]> => Promise.all(natsPorts.map((port) => startLink({ host: "127.0.0.1", port }, "nats")));
       const regions = [...lab.regions.keys()];
       const tokensFile = join(opts.dir, "tokens");
       await writeFile(tokensFile, `${tokenLine("chaos", "operator", token)}\n`, { mode: 0o600 });
@@ -73,16 +75,16 @@ export class World {
       const procs: { name: string; args: string[] }[] = [];
       for (const region of regions) {
         const name = `agent-${region}`;
-        const link = await startLink({ host: "127.0.0.1", port: natsPort }, "nats");
-        natsLinks.set(name, link);
+        const links = await linkAll();
+        natsLinks.set(name, links);
         const file = join(opts.dir, `${name}.yaml`);
         // Each process its own NATS identity (the lab's server refuses anyone else); everything else of bus as the lab's config.
-        await writeFile(file, stringify({ ...base, bus: { ...base.bus, servers: [link.url], identityFile: lab.busConnection(region).identityFile } }));
+        await writeFile(file, stringify({ ...base, bus: { ...base.bus, servers: links.map((l) => l.url), identityFile: lab.busConnection(region).identityFile } }));
         procs.push({ name, args: ["run", "--config", file, "--roles", "agent", "--regions", region] });
       }
       for (const [i, c] of COORDINATORS.entries()) {
-        const link = await startLink({ host: "127.0.0.1", port: natsPort }, "nats");
-        natsLinks.set(c, link);
+        const links = await linkAll();
+        natsLinks.set(c, links);
         const perRegion = new Map<string, Link>();
         const entries = [];
         for (const region of regions) {
@@ -98,7 +100,7 @@ export class World {
         const port = await freePort();
         apiUrls.set(c, `http://127.0.0.1:${port}`);
         const file = join(opts.dir, `${c}.yaml`);
-        await writeFile(file, stringify({ ...base, bus: { ...base.bus, servers: [link.url], identityFile: lab.busConnection("coordinator", i + 1).identityFile }, api: { listen: `127.0.0.1:${port}`, tokensFrom: tokensFile } }));
+        await writeFile(file, stringify({ ...base, bus: { ...base.bus, servers: links.map((l) => l.url), identityFile: lab.busConnection("coordinator", i + 1).identityFile }, api: { listen: `127.0.0.1:${port}`, tokensFrom: tokensFile } }));
         procs.push({ name: c, args: ["run", "--config", file, "--roles", "coordinator", "--id", c, "--regions-kubeconfig", kubeconfig] });
       }
       const w = new World(opts, lab, token, natsLinks, kubeLinks, apiUrls);
@@ -116,7 +118,7 @@ export class World {
     } catch (e) {
       if (world) await world.stop();
       else {
-        for (const l of natsLinks.values()) await l.close();
+        for (const l of [...natsLinks.values()].flat()) await l.close();
         await lab.stop();
       }
       throw e;
@@ -202,12 +204,12 @@ export class World {
 
   /** A region cut off: its agent off the bus, every coordinator off its API; Postgres serves its clients. */
   partitionRegion(region: string): void {
-    this.natsLinks.get(`agent-${region}`)?.partition();
+    for (const l of this.natsLinks.get(`agent-${region}`) ?? []) l.partition();
     for (const links of this.kubeLinks.values()) links.get(region)?.partition();
   }
 
   healRegion(region: string): void {
-    this.natsLinks.get(`agent-${region}`)?.heal();
+    for (const l of this.natsLinks.get(`agent-${region}`) ?? []) l.heal();
     for (const links of this.kubeLinks.values()) links.get(region)?.heal();
   }
 
@@ -240,7 +242,7 @@ export class World {
 
   async stop(): Promise<void> {
     await Promise.all([...this.procs.values()].map(async (p) => p.proc?.stop("SIGTERM", 15_000)));
-    for (const l of this.natsLinks.values()) await l.close();
+    for (const l of [...this.natsLinks.values()].flat()) await l.close();
     for (const m of this.kubeLinks.values()) for (const l of m.values()) await l.close();
     await this.lab.stop();
   }

@@ -31,12 +31,12 @@ export function testLogger(): Logger {
 /** Starts a lab (2 regions unless told) and its control plane; waits until the coordinator leads and has lag figures for every replica. */
 export async function startE2E(
   name: string,
-  opts: { regions?: 2 | 3; config?: (c: Config) => Config; plane?: Pick<ControlPlaneOptions, "coordinatorLeaseTtlMs" | "agentHeartbeatMs">; log?: Logger } = {},
+  opts: { regions?: 2 | 3; config?: (c: Config) => Config; plane?: Pick<ControlPlaneOptions, "coordinatorLeaseTtlMs" | "agentHeartbeatMs">; log?: Logger; natsCluster?: boolean } = {},
 ): Promise<E2E> {
   const dir = await mkdtemp(join(tmpdir(), `pgfed-e2e-${name}-`));
   await chmod(dir, 0o755); // Postgres runs as the postgres user
   const log = opts.log ?? testLogger();
-  const lab = await startLab({ dir, regions: opts.regions ?? 2, log });
+  const lab = await startLab({ dir, regions: opts.regions ?? 2, log, ...(opts.natsCluster ? { natsCluster: true } : {}) });
   let plane: ControlPlane | undefined;
   try {
     plane = await startControlPlane(lab, { log, ...opts.plane, ...(opts.config ? { config: opts.config(lab.config) } : {}) });

@@ -1,7 +1,8 @@
 /**
  * A self-signed CA and a server certificate for 127.0.0.1/localhost, made with `openssl` (EC
  * P-256: fast to generate, accepted by Node and by kubectl's Go TLS stack). Files already in the
- * directory are reused, so a restarted lab keeps its kubeconfig valid.
+ * directory are reused, so a restarted lab keeps its kubeconfig valid. The certificate serves both
+ * ends (serverAuth and clientAuth): the lab's NATS servers present it to each other on their routes.
  */
 import { existsSync } from "node:fs";
 import { mkdir, rm, writeFile } from "node:fs/promises";
@@ -35,7 +36,7 @@ export async function ensureCertificates(dir: string, region: string, host: stri
     const sans = ["IP:127.0.0.1", "DNS:localhost", ...(ipHost && host !== "127.0.0.1" ? [`IP:${host}`] : []), ...(!ipHost && host !== "localhost" ? [`DNS:${host}`] : [])];
     await writeFile(
       ext,
-      [`subjectAltName=${sans.join(",")}`, "basicConstraints=critical,CA:FALSE", "keyUsage=critical,digitalSignature,keyEncipherment", "extendedKeyUsage=serverAuth", ""].join("\n"),
+      [`subjectAltName=${sans.join(",")}`, "basicConstraints=critical,CA:FALSE", "keyUsage=critical,digitalSignature,keyEncipherment", "extendedKeyUsage=serverAuth,clientAuth", ""].join("\n"),
     );
     await run("openssl", ["x509", "-req", "-in", csr, "-CA", files.caFile, "-CAkey", caKey, "-CAcreateserial", "-out", files.certFile, "-days", "3650", "-extfile", ext]);
     await rm(csr, { force: true });

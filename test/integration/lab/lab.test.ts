@@ -54,13 +54,15 @@ describe("pgfed lab", () => {
     const children = descendants(euPid as number);
     await lab.killRegion("eu-west");
     expect([euPid as number, ...children].filter(isAlive)).toEqual([]);
+    expect(lab.nats.pids).toHaveLength(1); // one NATS server for the whole lab (natsCluster: false)
     await expect(run("kubectl", ["--kubeconfig", lab.kubeconfigPath, "--context", "eu-west", "get", "clusters.postgresql.cnpg.io", "-n", LAB_NAMESPACE], { timeoutMs: 20_000 })).rejects.toThrow();
     expect((await lab.status()).find((m) => m.member === "pg-eu")).toMatchObject({ running: false, condition: "killed" });
 
     await lab.restoreRegion("eu-west");
     await waitFor("pg-eu writable again", () => writable(lab?.psql("pg-eu") ?? ""), 30_000, 200);
 
-    const pids = [lab.nats.pid, ...[...lab.regions.values()].map((r) => r.operator.instance(LAB_NAMESPACE, r.member.cluster)?.pid ?? 0)];
+    expect(lab.nats.pids).toHaveLength(1);
+    const pids = [...lab.nats.pids, ...[...lab.regions.values()].map((r) => r.operator.instance(LAB_NAMESPACE, r.member.cluster)?.pid ?? 0)];
     await lab.stop();
     lab = undefined;
     expect(pids.filter(isAlive)).toEqual([]);

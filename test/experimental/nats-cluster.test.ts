@@ -1,0 +1,119 @@
+/**
+ * NOT PART OF `npm test` YET (`npm run test:nats-cluster` runs it): the acceptance test of the NATS
+ * cluster (issue #15, item 4). It passes on an idle machine, but under the full suite's load one
+ * of three runs failed: the switchover whose coordinator's NATS server was SIGKILLed did not finish
+ * within 90 s (JetStream RAFT re-elections on 2.9 take 4-9 s; a step's retries then ran out).
+ * Until that is found and fixed, the lab runs one NATS server by default (LabOptions.natsCluster).
+ *
+ * The control plane on a NATS cluster (issue: survive losing a region's NATS): one nats-server
+ * per region, JetStream stream and KV buckets with three replicas. Three regions:
+ * - the NATS server the coordinator leader is connected to is SIGKILLed in the middle of a
+ *   switchover: the coordinator moves to another server and the switchover completes, 0 rows lost;
+ * - the primary's region is lost whole (Postgres, Kubernetes API, agent and its NATS server):
+ *   automatic failover within leaseTtl + clockSkewMargin + 1 s.
+ */
+import { jetstreamManager } from "@nats-io/jetstream";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { connectBus, type Bus } from "../../src/bus/index.js";
+import { ROWS_TABLE, createRowsTable, startRowWriter } from "../../src/lab/cnpg/writer.js";
+import { FED, connectionOf, federation, finished, query, startE2E, waitUntil, writable, type E2E } from "../e2e/fixture.js";
+
+let e: E2E;
+let reader: Bus;
+
+beforeAll(async () => {
+  e = await startE2E("nats-cluster", { regions: 3, natsCluster: true });
+  reader = await connectBus({ ...e.lab.busOptions("coordinator", 2), name: "e2e-nats-cluster", log: e.log });
+  await createRowsTable(connectionOf(e.lab, "pg-eu"));
+}, 180_000);
+
+afterAll(async () => {
+  await reader?.close();
+  await e?.stop();
+});
+
+/** The site whose NATS server listens on `hostPort` ("127.0.0.1:4222"). */
+function siteOf(hostPort: string): string {
+  const site = e.lab.nats.sites.find((s) => new URL(e.lab.nats.server(s).url).port === hostPort.split(":").pop());
+  if (!site) throw new Error(`no lab NATS server on ${hostPort}`);
+  return site;
+}
+
+describe("NATS as a cluster", () => {
+  it("runs one server per region and keeps the stream and every KV bucket on three of them", async () => {
+    expect(e.lab.nats.sites).toEqual(["eu-west", "us-east", "ap-south"]);
+    const jsm = await jetstreamManager(reader.nc);
+    for (const name of ["PGFED", "KV_pgfed_state", "KV_pgfed_leases", "KV_pgfed_coordinators"]) {
+      const info = await jsm.streams.info(name);
+      expect(info.config.num_replicas, name).toBe(3);
+      expect((info.cluster?.replicas ?? []).length, name).toBe(2);
+    }
+  });
+
+  it("completes a switchover with 0 rows lost when the leader's NATS server is SIGKILLed in the middle of it", async () => {
+    const from = federation(e).designatedPrimary ?? "pg-eu";
+    const to = "pg-ap";
+    await query(connectionOf(e.lab, from), `TRUNCATE ${ROWS_TABLE}`);
+    const writer = startRowWriter(() => connectionOf(e.lab, federation(e).designatedPrimary ?? from), 2);
+    await waitUntil("the writer to commit", 10_000, () => writer.committedCount > 50);
+    const server = e.plane.coordinatorNatsServer();
+    if (!server) throw new Error("the coordinator is not connected to NATS");
+    const site = siteOf(server);
+    const t0 = Date.now();
+    const res = await e.plane.coordinator.switchover(FED, { target: to }, { requestedBy: "e2e", reason: "switchover while the leader's NATS server dies" }, { dryRun: false });
+    if (res.kind !== "operation") throw new Error("expected an operation");
+    await waitUntil("the switchover to pass its first step", 10_000, () => (federation(e).operation?.step ?? "") !== "preflight");
+    await e.lab.nats.server(site).kill();
+    const killedAtMs = Date.now() - t0;
+    const op = await finished(e, res.operation.id, 90_000);
+    const doneMs = Date.now() - t0;
+    await waitUntil("the writer to commit on the new primary", 20_000, () => federation(e).designatedPrimary === to && writer.committedCount > 0);
+    const settled = writer.committedCount;
+    await waitUntil("more commits after the switchover", 20_000, () => writer.committedCount > settled + 20);
+    const report = await writer.stop();
+    const rows = await query<{ id: string }>(connectionOf(e.lab, to), `SELECT id FROM ${ROWS_TABLE}`);
+    const present = new Set(rows.map((r) => Number(r.id)));
+    const lost = report.committed.filter((id) => !present.has(id));
+    console.log(
+      `switchover ${from} -> ${to} with the leader's NATS server (${site}) SIGKILLed ${killedAtMs} ms in: completed in ${(doneMs / 1000).toFixed(2)} s, ` +
+        `coordinator now on ${e.plane.coordinatorNatsServer() ?? "?"}, write unavailability ${(report.maxGapMs / 1000).toFixed(2)} s, ${report.committed.length} rows committed, ${lost.length} lost`,
+    );
+    expect(op.state, op.lastDecision).toBe("completed");
+    expect(federation(e).designatedPrimary).toBe(to);
+    expect(lost).toEqual([]);
+    expect(siteOf(e.plane.coordinatorNatsServer() ?? "")).not.toBe(site);
+    await e.lab.nats.server(site).restart();
+    await e.lab.nats.waitReady();
+  });
+
+  it("fails over within leaseTtl + clockSkewMargin + 1 s when the primary's whole region is lost, its NATS server included", async () => {
+    const cfg = e.plane.config.federations[0];
+    if (!cfg) throw new Error("no federation");
+    const primary = federation(e).designatedPrimary ?? "pg-ap";
+    const region = e.lab.regionOfMember(primary).name;
+    const epochBefore = federation(e).epoch;
+    await query(connectionOf(e.lab, primary), `TRUNCATE ${ROWS_TABLE}`); // the writer numbers its rows from 1
+    const writer = startRowWriter(() => connectionOf(e.lab, primary), 2);
+    await waitUntil("the writer to commit", 10_000, () => writer.committedCount > 50);
+    await new Promise((r) => setTimeout(r, 2_000));
+    const t0 = Date.now();
+    await e.plane.partitionAgentFromBus(region);
+    await e.lab.killRegion(region); // Postgres, Kubernetes API and the region's NATS server
+    const killMs = Date.now() - t0;
+    await writer.stop();
+    await e.plane.stopAgent(region);
+    const others = e.lab.members.filter((m) => m.name !== primary).map((m) => m.name);
+    let promoted = "";
+    const toWritable = await waitUntil("another member to accept writes", 30_000, async () => {
+      for (const m of others) if (await writable(connectionOf(e.lab, m))) promoted = m;
+      return promoted !== "";
+    });
+    const opId = federation(e).operation?.id;
+    const op = opId ? await finished(e, opId, 30_000) : undefined;
+    const bound = cfg.failover.leaseTtl + cfg.failover.clockSkewMargin + 1_000;
+    console.log(`failover after losing region ${region} with its NATS server: kill took ${killMs} ms; kill to ${promoted} writable ${((toWritable + killMs) / 1000).toFixed(2)} s (bound ${bound / 1000} s); epoch ${epochBefore} -> ${federation(e).epoch}`);
+    expect(op?.state, op?.lastDecision).toBe("completed");
+    expect(federation(e).designatedPrimary).toBe(promoted);
+    expect(toWritable + killMs).toBeLessThanOrEqual(bound);
+  });
+});
