@@ -363,6 +363,8 @@ class NatsBus implements Bus, ConsumerHost {
   }
 
   private async afterReconnect(): Promise<void> {
+    // Ordered consumers first (ConsumerLoop.reopenNow): the old one may have died with its server.
+    for (const loop of this.subscriptions) loop.reopenNow();
     try {
       await this.ensureStream();
     } catch (e) {

@@ -172,6 +172,20 @@ export class ConsumerLoop implements BusSubscription {
     if (!this.stopped && !this.bus.isClosing && !this.reopen) this.log.error(`consumer ${this.name} on ${this.filter} ended; no further messages are delivered to it`);
   }
 
+  /**
+   * After a reconnect: an ordered consumer's client asks the old consumer for its state and, while
+   * that consumer's server is dead, waits for it forever with no heartbeat notification (the
+   * client cancels its monitor on disconnect). Re-open it at once after the last handled message;
+   * an ordered consumer is cheap to make again, and lastSeq keeps the delivery gap-free and once.
+   */
+  reopenNow(): void {
+    if (!this.reopen || this.stopped) return;
+    const messages = this.messages;
+    if (!messages) return;
+    this.log.info(`consumer ${this.name} on ${this.filter}: re-opening after the reconnect`);
+    void messages.close().catch(() => undefined);
+  }
+
   private async watchNotifications(messages: ConsumerMessages): Promise<void> {
     try {
       for await (const n of messages.status()) {

@@ -99,7 +99,7 @@ export async function startControlPlane(lab: Lab, opts: ControlPlaneOptions = {}
     try {
       // The coordinator's own client per region, as a deployment gives it a kubeconfig for each (corroboration of a silent primary).
       const regionKube = new Map([...lab.regions.keys()].map((region) => [region, regionClient(region)]));
-      const c = await startCoordinator({ config, bus, log, id: `lab${coordinatorCount}`, leaseTtlMs: opts.coordinatorLeaseTtlMs ?? 3_000, regionKube, ...(opts.alerting ? { alerting: opts.alerting } : {}) });
+      const c = await startCoordinator({ config, bus, log, id: `lab${coordinatorCount}`, leaseTtlMs: opts.coordinatorLeaseTtlMs ?? (lab.nats.sites.length > 1 ? 12_000 : 3_000), regionKube, ...(opts.alerting ? { alerting: opts.alerting } : {}) });
       coordinator = { c, bus };
       return c;
     } catch (e) {

@@ -354,7 +354,8 @@ export function labConfigDocument(lab: Lab) {
       {
         name: LAB_FEDERATION,
         rpo: { budget: "30s", warnAt: 0.5 },
-        failover: { mode: "automatic", leaseTtl: "5s", clockSkewMargin: "1s" },
+        // On a NATS cluster a lease must outlast a RAFT re-election (4-9 s on nats-server 2.9) or a renewal waiting on it fences the primary.
+        failover: { mode: "automatic", leaseTtl: lab.nats.sites.length > 1 ? "12s" : "5s", clockSkewMargin: "1s" },
         switchover: { tokenTimeout: "60s", promoteTimeout: "60s" },
         sampleInterval: "1s",
         members: [...lab.regions.values()].map((r) => {
