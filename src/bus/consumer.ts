@@ -135,7 +135,9 @@ export class ConsumerLoop implements BusSubscription {
         if (!this.reopen) return;
         const from = this.lastSeq === undefined ? undefined : this.lastSeq + 1;
         try {
-          this.consumer = await this.reopen(from);
+          const next = await this.reopen(from);
+          if (this.stopped) return;
+          this.consumer = next;
           this.log.warn({ startSeq: from }, `consumer ${this.name} on ${this.filter} re-opened${from === undefined ? "" : ` at stream sequence ${from}`} after its server stopped answering`);
         } catch (e) {
           this.log.warn({ err: errorMessage(e) }, `could not re-open consumer ${this.name} on ${this.filter} yet: ${errorMessage(e)}; retrying in 1 s`);
@@ -153,6 +155,11 @@ export class ConsumerLoop implements BusSubscription {
       // (a recreated ordered consumer then pulls a few messages and stalls) until two heartbeats are missed; 30 s by default.
       const messages = await this.consumer.consume({ expires: CONSUME_EXPIRES_MS });
       this.messages = messages;
+      // stop() may have run while this consumer was being (re)made: it closed the previous one, not this.
+      if (this.stopped || this.bus.isClosing) {
+        await messages.close().catch(() => undefined);
+        return;
+      }
       void this.watchNotifications(messages);
       for await (const m of messages) {
         if (this.stopped) break;

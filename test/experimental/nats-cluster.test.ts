@@ -5,7 +5,8 @@
  * re-opened after a reconnect; the region-loss failover does not meet its bound yet (25 s against
  * 14 s): when the killed server held JetStream's meta leader, JetStream answers "not enabled" for
  * about 11 s, the coordinator cannot renew its lease and steps down, and its new leadership
- * measures the primary's silence from its own start instead of from the last message heard.
+ * measured the primary's silence from its own start (it now reads each region's last heartbeat
+ * from the stream; not yet re-measured with the meta leader on the killed server).
  *
  * The control plane on a NATS cluster (issue: survive losing a region's NATS): one nats-server
  * per region, JetStream stream and KV buckets with three replicas. Three regions:

@@ -39,8 +39,9 @@ export class FailoverSteps {
   /** How long the primary's region has been silent: no heartbeat from it, no observation of the primary. */
   regionSilentMs(primary: string, nowMs: number, startedAtMs: number): number {
     const { signals } = this.p;
-    const lastHb = Math.max(signals.heartbeats.get(signals.regionOf(primary)) ?? startedAtMs, signals.observations.get(primary)?.atMs ?? startedAtMs, startedAtMs);
-    return nowMs - lastHb;
+    // From the last time the region was heard (live, or from the stream at start: seedHeartbeats); from this leader's start when never.
+    const heard = Math.max(signals.heartbeats.get(signals.regionOf(primary)) ?? -Infinity, signals.observations.get(primary)?.atMs ?? -Infinity);
+    return nowMs - (heard === -Infinity ? startedAtMs : heard);
   }
 
   /** Sends the machine the latest worst-case loss per candidate (the gate of a failover in flight reads them). */

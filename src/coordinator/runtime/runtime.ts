@@ -177,7 +177,7 @@ export class FederationRuntime {
       );
     }
     const entry = await this.writer.kv(() => this.opts.store.get(this.name));
-    await this.seedSamples(entry?.value.designatedPrimary ?? null);
+    await Promise.all([this.seedSamples(entry?.value.designatedPrimary ?? null), this.seedHeartbeats()]);
     let actor: FederationActor;
     if (entry) {
       this.writer.revision = entry.revision;
@@ -240,6 +240,28 @@ export class FederationRuntime {
     );
     // As of each seeded moment in turn: the primary's own (older) sample is stale at the newest.
     for (const t of times.sort((a, b) => a - b)) this.evaluation.seedEstimate(t, designated);
+  }
+
+  /**
+   * The last heartbeat of each member region's agent, read from the stream at start: a leader that
+   * takes over (a crash, or a lease lost while JetStream elected a meta leader) measures a silent
+   * region from when it was last heard, not from its own start, so detection does not start over.
+   * Safety does not hang on it: failing over still needs the primary's lease expired (rule 3).
+   */
+  private async seedHeartbeats(): Promise<void> {
+    const regions = [...new Set(this.cfg.members.map((m) => m.region))];
+    await Promise.all(
+      regions.map(async (region) => {
+        try {
+          const last = await this.opts.bus.lastMessage(subjects.heartbeat(this.name, region));
+          if (last?.message?.type !== "heartbeat" || last.message.data.region !== region) return;
+          const known = this.signals.heartbeats.get(region);
+          if (known === undefined || known < last.storedAtMs) this.signals.heartbeats.set(region, last.storedAtMs);
+        } catch (e) {
+          this.log.warn({ region }, `could not read the last heartbeat of ${region} for ${this.name} from the stream: ${errorMessage(e)}`);
+        }
+      }),
+    );
   }
 
   /** Started, and its record (claimed by this coordinator) stored. */
