@@ -285,7 +285,9 @@ export async function run(
       clearTimeout(timer);
       reject(new PgfedError("lab.command_failed", `${cmd} could not start: ${e.message}`));
     });
-    child.on("exit", (code, signal) => {
+    // "close", not "exit": "exit" can fire before the pipes are drained, and then stdout is cut
+    // short (pg_controldata's output once arrived empty in CI).
+    child.on("close", (code, signal) => {
       clearTimeout(timer);
       if (code === 0) resolve({ stdout, stderr });
       else

@@ -72,7 +72,7 @@ export class LibpqWriter {
     child.stderr?.resume();
     child.stdin?.on("error", () => undefined);
     const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
-    const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+    const exited = new Promise<void>((resolve) => child.once("close", () => resolve()));
     // Lines queue up: readline may emit several at once, before anyone waits for the next.
     const queued: string[] = [];
     let gone = false;

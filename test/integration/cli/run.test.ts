@@ -43,7 +43,7 @@ function pgfed(args: string[]): { child: ChildProcess; output: () => string; exi
   let out = "";
   child.stdout?.on("data", (d: Buffer) => (out += d.toString()));
   child.stderr?.on("data", (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
+  const exited = new Promise<number | null>((r) => child.once("close", (code) => r(code)));
   return { child, output: () => out, exited };
 }
 
