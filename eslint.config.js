@@ -22,5 +22,7 @@ export default tseslint.config(
   {
     files: ["**/*.js"],
     extends: [tseslint.configs.disableTypeChecked],
+    // Plain Node scripts (bin/pgfed.js, scripts/build.js): Node's globals.
+    languageOptions: { globals: { process: "readonly", console: "readonly", URL: "readonly", performance: "readonly" } },
   },
 );

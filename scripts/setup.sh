@@ -4,9 +4,10 @@
 #     the npm registry (the `node` package, which ships the binary) into .tools/node24 (ignored by
 #     git); which Node runs is printed (for lab and test; `none` prints only an install);
 #  2. `npm ci` when node_modules is missing or was installed from another package-lock.json;
-#  3. the Debian packages the command needs, installed with apt-get when missing and running as
+#  3. for lab and test, the compiled CLI in dist/ (scripts/build.js) when a source changed;
+#  4. the Debian packages the command needs, installed with apt-get when missing and running as
 #     root, otherwise a message naming them;
-#  4. with `-- COMMAND…`, exec COMMAND with that Node first on PATH (and node_modules/.bin), so
+#  5. with `-- COMMAND…`, exec COMMAND with that Node first on PATH (and node_modules/.bin), so
 #     tsx, vitest, tsc and eslint all run on it.
 # Usage: scripts/setup.sh lab|test|none [-- COMMAND…]
 set -euo pipefail
@@ -42,6 +43,9 @@ if [ ! -d node_modules ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   npm ci --no-audit --no-fund --loglevel=error >&2
   echo "$want" > "$stamp"
 fi
+
+# The compiled CLI (dist/, what bin/pgfed.js runs): rebuilt when any source changed (~0.2 s).
+if [ "$purpose" != none ]; then node scripts/build.js --if-changed >&2; fi
 
 # command to look for -> Debian package that provides it
 declare -A pkg_of=(

@@ -7,8 +7,21 @@ import { readFile } from "node:fs/promises";
 import { parseDocument } from "yaml";
 import { z } from "zod";
 import { defaultTimeouts } from "../machines/index.js";
-import { durationMs } from "./duration.js";
-import { PgfedError } from "./errors.js";
+import { parseDurationMs } from "./duration.js";
+import { ConfigError, PgfedError, type ConfigProblem } from "./errors.js";
+
+export { ConfigError, type ConfigProblem };
+
+/** zod schema for a duration given as text ("30s") or as a number of milliseconds. */
+export const durationMs = z.union([z.number().int().nonnegative(), z.string()]).transform((v, ctx) => {
+  if (typeof v === "number") return v;
+  try {
+    return parseDurationMs(v);
+  } catch (e) {
+    ctx.addIssue({ code: "custom", message: (e as Error).message });
+    return z.NEVER;
+  }
+});
 
 /** Names that end up in NATS subjects, KV keys and Kubernetes names: DNS-label-like. */
 const name = z
@@ -118,11 +131,6 @@ export type Config = z.infer<typeof configSchema>;
 export type FederationConfig = Config["federations"][number];
 export type MemberConfig = FederationConfig["members"][number];
 
-export interface ConfigProblem {
-  path: string;
-  message: string;
-}
-
 /** `["federations", 0, "members", 1, "region"]` → `federations[0].members[1].region`. */
 function formatPath(path: readonly PropertyKey[]): string {
   let out = "";
@@ -171,13 +179,6 @@ function crossCheck(cfg: Config): ConfigProblem[] {
   return problems;
 }
 
-export class ConfigError extends PgfedError {
-  readonly problems: ConfigProblem[];
-  constructor(source: string, problems: ConfigProblem[]) {
-    super("config.invalid", `invalid config ${source}:\n${problems.map((p) => `  ${p.path}: ${p.message}`).join("\n")}`, { problems });
-    this.problems = problems;
-  }
-}
 
 /** Parses an already-loaded value (from YAML or JSON); throws ConfigError listing every problem. */
 export function parseConfig(raw: unknown, source = "(inline)"): Config {

@@ -1,5 +1,3 @@
-import { z } from "zod";
-
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 const DURATION_RE = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/;
 
@@ -34,14 +32,3 @@ export function formatDurationMs(ms: number): string {
   const m = Math.round((a % 3_600_000) / 60_000);
   return `${sign}${h}h${String(m).padStart(2, "0")}m`;
 }
-
-/** zod schema for a duration given as text ("30s") or as a number of milliseconds. */
-export const durationMs = z.union([z.number().int().nonnegative(), z.string()]).transform((v, ctx) => {
-  if (typeof v === "number") return v;
-  try {
-    return parseDurationMs(v);
-  } catch (e) {
-    ctx.addIssue({ code: "custom", message: (e as Error).message });
-    return z.NEVER;
-  }
-});

@@ -14,6 +14,23 @@ export class PgfedError extends Error {
   }
 }
 
+export interface ConfigProblem {
+  path: string;
+  message: string;
+}
+
+/**
+ * A config refused whole, with every problem and its path. It lives here, not in config.ts, so
+ * the CLI can recognise it without loading the config schema (zod) on every command.
+ */
+export class ConfigError extends PgfedError {
+  readonly problems: ConfigProblem[];
+  constructor(source: string, problems: ConfigProblem[]) {
+    super("config.invalid", `invalid config ${source}:\n${problems.map((p) => `  ${p.path}: ${p.message}`).join("\n")}`, { problems });
+    this.problems = problems;
+  }
+}
+
 /** Wraps `cause` with what was being done: "while fencing pg-eu: connection refused". */
 export function wrapError(code: string, doing: string, cause: unknown, details: Record<string, unknown> = {}): PgfedError {
   return new PgfedError(code, `${doing}: ${errorMessage(cause)}`, details, { cause });

@@ -3,7 +3,7 @@
  * requests (`io: "input"`) and describe responses (`io: "output"`).
  */
 import { z } from "zod";
-import { readFileSync } from "node:fs";
+import { VERSION } from "../version.js";
 import type { AnyRoute } from "./routes.js";
 import { auditEntry, auditList, federationList, federationOrPlan, federationView, operationView, planView, statusBody } from "./schemas.js";
 
@@ -19,15 +19,6 @@ const NAMED: [string, z.ZodType][] = [
   ["AuditList", auditList],
   ["FederationOrPlan", federationOrPlan],
 ];
-
-const VERSION: string = (() => {
-  try {
-    const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version?: unknown };
-    return typeof pkg.version === "string" ? pkg.version : "0.0.0";
-  } catch {
-    return "0.0.0";
-  }
-})();
 
 function strip(schema: Json): Json {
   const { $schema: _s, $id: _i, ...rest } = schema;

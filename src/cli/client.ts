@@ -7,11 +7,12 @@
  * `ca`/`cert`/`key` in the same config.yaml.
  */
 import { readFileSync } from "node:fs";
+import { request as httpRequest, type IncomingHttpHeaders, type IncomingMessage } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { Readable } from "node:stream";
 import { homedir } from "node:os";
 import { join } from "node:path";
-import { parse as parseYaml } from "yaml";
+import { createRequire } from "node:module";
 import type { AuditEntry, FederationView, OperationView, PlanView } from "../api/contract.js";
 import { errorMessage, PgfedError } from "../errors.js";
 
@@ -41,6 +42,16 @@ export interface TargetInputs {
   cwd?: string;
 }
 
+/** JSON (lab.json, most configs) without loading the YAML parser, which costs ~25 ms of start-up. */
+function parseJsonOrYaml(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    const { parse } = createRequire(import.meta.url)("yaml") as typeof import("yaml");
+    return parse(text) as unknown;
+  }
+}
+
 function readJsonOrYaml(path: string): Record<string, unknown> | undefined {
   let text: string;
   try {
@@ -49,7 +60,7 @@ function readJsonOrYaml(path: string): Record<string, unknown> | undefined {
     return undefined;
   }
   try {
-    const v: unknown = parseYaml(text);
+    const v: unknown = parseJsonOrYaml(text);
     return typeof v === "object" && v !== null ? (v as Record<string, unknown>) : undefined;
   } catch (e) {
     throw new PgfedError("cli.config_invalid", `cannot parse ${path}: ${errorMessage(e)}`);
@@ -89,7 +100,18 @@ export function resolveTarget(inputs: TargetInputs = {}): ApiTarget {
   if (labServer) return { server: labServer.replace(/\/+$/, ""), token: token ?? str(extra?.token), source: labPath };
   throw new PgfedError(
     "cli.no_server",
-    `no pgfed API server given: pass --server URL (or set PGFED_SERVER, or write {server, token} to ${configPath}, or start a lab here: npm run lab)`,
+    [
+      "no pgfed API server configured. pgfed looked, in this order, at:",
+      "  --server              not given",
+      "  PGFED_SERVER          not set",
+      `  ${configPath}  ${config === undefined ? "not found" : "has no server"}`,
+      `  ${labPath}  ${lab === undefined ? "not found (no lab started in this directory)" : "has no API (is the lab still starting?)"}`,
+      "Point pgfed at a coordinator's API with one of:",
+      "  pgfed status --server https://pgfed.example:8080 --token …",
+      "  export PGFED_SERVER=https://pgfed.example:8080 PGFED_TOKEN=…",
+      `  write "server: https://pgfed.example:8080" and "token: …" to ${configPath}`,
+      "or start a lab in this directory: npm run lab",
+    ].join("\n"),
   );
 }
 
@@ -135,6 +157,31 @@ function fetchWithTls(url: string, init: { method: string; headers: Record<strin
   });
 }
 
+/**
+ * One request over node:http / node:https, the whole body as text. The CLI's plain requests use
+ * this, not fetch(): Node loads fetch's implementation (undici) on first use, which costs a
+ * command ~20 ms of start-up (issue 17). The event stream (followSse) keeps fetch.
+ */
+function requestText(
+  url: string,
+  init: { method: string; headers: Record<string, string>; body?: string },
+  pem: { ca?: string; cert?: string; key?: string } | undefined,
+): Promise<{ status: number; headers: IncomingHttpHeaders; text: string }> {
+  return new Promise((resolve, reject) => {
+    const https = url.startsWith("https:");
+    const options = { method: init.method, headers: init.headers, ...(https && pem ? pem : {}) };
+    const onResponse = (res: IncomingMessage) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("error", reject);
+      res.on("end", () => resolve({ status: res.statusCode ?? 502, headers: res.headers, text: Buffer.concat(chunks).toString("utf8") }));
+    };
+    const req = https ? httpsRequest(url, options, onResponse) : httpRequest(url, options, onResponse);
+    req.on("error", reject);
+    req.end(init.body);
+  });
+}
+
 function readPem(path: string, what: string): string {
   try {
     return readFileSync(path, "utf8");
@@ -162,7 +209,7 @@ export class ApiClient {
     return { accept: "application/json", ...(this.target.token ? { authorization: `Bearer ${this.target.token}` } : {}), ...extra };
   }
 
-  /** One request; follows the leader's 307 (keeping the token) up to 3 times. */
+  /** One streaming request (the event stream); follows the leader's 307 (keeping the token) up to 3 times. */
   private async fetch(method: string, path: string, init: { body?: unknown; headers?: Record<string, string>; signal?: AbortSignal } = {}): Promise<Response> {
     let url = `${this.target.server}${path}`;
     const body = init.body === undefined ? undefined : JSON.stringify(init.body);
@@ -190,15 +237,31 @@ export class ApiClient {
   }
 
   async request<T>(method: "GET" | "POST", path: string, init: { body?: unknown; headers?: Record<string, string> } = {}): Promise<{ status: number; body: T }> {
-    const res = await this.fetch(method, path, init);
-    const text = await res.text();
+    let url = `${this.target.server}${path}`;
+    const payload = init.body === undefined ? undefined : JSON.stringify(init.body);
+    const headers = this.headers({ ...(payload !== undefined ? { "content-type": "application/json" } : {}), ...(init.headers ?? {}) });
+    let res: { status: number; headers: IncomingHttpHeaders; text: string } | undefined;
+    for (let hop = 0; hop < 4; hop++) {
+      try {
+        res = await requestText(url, { method, headers, ...(payload !== undefined ? { body: payload } : {}) }, this.pem);
+      } catch (e) {
+        throw new PgfedError("api.unreachable", `cannot reach the pgfed API at ${this.target.server} (from ${this.target.source}): ${errorMessage(e)}`);
+      }
+      // A follower redirects to the leader (307): follow it, keeping the token.
+      const location = res.headers.location;
+      if (res.status !== 307 || !location) break;
+      url = new URL(location, url).toString();
+      res = undefined;
+    }
+    if (!res) throw new PgfedError("api.redirect_loop", `too many redirects from ${this.target.server}${path}`);
+    const text = res.text;
     let parsed: unknown;
     try {
       parsed = text === "" ? undefined : JSON.parse(text);
     } catch {
       parsed = undefined;
     }
-    if (!res.ok) {
+    if (res.status < 200 || res.status >= 300) {
       const body: StatusBody = isStatus(parsed) ? parsed : { kind: "Status", code: res.status, reason: `HTTP${res.status}`, message: `HTTP ${res.status} from ${method} ${path}: ${text.slice(0, 200)}` };
       throw new ApiCallError(res.status, body);
     }

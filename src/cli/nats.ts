@@ -12,8 +12,7 @@
 import { existsSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import type { Command } from "commander";
-import { createIdentity, natsAuthorization, publicKeyProblem, type AgentGrant } from "../bus/index.js";
-import { loadConfig } from "../config.js";
+import type { AgentGrant } from "../bus/index.js";
 import { CliExit, EXIT } from "./exit-codes.js";
 import type { CliIo } from "./program.js";
 
@@ -27,6 +26,7 @@ export function registerNatsCommands(program: Command, io: CliIo): void {
     .description("create an nkey identity for one pgfed process: the seed goes to <file>, its public key to stdout")
     .action(async (file: string) => {
       if (existsSync(file)) throw new CliExit(EXIT.refused, `${file} exists; pgfed never overwrites an identity (remove it first to rotate)`);
+      const { createIdentity } = await import("../bus/identity.js");
       const id = createIdentity();
       await writeFile(file, `# pgfed NATS identity ${id.publicKey}\n${id.seed}\n`, { mode: 0o600, flag: "wx" });
       io.out(`${id.publicKey}\n`);
@@ -38,6 +38,7 @@ export function registerNatsCommands(program: Command, io: CliIo): void {
     .option("--agent <region=publicKey>", "public nkey of the agent of a region (repeat for each region)", collect, [])
     .description("print the nats-server authorization block (JSON) that gives each identity its role's subjects")
     .action(async (opts: { config: string; coordinator: string[]; agent: string[] }) => {
+      const [{ loadConfig }, { natsAuthorization, publicKeyProblem }] = await Promise.all([import("../config.js"), import("../bus/index.js")]);
       const cfg = await loadConfig(opts.config);
       const bad = (what: string, key: string): CliExit => new CliExit(EXIT.usage, `${what}: ${publicKeyProblem(key) ?? "invalid"}`);
       for (const k of opts.coordinator) if (publicKeyProblem(k)) throw bad(`--coordinator ${k}`, k);

@@ -5,11 +5,11 @@
  */
 import { createInterface } from "node:readline/promises";
 import type { Command } from "commander";
-import { stringify as toYaml } from "yaml";
 import type { FederationView, OperationView, PlanView } from "../api/contract.js";
 import { formatDurationMs, parseDurationMs } from "../duration.js";
 import { ApiCallError, ApiClient, isFinishedState, resolveTarget, type ActionAnswer } from "./client.js";
 import { CliExit, EXIT, type ExitCode } from "./exit-codes.js";
+import { output, outputFormat, OUTPUT_FORMATS } from "./output.js";
 import type { CliIo } from "./program.js";
 
 /** What the ops commands need beyond CliIo; tests pass these, the real CLI uses the process's terminal. */
@@ -114,7 +114,8 @@ export function wrap(text: string, width: number, indent: string): string {
   return lines.join("\n");
 }
 
-export function formatFederation(f: FederationView): string {
+/** The federation as a table; `wide` adds the Cluster, timeline, lag in bytes, reachability and report age. */
+export function formatFederation(f: FederationView, wide = false): string {
   const exp = f.exposure;
   const head = [
     `federation ${f.name}   epoch ${f.epoch}   primary ${f.designatedPrimary ?? "(none)"}   failover ${f.mode}${f.paused ? " (PAUSED)" : ""}`,
@@ -122,7 +123,7 @@ export function formatFederation(f: FederationView): string {
       ? `exposure ${fmtSec(exp.seconds)} (${fmtBytes(exp.bytes)}), worst case ${fmtSec(exp.worstCaseSeconds)} / budget ${fmtSec(f.rpo.budgetSeconds)} [${exp.level}]`
       : `exposure unknown / budget ${fmtSec(f.rpo.budgetSeconds)}`,
   ];
-  const rows = [["MEMBER", "REGION", "ROLE", "STATE", "PHASE", "LAG", "LOSS"]];
+  const rows = [["MEMBER", "REGION", "ROLE", "STATE", "PHASE", "LAG", "LOSS", ...(wide ? ["CLUSTER", "TL", "LAG BYTES", "REACHABLE", "SEEN"] : [])]];
   const stale: string[] = [];
   const lost: string[] = [];
   for (const m of f.members) {
@@ -133,7 +134,8 @@ export function formatFederation(f: FederationView): string {
     // A report older than the lease TTL may describe a member that is gone: say so instead of showing it as current.
     const old = m.observedAgoSeconds !== null && m.observedAgoSeconds > f.failover.leaseTtlSeconds;
     if (old) stale.push(wrap(`${m.name}: unreachable? last report ${fmtAgo(m.observedAgoSeconds)} ago (lease TTL ${fmtSec(f.failover.leaseTtlSeconds)}); its role, state and phase are from that report`, 80, "  "));
-    rows.push([m.name, m.region, old ? `${m.role}?` : m.role, old ? `${state}?` : state, cut(m.phase, 24), m.role === "primary" ? "-" : fmtSec(m.lagSeconds), m.role === "primary" ? "-" : fmtSec(m.lossIfPromotedSeconds)]);
+    const extra = wide ? [`${m.namespace}/${m.cluster}`, m.timeline === null ? "-" : String(m.timeline), m.role === "primary" ? "-" : fmtBytes(m.lagBytes), m.reachable ? "yes" : "NO", fmtAgo(m.observedAgoSeconds)] : [];
+    rows.push([m.name, m.region, old ? `${m.role}?` : m.role, old ? `${state}?` : state, wide ? m.phase : cut(m.phase, 24), m.role === "primary" ? "-" : fmtSec(m.lagSeconds), m.role === "primary" ? "-" : fmtSec(m.lossIfPromotedSeconds), ...extra]);
   }
   const tail: string[] = [...stale, ...lost];
   if (f.operation && !isFinishedState(f.operation.state)) tail.push(wrap(`operation ${f.operation.id}: ${f.operation.kind} → ${f.operation.target ?? "?"} (${f.operation.state}, step ${f.operation.step})`, 80, "  "));
@@ -178,19 +180,12 @@ export function formatSummary(op: OperationView): string {
   ].join("\n");
 }
 
-function output(io: CliIo, format: string | undefined, value: unknown, text: () => string): void {
-  if (format === "json") io.out(`${JSON.stringify(value, null, 2)}\n`);
-  else if (format === "yaml") io.out(toYaml(value));
-  else if (format === undefined || format === "table" || format === "wide") io.out(`${text()}\n`);
-  else throw new CliExit(EXIT.usage, `-o must be json, yaml or table, not "${format}"`);
-}
-
 // ---------- waiting ----------
 
 const SPIN = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
 
 /** Follows an operation to its end and returns the exit code it means. */
-export async function waitForOperation(client: ApiClient, first: OperationView, io: CliIo, tty: boolean, timeoutMs: number): Promise<ExitCode> {
+export async function waitForOperation(client: ApiClient, first: OperationView, io: CliIo, tty: boolean, timeoutMs: number, format?: string): Promise<ExitCode> {
   const t0 = Date.now();
   const el = () => `${((Date.now() - t0) / 1000).toFixed(1)}s`;
   let printedSteps = 0;
@@ -241,7 +236,8 @@ export async function waitForOperation(client: ApiClient, first: OperationView, 
       `gave up waiting after ${formatDurationMs(timeoutMs)}; operation ${first.id} continues (${current.state}, step ${current.step}).\nFollow it with: pgfed status ${first.federation}`,
     );
   }
-  io.out(`${formatSummary(final)}\n`);
+  const done = final;
+  output(io, format, done, () => formatSummary(done));
   if (final.state === "completed" || final.state === "resolved") return EXIT.ok;
   if (final.state === "refused") return EXIT.refused;
   return EXIT.failed;
@@ -256,6 +252,7 @@ interface ActionOpts extends ConnOpts {
   timeout: string;
   reason?: string;
   idempotencyKey?: string;
+  output?: string;
 }
 
 function durationOpt(name: string, v: string): number {
@@ -273,7 +270,8 @@ const actionOptions = (cmd: Command, destructive: boolean): Command => {
     .option("--wait", "follow the operation to its end (default on a terminal)")
     .option("--no-wait", "return once the operation has started")
     .option("--timeout <duration>", "give up waiting after this long (exit 4)", "10m")
-    .option("--idempotency-key <key>", "repeat a request safely: the same key returns the same operation");
+    .option("--idempotency-key <key>", "repeat a request safely: the same key returns the same operation")
+    .option("-o, --output <format>", `${OUTPUT_FORMATS.join(", ")}: the plan, the operation or its end (progress stays on stderr)`, "table");
   if (destructive) cmd.option("-y, --yes", "do not ask for confirmation");
   return cmd;
 };
@@ -286,6 +284,7 @@ async function runAction(
 ): Promise<void> {
   const tty = ttyOf(io);
   const timeoutMs = durationOpt("--timeout", opts.timeout);
+  outputFormat(opts.output);
   const client = clientFor(opts, tty);
   const body = { ...req.body, ...(opts.reason !== undefined ? { reason: opts.reason } : {}) };
   const dryRun = opts.dryRun === true;
@@ -295,23 +294,30 @@ async function runAction(
   }
   const answer: ActionAnswer = await withApiErrors(() => client.action(req.path, body, { dryRun, ...(opts.idempotencyKey ? { idempotencyKey: opts.idempotencyKey } : {}) }));
   if (answer.kind === "plan") {
-    io.out(`${formatPlan(answer.plan)}\n`);
+    const plan = answer.plan;
+    output(io, opts.output, plan, () => formatPlan(plan));
     rc.code = answer.plan.allowed ? EXIT.ok : EXIT.refused;
     return;
   }
   if (answer.kind === "federation") {
-    io.out(`${formatFederation(answer.federation)}\n`);
+    const fed = answer.federation;
+    output(io, opts.output, fed, (wide) => formatFederation(fed, wide));
     return;
   }
   const op = answer.operation;
-  io.out(`operation ${op.id}: ${operationTitle(op, true)} (${op.state}), requested by ${op.requestedBy}\n`);
   const wait = opts.wait ?? tty.isTTY;
+  const machine = opts.output === "json" || opts.output === "yaml";
+  if (machine && !wait) {
+    output(io, opts.output, op, () => "");
+    return;
+  }
+  (machine ? io.err : io.out)(`operation ${op.id}: ${operationTitle(op, true)} (${op.state}), requested by ${op.requestedBy}\n`);
   if (!wait) {
     const approve = op.state === "awaitingApproval" ? `approve it: pgfed approve ${op.id}${op.kind === "failover" ? " --accept-data-loss <duration>" : ""}; ` : "";
     io.out(`${wrap(op.lastDecision, 80, "  ")}\n${wrap(`${approve}follow it: pgfed status ${op.federation} (or GET /v1/operations/${op.id})`, 80, "  ")}\n`);
     return;
   }
-  rc.code = await withApiErrors(() => waitForOperation(client, op, io, tty.isTTY, timeoutMs));
+  rc.code = await withApiErrors(() => waitForOperation(client, op, io, tty.isTTY, timeoutMs, opts.output));
 }
 
 export function registerOpsCommands(program: Command, io: CliIo): void {
@@ -324,11 +330,12 @@ export function registerOpsCommands(program: Command, io: CliIo): void {
 
   connOptions(program.command("status").description("federations as pgfed sees them: roles, states, lag, exposure vs budget"))
     .argument("[federation]", "one federation (default: all)")
-    .option("-o, --output <format>", "table, json or yaml", "table")
+    .option("-o, --output <format>", OUTPUT_FORMATS.join(", "), "table")
     .action(async (fed: string | undefined, opts: ConnOpts & { output: string }) => {
+      outputFormat(opts.output);
       const client = clientFor(opts, ttyOf(io));
       const feds = await withApiErrors(async () => (fed ? [await client.federation(fed)] : await client.federations()));
-      output(io, opts.output, fed ? feds[0] : feds, () => feds.map(formatFederation).join("\n\n"));
+      output(io, opts.output, fed ? feds[0] : feds, (wide) => feds.map((f) => formatFederation(f, wide)).join("\n\n"));
     });
 
   actionOptions(program.command("switchover").description("planned switchover to another member, with zero data loss"), true)
@@ -389,8 +396,9 @@ export function registerOpsCommands(program: Command, io: CliIo): void {
     .argument("<federation>")
     .option("--since <when>", "a duration back from now (1h) or an ISO time", "24h")
     .option("--limit <n>", "at most this many entries (the newest)")
-    .option("-o, --output <format>", "table, json or yaml", "table")
+    .option("-o, --output <format>", OUTPUT_FORMATS.join(", "), "table")
     .action(async (fed: string, opts: ConnOpts & { since: string; limit?: string; output: string }) => {
+      outputFormat(opts.output);
       const limit = opts.limit === undefined ? undefined : Number(opts.limit);
       if (limit !== undefined && !(Number.isInteger(limit) && limit > 0)) throw new CliExit(EXIT.usage, `--limit must be a positive whole number, not "${opts.limit}"`);
       const client = clientFor(opts, ttyOf(io));

@@ -1,18 +1,18 @@
 /**
  * The `pgfed` command. Each sub-command lives in its own file and registers itself here; this
  * file only wires them together and maps failures to the documented exit codes.
+ *
+ * A command loads only its own group: `COMMAND_GROUPS` names which file registers which
+ * top-level commands, and `buildProgram` imports just the group the first argument names (all of
+ * them for `--help`, `help`, completion or an unknown word). `pgfed version` thus never loads the
+ * Kubernetes client, NATS, fastify, zod or the lab (issue 17: on-call runs these under stress, and
+ * every module costs start-up time). test/unit/cli/program.test.ts checks the table against what
+ * each group registers.
  */
 import { Command, CommanderError } from "commander";
-import { ConfigError, loadConfig } from "../config.js";
-import { errorMessage, PgfedError } from "../errors.js";
+import { ConfigError, errorMessage, PgfedError } from "../errors.js";
+import { VERSION } from "../version.js";
 import { CliExit, EXIT } from "./exit-codes.js";
-import { registerLabCommand } from "./lab.js";
-import { registerMachinesCommand } from "./machines.js";
-import { registerNatsCommands } from "./nats.js";
-import { registerOpsCommands } from "./ops.js";
-import { registerRunbookCommand } from "./runbook.js";
-import { registerRunCommand } from "./run.js";
-import { VERSION } from "./version.js";
 
 export interface CliIo {
   out: (text: string) => void;
@@ -33,7 +33,35 @@ Exit codes:
   4   timed out waiting
   64  usage error`;
 
-export function buildProgram(io: CliIo = defaultIo): Command {
+type Register = (program: Command, io: CliIo) => void;
+
+/** Which file registers which top-level commands; each group is imported only when needed. */
+export const COMMAND_GROUPS: readonly { commands: readonly string[]; load: () => Promise<Register> }[] = [
+  { commands: ["machines"], load: async () => (await import("./machines.js")).registerMachinesCommand },
+  { commands: ["lab"], load: async () => (await import("./lab.js")).registerLabCommand },
+  { commands: ["nats"], load: async () => (await import("./nats.js")).registerNatsCommands },
+  {
+    commands: ["status", "switchover", "failover", "rejoin", "pause", "resume", "resolve", "approve", "audit"],
+    load: async () => (await import("./ops.js")).registerOpsCommands,
+  },
+  { commands: ["runbook"], load: async () => (await import("./runbook.js")).registerRunbookCommand },
+  { commands: ["run"], load: async () => (await import("./run-command.js")).registerRunCommand },
+  { commands: ["completion"], load: async () => (await import("./completion.js")).registerCompletionCommand },
+];
+
+/** The commands defined here, needing no group. */
+export const CORE_COMMANDS: readonly string[] = ["version", "config"];
+
+/** The groups `argv` needs: the one its first word names, or every group when that word names none. */
+function groupsFor(argv: readonly string[]): (typeof COMMAND_GROUPS)[number][] {
+  const first = argv[0];
+  if (first !== undefined && CORE_COMMANDS.includes(first)) return [];
+  const named = COMMAND_GROUPS.find((g) => first !== undefined && g.commands.includes(first));
+  return named ? [named] : [...COMMAND_GROUPS];
+}
+
+/** The program with the commands `argv` needs (every command when `argv` is not given). */
+export async function buildProgram(io: CliIo = defaultIo, argv?: readonly string[]): Promise<Command> {
   const program = new Command("pgfed")
     .description("Multi-cluster replica federation controller for CloudNativePG: switchover, RPO-gated failover, lag alerts")
     .configureOutput({ writeOut: io.out, writeErr: io.err })
@@ -52,24 +80,21 @@ export function buildProgram(io: CliIo = defaultIo): Command {
     .argument("<file>", "YAML config file")
     .description("validate a config file; every problem is printed with its path")
     .action(async (file: string) => {
+      const { loadConfig } = await import("../config.js");
       const cfg = await loadConfig(file);
       const members = cfg.federations.reduce((n, f) => n + f.members.length, 0);
       io.out(`${file}: ok (${cfg.federations.length} federation(s), ${members} member(s), ${cfg.regions.length} region(s))\n`);
     });
 
-  registerMachinesCommand(program, io);
-  registerLabCommand(program, io);
-  registerNatsCommands(program, io);
-  registerOpsCommands(program, io);
-  registerRunbookCommand(program, io);
-  registerRunCommand(program);
+  const groups = argv === undefined ? COMMAND_GROUPS : groupsFor(argv);
+  for (const register of await Promise.all(groups.map((g) => g.load()))) register(program, io);
   return program;
 }
 
 /** Runs the CLI and returns the exit code; never throws. */
 export async function runCli(argv: string[], io: CliIo = defaultIo): Promise<number> {
-  const program = buildProgram(io);
   try {
+    const program = await buildProgram(io, argv);
     await program.parseAsync(argv, { from: "user" });
     return EXIT.ok;
   } catch (e) {

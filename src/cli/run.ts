@@ -4,7 +4,6 @@
  * connects to NATS (retrying while NATS is down), starts an agent per listed region and/or the
  * coordinator with its HTTP API and /metrics, and stops all of it on SIGINT/SIGTERM, bounded.
  */
-import type { Command } from "commander";
 import { randomBytes } from "node:crypto";
 import { createServer, type Server } from "node:http";
 import { hostname, networkInterfaces } from "node:os";
@@ -20,46 +19,10 @@ import { RegionClient } from "../kube/region.js";
 import { createLogger, type Logger } from "../log.js";
 import { createRegistry, type Registry } from "../metrics.js";
 import { CliExit, EXIT } from "./exit-codes.js";
-
-const ROLES = ["agent", "coordinator"] as const;
-type RunRole = (typeof ROLES)[number];
+import { ROLES, type RunOptions, type RunRole } from "./run-command.js";
 
 /** Below the manifests' terminationGracePeriodSeconds (30 s). */
 const STOP_BUDGET_MS = 25_000;
-
-export interface RunOptions {
-  config: string;
-  roles: string;
-  regions?: string;
-  apiListen?: string;
-  advertiseUrl?: string;
-  metricsListen?: string;
-  id?: string;
-  regionsKubeconfig?: string;
-}
-
-export function registerRunCommand(program: Command): void {
-  program
-    .command("run")
-    .description("run pgfed's agents and/or coordinator (with the HTTP API and /metrics) until SIGINT/SIGTERM")
-    .requiredOption("--config <file>", "YAML config file")
-    .option("--roles <roles>", `comma-separated roles: ${ROLES.join(", ")}`, "agent,coordinator")
-    .option("--regions <regions>", "comma-separated regions to run agents for (default: every region in the config)")
-    .option("--api-listen <host:port>", "the API's listen address (overrides api.listen)")
-    .option("--advertise-url <url>", "the API address other coordinators redirect to (default: $PGFED_ADVERTISE_URL, else derived from the listen address)")
-    .option("--metrics-listen <host:port>", "without the coordinator role: serve /metrics and /healthz here")
-    .option("--id <id>", "coordinator id (default: host name and a random suffix)")
-    .option("--regions-kubeconfig <file>", "coordinator: a kubeconfig with one context per region (named as the region unless regions[].kubeconfig.context says otherwise), to corroborate a silent primary (default: $PGFED_REGIONS_KUBECONFIG, else regions[].kubeconfig)")
-    .addHelpText(
-      "after",
-      `
-Examples:
-  pgfed run --config pgfed.yaml                                   agents for every region and a coordinator
-  pgfed run --config pgfed.yaml --roles agent --regions eu-west   the agent of one region
-  pgfed run --config pgfed.yaml --roles coordinator --api-listen 0.0.0.0:8080`,
-    )
-    .action(async (opts: RunOptions) => runPgfed(opts));
-}
 
 function parseList(value: string, what: string): string[] {
   const items = value

@@ -1,7 +1,7 @@
 /**
  * The README tour through the real thing: a 2-region lab (real NATS, real Postgres, Kubernetes
  * API and CNPG stand-ins), its control plane, and the API served over the real coordinator; the
- * CLI drives it in-process exactly as `npm run pgfed -- …` would.
+ * CLI drives it in-process exactly as `npx pgfed …` would.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { connectBus, openStateStore, stateKeys, type Bus } from "../../../src/bus/index.js";

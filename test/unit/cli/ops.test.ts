@@ -101,6 +101,34 @@ describe("pgfed status", () => {
     expect(y.out).toContain("- name: orders");
   });
 
+  it("-o wide adds the Cluster, timeline, lag in bytes, reachability and report age", async () => {
+    const r = await cli(["status", "orders", "-o", "wide"]);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toMatch(/MEMBER\s+REGION\s+ROLE\s+STATE\s+PHASE\s+LAG\s+LOSS\s+CLUSTER\s+TL\s+LAG BYTES\s+REACHABLE\s+SEEN/);
+    const us = h.fake.feds.get("orders")?.members.find((m) => m.name === "pg-us");
+    if (!us) throw new Error("no fixture");
+    expect(r.out).toContain(`${us.namespace}/${us.cluster}`);
+    expect((await cli(["status", "orders"])).out).not.toContain("REACHABLE");
+  });
+
+  it("refuses an unknown -o with exit 64 before asking the API", async () => {
+    let err = "";
+    // Port 1 answers nothing: exit 1 (unreachable) would mean the API was asked first.
+    const code = await runCli(["status", "orders", "-o", "jsno", "--server", "http://127.0.0.1:1"], { out: () => undefined, err: (t) => (err += t) });
+    expect(code).toBe(64);
+    expect(err).toContain('-o must be one of table, wide, json, yaml, not "jsno"');
+    expect((await cli(["switchover", "orders", "--to", "pg-us", "--dry-run", "-o", "xml"])).code).toBe(64);
+    expect((await cli(["runbook", "orders", "-o", "json"])).code).toBe(64);
+  });
+
+  it("prints a dry run's plan as JSON with -o json", async () => {
+    const r = await cli(["switchover", "orders", "--to", "pg-us", "--dry-run", "-o", "json"]);
+    expect(r.code, r.err).toBe(0);
+    const plan = JSON.parse(r.out) as { kind: string; allowed: boolean; preconditions: unknown[] };
+    expect(plan).toMatchObject({ kind: "switchover", allowed: true });
+    expect(plan.preconditions.length).toBeGreaterThan(0);
+  });
+
   it("exits 2 with the API's message for an unknown federation", async () => {
     const r = await cli(["status", "nope"]);
     expect(r.code).toBe(2);
@@ -360,7 +388,21 @@ describe("finding the server", () => {
     expect(resolveTarget({ env: {}, home, cwd })).toMatchObject({ server: "https://pgfed.example:8443", token: "file-token" });
     expect(resolveTarget({ env: { PGFED_SERVER: "http://env:1", PGFED_TOKEN: "env-token" }, home, cwd })).toMatchObject({ server: "http://env:1", token: "env-token" });
     expect(resolveTarget({ server: "http://flag:1", env: { PGFED_SERVER: "http://env:1" }, home, cwd })).toMatchObject({ server: "http://flag:1", token: "file-token" });
-    expect(() => resolveTarget({ env: {}, home: join(dir, "nohome"), cwd: join(dir, "nowhere") })).toThrow(/--server URL/);
+    expect(() => resolveTarget({ env: {}, home: join(dir, "nohome"), cwd: join(dir, "nowhere") })).toThrow(/no pgfed API server configured/);
+  });
+
+  it("says where it looked and how to point it at a server when none is configured", () => {
+    let message = "";
+    try {
+      resolveTarget({ env: {}, home: join(dir, "nohome"), cwd: join(dir, "nowhere") });
+    } catch (e) {
+      message = (e as Error).message;
+    }
+    expect(message).toContain("pgfed looked, in this order, at:");
+    expect(message).toContain(join(dir, "nohome", ".config", "pgfed", "config.yaml"));
+    expect(message).toContain(`${join(dir, "nowhere", ".lab", "lab.json")}  not found`);
+    expect(message).toContain("export PGFED_SERVER=");
+    expect(message).toContain("--server");
   });
 
   it("works with no flags in a lab directory", async () => {

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { runCli, type CliIo } from "../../../src/cli/program.js";
-import { VERSION } from "../../../src/cli/version.js";
+import { VERSION } from "../../../src/version.js";
 
 function capture(): CliIo & { stdout: () => string; stderr: () => string } {
   let out = "";

@@ -22,24 +22,30 @@ describe("deploy/Dockerfile", () => {
     for (const f of froms) expect(f).toMatch(/^FROM \$\{NODE_IMAGE\} AS \w+$/);
   });
 
-  it("runs `node bin/pgfed.js` as a non-root user", () => {
-    expect(instructions("ENTRYPOINT")).toEqual(['ENTRYPOINT ["node", "bin/pgfed.js"]']);
+  it("runs `node bin/pgfed.js` (stack traces mapped to the TypeScript) as a non-root user", () => {
+    expect(instructions("ENTRYPOINT")).toEqual(['ENTRYPOINT ["node", "--enable-source-maps", "bin/pgfed.js"]']);
     expect(existsSync(join(REPO, "bin/pgfed.js"))).toBe(true);
     const users = instructions("USER");
     expect(users.length).toBeGreaterThan(0);
     expect(users[users.length - 1]).not.toMatch(/^USER (root|0)(:|$)/);
   });
 
-  it("installs production dependencies from the lockfile and copies every folder the CLI imports", () => {
+  it("compiles in a build stage and runs compiled JavaScript on production dependencies only", () => {
+    expect(text).toMatch(/^RUN node scripts\/build\.js$/m);
     expect(text).toMatch(/npm ci --omit=dev/);
-    for (const dir of ["bin", "src", "machines"]) {
-      expect(instructions("COPY").some((c) => c.includes(` ${dir} `)), `COPY ${dir}`).toBe(true);
-      expect(existsSync(join(REPO, dir))).toBe(true);
+    const runtime = text.slice(text.indexOf("AS runtime"));
+    const copies = runtime.split("\n").filter((l) => l.startsWith("COPY "));
+    // The runtime stage holds bin/, dist/ (from the build stage), package.json and node_modules: no sources.
+    expect(copies.some((c) => c.includes("--from=build") && c.includes("/src/dist ./dist"))).toBe(true);
+    expect(copies.some((c) => / bin \.\/bin$/.test(c))).toBe(true);
+    for (const c of copies) expect(c, c).not.toMatch(/ (src|machines) \.\/(src|machines)$/);
+    for (const dir of ["bin", "src", "machines", "scripts/build.js"]) expect(existsSync(join(REPO, dir)), dir).toBe(true);
+    const pkg = JSON.parse(readFileSync(join(REPO, "package.json"), "utf8")) as { dependencies: Record<string, string>; devDependencies: Record<string, string> };
+    // Nothing compiles at run time: tsx and esbuild are development dependencies.
+    for (const dev of ["tsx", "esbuild", "typescript"]) {
+      expect(pkg.dependencies[dev], dev).toBeUndefined();
+      expect(pkg.devDependencies[dev], dev).toBeDefined();
     }
-    const pkg: unknown = JSON.parse(readFileSync(join(REPO, "package.json"), "utf8"));
-    // bin/pgfed.js loads TypeScript through tsx at run time, so tsx must be a production dependency.
-    const deps = typeof pkg === "object" && pkg !== null && "dependencies" in pkg ? pkg.dependencies : undefined;
-    expect(typeof deps === "object" && deps !== null && "tsx" in deps).toBe(true);
   });
 
   it("says plainly that CI does not build it", () => {
