@@ -64,11 +64,13 @@ export async function startControlPlane(lab: Lab, opts: ControlPlaneOptions = {}
     const regionCfg = config.regions.find((r) => r.name === region);
     return new RegionClient({
       region,
-      ...(regionCfg?.kubeconfig.path ? { kubeconfigPath: regionCfg.kubeconfig.path } : { kubeconfigPath: lab.kubeconfigPath }),
+      ...(regionCfg?.kubeconfig.path ? { kubeconfigPath: regionCfg.kubeconfig.path } : { kubeconfigPath: lab.agentKubeconfigPath }),
       context: regionCfg?.kubeconfig.context ?? region,
       log,
     });
   };
+  // The coordinator's own identity per region (ServiceAccount pgfed-coordinator), as `--regions-kubeconfig` gives a deployment.
+  const coordinatorRegionClient = (region: string): RegionClient => new RegionClient({ region, kubeconfigPath: lab.coordinatorKubeconfigPath, context: region, log });
 
   const launchAgent = async (region: string): Promise<void> => {
     const bus = await connect(`pgfed-agent-${region}`, region);
@@ -98,7 +100,7 @@ export async function startControlPlane(lab: Lab, opts: ControlPlaneOptions = {}
     const bus = await connect(`pgfed-coordinator-lab${coordinatorCount}`, "coordinator", coordinatorCount);
     try {
       // The coordinator's own client per region, as a deployment gives it a kubeconfig for each (corroboration of a silent primary).
-      const regionKube = new Map([...lab.regions.keys()].map((region) => [region, regionClient(region)]));
+      const regionKube = new Map([...lab.regions.keys()].map((region) => [region, coordinatorRegionClient(region)]));
       const c = await startCoordinator({ config, bus, log, id: `lab${coordinatorCount}`, leaseTtlMs: opts.coordinatorLeaseTtlMs ?? (lab.nats.sites.length > 1 ? 12_000 : 3_000), regionKube, ...(opts.alerting ? { alerting: opts.alerting } : {}) });
       coordinator = { c, bus };
       return c;

@@ -17,7 +17,8 @@ import { PgfedError } from "../errors.js";
 import { silentLogger, type Logger } from "../log.js";
 import { startCnpgOperator, type CnpgFault, type CnpgOperator } from "./cnpg/operator.js";
 import { ExternalClusterRegistry } from "./cnpg/registry.js";
-import { startKubeApi, writeKubeconfig, type KubeApiServer } from "./kube-api/index.js";
+import { startKubeApi, writeKubeconfig, type KubeApiServer, type RequestAttributes } from "./kube-api/index.js";
+import { regionIdentities } from "./rbac.js";
 import { z } from "zod";
 import { connectBus, openLeases, openStateStore, type BusIdentity } from "../bus/index.js";
 import { makeLabBusSecurity, type LabBusSecurity } from "./bus-security.js";
@@ -25,6 +26,8 @@ import { startNatsCluster, type NatsCluster } from "./nats.js";
 import { descendants, isAlive, postgresUser, signalTree, waitFor } from "./proc.js";
 
 export const LAB_NAMESPACE = "db";
+const AGENT_KUBECONFIG = "kubeconfig-agent";
+const COORDINATOR_KUBECONFIG = "kubeconfig-coordinator";
 export const LAB_FEDERATION = "demo";
 
 /** Region names and member names of the lab, in order; the first region holds the primary. */
@@ -75,9 +78,20 @@ export interface LabRegion {
   kubeApi: KubeApiServer;
   operator: CnpgOperator;
   kubeConfig: KubeConfig;
+  /** The agent's and the coordinators' bearer tokens in this region (ServiceAccounts pgfed-agent and pgfed-coordinator, authorized by deploy/'s Roles). */
+  kubeTokens: { agent: string; coordinator: string };
+  /** The last resource requests of the agent's and coordinators' identities (not the admin's), with the verdict. */
+  kubeRequests: KubeRequestRecord[];
   /** What the disaster controls did to it. */
   condition: "up" | "killed" | "partitioned";
 }
+
+export interface KubeRequestRecord extends RequestAttributes {
+  allowed: boolean;
+}
+
+/** How many requests LabRegion.kubeRequests keeps. */
+const KUBE_REQUEST_LOG = 20_000;
 
 export interface LabMemberStatus {
   member: string;
@@ -92,7 +106,12 @@ export interface LabMemberStatus {
 
 export class Lab {
   readonly dir: string;
+  /** The admin's kubeconfig (people, kubectl, the CNPG stand-in): every right. */
   readonly kubeconfigPath: string;
+  /** The agents' kubeconfig: a context per region with that region's pgfed-agent token (the config's regions use it). */
+  readonly agentKubeconfigPath: string;
+  /** The coordinators' kubeconfig (`--regions-kubeconfig`): a context per region with that region's pgfed-coordinator token. */
+  readonly coordinatorKubeconfigPath: string;
   readonly config: Config;
   private stopped = false;
 
@@ -108,6 +127,8 @@ export class Lab {
   ) {
     this.dir = dir;
     this.kubeconfigPath = join(dir, "kubeconfig");
+    this.agentKubeconfigPath = join(dir, AGENT_KUBECONFIG);
+    this.coordinatorKubeconfigPath = join(dir, COORDINATOR_KUBECONFIG);
     this.config = labConfig(this);
   }
 
@@ -367,7 +388,8 @@ export function labConfigDocument(lab: Lab) {
         }),
       },
     ],
-    regions: [...lab.regions.values()].map((r) => ({ name: r.name, kubeconfig: { path: lab.kubeconfigPath, context: r.name } })),
+    // The agents' own credentials: the lab's API servers authorize them with deploy/'s Roles.
+    regions: [...lab.regions.values()].map((r) => ({ name: r.name, kubeconfig: { path: lab.agentKubeconfigPath, context: r.name } })),
     // The config names coordinator 1's identity; every other process is given its own (PGFED_NATS_IDENTITY_FILE, lab.busConnection).
     bus: { servers: lab.nats.urls, replicas: labReplicas(lab.nats.sites), tls: { caFile: lab.busSecurity.caFile }, identityFile: lab.busSecurity.coordinatorFiles[0], coordinatorKeys: lab.busSecurity.coordinatorKeys },
     api: { listen: "127.0.0.1:0" },
@@ -465,26 +487,44 @@ export async function startLab(opts: LabOptions): Promise<Lab> {
     const primary = members[0] as LabMember;
     const registry = new ExternalClusterRegistry();
     const kubeApis = new Map<string, KubeApiServer>();
+    const kubeTokens = new Map<string, { agent: string; coordinator: string }>();
+    const kubeRequests = new Map<string, KubeRequestRecord[]>();
     for (const m of members) {
       progress(`starting Kubernetes API for region ${m.region}`);
+      const ids = regionIdentities(
+        { namespace: m.namespace, clusters: [m.cluster], secrets: [] },
+        { agent: randomBytes(24).toString("hex"), coordinator: randomBytes(24).toString("hex") },
+      );
+      const requests: KubeRequestRecord[] = [];
       const api = await startKubeApi({
         region: m.region,
         tls: { dir: join(dir, "tls") },
-        tokens: { [token]: { name: "lab-admin", allow: [{ verbs: "*", resources: "*" }] } },
+        tokens: { [token]: { name: "lab-admin", allow: [{ verbs: "*", resources: "*" }] }, ...ids.tokens },
+        rbac: ids.rbac,
+        onRequest: (a, allowed) => {
+          if (a.user === "lab-admin") return;
+          requests.push({ ...a, allowed });
+          if (requests.length > KUBE_REQUEST_LOG) requests.splice(0, requests.length - KUBE_REQUEST_LOG);
+          if (!allowed) log.warn({ region: m.region, user: a.user, verb: a.verb, resource: a.resource, name: a.name }, "Kubernetes API request forbidden by deploy/'s RBAC");
+        },
         namespaces: [LAB_NAMESPACE],
         logger: log.child({ region: m.region, component: "kube-api" }),
       });
       started.push(api);
       kubeApis.set(m.region, api);
+      kubeTokens.set(m.region, { agent: ids.agentToken, coordinator: ids.coordinatorToken });
+      kubeRequests.set(m.region, requests);
     }
     const kubeconfigPath = join(dir, "kubeconfig");
-    await writeKubeconfig(
-      kubeconfigPath,
+    const entries = (who: "admin" | "agent" | "coordinator") =>
       members.map((m) => {
         const api = kubeApis.get(m.region) as KubeApiServer;
-        return { name: m.region, url: api.url, token, ...(api.caFile ? { caFile: api.caFile } : {}) };
-      }),
-    );
+        const t = kubeTokens.get(m.region) as { agent: string; coordinator: string };
+        return { name: m.region, url: api.url, token: who === "admin" ? token : t[who], ...(api.caFile ? { caFile: api.caFile } : {}) };
+      });
+    await writeKubeconfig(kubeconfigPath, entries("admin"));
+    await writeKubeconfig(join(dir, AGENT_KUBECONFIG), entries("agent"));
+    await writeKubeconfig(join(dir, COORDINATOR_KUBECONFIG), entries("coordinator"));
 
     const regions = new Map<string, LabRegion>();
     for (const m of members) {
@@ -503,7 +543,16 @@ export async function startLab(opts: LabOptions): Promise<Lab> {
         ...(opts.operatorVersion !== undefined ? { operatorVersion: opts.operatorVersion } : {}),
       });
       started.push(operator);
-      regions.set(m.region, { name: m.region, member: m, kubeApi: kubeApis.get(m.region) as KubeApiServer, operator, kubeConfig: kc, condition: "up" });
+      regions.set(m.region, {
+        name: m.region,
+        member: m,
+        kubeApi: kubeApis.get(m.region) as KubeApiServer,
+        operator,
+        kubeConfig: kc,
+        kubeTokens: kubeTokens.get(m.region) as { agent: string; coordinator: string },
+        kubeRequests: kubeRequests.get(m.region) ?? [],
+        condition: "up",
+      });
     }
 
     const archiveTimeout = opts.archiveTimeout ?? "5s";

@@ -143,6 +143,17 @@ describe("rejoin of a diverged former primary", () => {
     );
   });
 
+  it("did the re-clone as the agent's own ServiceAccount under deploy/'s Roles, with no request refused", () => {
+    const agent = "system:serviceaccount:pgfed:pgfed-agent";
+    const eu = e.lab.region("eu-west").kubeRequests;
+    const byAgent = eu.filter((r) => r.user === agent && r.resource === "clusters");
+    expect(byAgent.some((r) => r.verb === "delete" && r.name === "pg-eu" && r.allowed)).toBe(true);
+    expect(byAgent.some((r) => r.verb === "create" && r.allowed)).toBe(true);
+    const refused = [...e.lab.regions.values()].flatMap((r) => r.kubeRequests.filter((x) => !x.allowed).map((x) => `${r.name}: ${x.user} ${x.verb} ${x.resource} ${x.name ?? ""}`));
+    expect(refused).toEqual([]);
+    console.log(`rejoin e2e: ${[...e.lab.regions.values()].reduce((n, r) => n + r.kubeRequests.length, 0)} Kubernetes requests by the agents and the coordinator, all allowed by deploy/kubernetes/member-rbac`);
+  });
+
   it("a rejoined pg-eu takes a planned switchover back with zero committed rows lost", async () => {
     await query(connectionOf(e.lab, "pg-us"), `TRUNCATE ${ROWS_TABLE}`);
     const writer = startRowWriter(() => connectionOf(e.lab, federation(e).designatedPrimary ?? "pg-us"), 2);

@@ -3,6 +3,7 @@ export { startKubeApi, type FaultSwitch, type KubeApiOptions, type KubeApiServer
 export { writeKubeconfig, kubeconfigDocument, type KubeconfigRegion } from "./kubeconfig.js";
 export { IN_PROCESS_MANAGER, KubeStore, type ApplyOptions, type DeleteOptions, type FieldValidation, type ListOptions, type ListResult, type ObjectRef, type PatchType, type StatusInput, type StoreListener, type SubscribeFilter, type WriteOptions } from "./store.js";
 export { KubeApiError, type KubeStatus, type StatusReason } from "./status.js";
+export { RbacPolicy, RbacError, serviceAccountUser, serviceAccountGroups, type PolicyRule, type RequestAttributes, type Subject } from "./rbac.js";
 export { cnpgAdmission, cnpgValidate, CNPG_VALIDATING_WEBHOOK } from "./cnpg-admission.js";
 export { FieldSet, pathString, type FieldPath } from "./field-set.js";
 export { managerName, type ManagedFieldsEntry } from "./managed-fields.js";

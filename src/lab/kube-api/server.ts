@@ -12,7 +12,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { parse as parseYaml } from "yaml";
 import { wrapError } from "../../errors.js";
 import type { Logger } from "../../log.js";
-import { authenticate, isAllowed } from "./auth.js";
+import { authenticate, authorize } from "./auth.js";
+import type { RbacPolicy, RequestAttributes } from "./rbac.js";
 import { cnpgAdmission } from "./cnpg-admission.js";
 import { apiGroup, apiGroupList, apiResourceList, apiVersions, openApiV3Document, openApiV3Root, versionInfo } from "./discovery.js";
 import { applyMergePatch } from "../../cnpg/index.js";
@@ -52,6 +53,10 @@ export interface KubeApiOptions {
   tls?: { dir: string };
   /** Bearer token → identity and permissions. */
   tokens: Record<string, TokenIdentity>;
+  /** Decides the requests of identities without an `allow` table (Roles and bindings, e.g. rendered from deploy/). */
+  rbac?: RbacPolicy;
+  /** Called for every resource request once it is authorized or refused (tests record what a client calls). */
+  onRequest?: (a: RequestAttributes, allowed: boolean) => void;
   /**
    * Identity of requests without an Authorization header (the real server's anonymous auth);
    * absent: they get 401. kubectl never sends credentials to an http:// server, so a plain-http
@@ -384,7 +389,20 @@ export async function startKubeApi(opts: KubeApiOptions): Promise<KubeApiServer>
     const gr = groupResource(def);
     const verb = verbOf(method, r, q);
     if (!verb) throw methodNotAllowed();
-    if (!isAllowed(id, verb, def.name, subresource)) throw forbidden(id.name, verb, gr, subresource, namespace, name);
+    // The name is part of the attributes only when the path names the object, as on a real server (so resourceNames never match a create or a list).
+    const attrs: RequestAttributes = {
+      user: id.name,
+      groups: id.groups ?? [],
+      verb,
+      apiGroup: gr.group,
+      resource: def.name,
+      ...(subresource ? { subresource } : {}),
+      ...(namespace !== undefined ? { namespace } : {}),
+      ...(name !== undefined ? { name } : {}),
+    };
+    const allowed = authorize(id, attrs, opts.rbac);
+    opts.onRequest?.(attrs, allowed);
+    if (!allowed) throw forbidden(id.name, verb, gr, subresource, namespace, name);
     const warnings: string[] = [];
     const wo: WriteOptions = {
       dryRun: q.getAll("dryRun").includes("All"),

@@ -137,6 +137,7 @@ export function unauthorized(): KubeApiError {
   return err(401, "Unauthorized", "Unauthorized");
 }
 
+// The message of staging/src/k8s.io/apiserver/pkg/endpoints/handlers/responsewriters/errors.go (forbiddenMessage) inside apierrors.NewForbidden.
 export function forbidden(user: string, verb: string, gr: GroupResource, subresource: string | undefined, namespace: string | undefined, name: string | undefined): KubeApiError {
   const what = name ? `${groupResourceString(gr)} "${name}"` : groupResourceString(gr);
   const resource = subresource ? `${gr.resource}/${subresource}` : gr.resource;

@@ -82,9 +82,12 @@ export interface TokenRule {
 }
 
 export interface TokenIdentity {
-  /** The user name that appears in Forbidden messages and logs. */
+  /** The user name that appears in Forbidden messages and logs (a ServiceAccount's: `system:serviceaccount:<ns>:<name>`). */
   name: string;
-  allow: TokenRule[];
+  /** Groups for RBAC Group subjects. */
+  groups?: string[];
+  /** This token's own permission table; absent: the server's RBAC objects decide (KubeApiOptions.rbac). */
+  allow?: TokenRule[];
 }
 
 /** Fault injection, switchable at run time. */

@@ -30,12 +30,6 @@ if (!hasKubectl) console.warn("SKIPPED test/unit/deploy/kubernetes.test.ts: kube
 const PGFED_NS = "pgfed";
 const MEMBER_NS = "db";
 
-/** The verbs src/kube/region.ts needs, per resource (get/patch Clusters, list+watch for the informer, get Secrets). */
-const EXPECTED_RULES = [
-  { apiGroups: ["postgresql.cnpg.io"], resources: ["clusters"], verbs: ["get", "list", "patch", "watch"] },
-  { apiGroups: [""], resources: ["secrets"], verbs: ["get"] },
-];
-
 function configOf(objects: readonly KubeObject[]): { text: string; config: Config } {
   const cms = ofKind(objects, "ConfigMap").filter((c) => c.metadata.name.startsWith("pgfed-config"));
   expect(cms).toHaveLength(1);
@@ -62,14 +56,6 @@ function argsOf(d: KubeObject): string[] {
 function flag(args: readonly string[], name: string): string | undefined {
   const i = args.indexOf(name);
   return i >= 0 ? args[i + 1] : undefined;
-}
-
-function sortedRules(role: KubeObject): unknown[] {
-  return arrayAt(role, "rules").map((r) => ({
-    apiGroups: arrayAt(r, "apiGroups").map(String).sort(),
-    resources: arrayAt(r, "resources").map(String).sort(),
-    verbs: arrayAt(r, "verbs").map(String).sort(),
-  }));
 }
 
 /** The file a mount serves: volume (configMap/secret) + mountPath, by absolute path inside the container. */
@@ -144,25 +130,27 @@ describe.skipIf(!hasKubectl)("deploy/kubernetes overlays", () => {
       }
     });
 
-    it("grants the agent exactly get/list/watch/patch on CNPG clusters and get on its members' monitoring secrets, nothing cluster-wide", () => {
+    // Which verbs: test/integration/kube-api/deploy-rbac.test.ts derives them from the requests pgfed's code makes.
+    it("names the region's member Clusters and monitoring Secrets in the Roles where Kubernetes allows names, and grants nothing cluster-wide or by wildcard", () => {
       const objects = objectsOf(region);
       const { config } = configOf(objects);
       expect(objects.filter((o) => o.kind === "ClusterRole" || o.kind === "ClusterRoleBinding")).toEqual([]);
       const roles = ofKind(objects, "Role");
-      expect(roles).toHaveLength(1);
-      const role = roles[0] as KubeObject;
-      expect(sortedRules(role)).toEqual(EXPECTED_RULES);
-      for (const r of arrayAt(role, "rules")) {
-        for (const field of ["apiGroups", "resources", "verbs"]) expect(arrayAt(r, field)).not.toContain("*");
+      expect(roles.map((r) => r.metadata.name).sort()).toEqual(["pgfed-agent", "pgfed-coordinator"]);
+      const members = config.federations.flatMap((f) => f.members).filter((m) => m.region === region);
+      expect(members.length).toBeGreaterThan(0);
+      for (const role of roles) {
+        for (const r of arrayAt(role, "rules")) {
+          for (const field of ["apiGroups", "resources", "verbs", "resourceNames"]) expect(arrayAt(r, field), `${role.metadata.name} ${field}`).not.toContain("*");
+          const names = arrayAt(r, "resourceNames").map(String).sort();
+          if (names.length === 0) continue;
+          expect(names).not.toContain("set-by-overlay");
+          const resources = arrayAt(r, "resources").map(String);
+          const wanted = resources.includes("secrets") ? members.map((m) => m.postgres.secretRef ?? "") : members.map((m) => m.cluster);
+          expect(names, `${role.metadata.name} ${resources.join(",")}`).toEqual(wanted.filter((n) => n !== "").sort());
+        }
       }
-      const secretRule = arrayAt(role, "rules").find((r) => arrayAt(r, "resources").includes("secrets"));
-      const wanted = config.federations.flatMap((f) => f.members).filter((m) => m.region === region && m.postgres.secretRef !== undefined);
-      expect(wanted.length).toBeGreaterThan(0);
-      expect(arrayAt(secretRule, "resourceNames").map(String).sort()).toEqual(wanted.map((m) => m.postgres.secretRef ?? "").sort());
-      for (const m of wanted) expect(m.namespace).toBe(stringAt(role, "metadata", "namespace"));
-      // The clusters rule must not be narrowed away from the members either.
-      const clusterRule = arrayAt(role, "rules").find((r) => arrayAt(r, "resources").includes("clusters"));
-      expect(at(clusterRule, "resourceNames")).toBeUndefined();
+      for (const m of members) expect(m.namespace).toBe(MEMBER_NS);
     });
 
     it("binds the Role to the agent's service account, which the agent Deployment uses", () => {
@@ -172,6 +160,11 @@ describe.skipIf(!hasKubectl)("deploy/kubernetes overlays", () => {
       expect(arrayAt(binding, "subjects")).toEqual([{ kind: "ServiceAccount", name: "pgfed-agent", namespace: PGFED_NS }]);
       expect(stringAt(podSpec(named(objects, "Deployment", "pgfed-agent")), "serviceAccountName")).toBe("pgfed-agent");
       named(objects, "ServiceAccount", "pgfed-agent");
+      // The coordinators of every region reach this region's Clusters as pgfed-coordinator (a kubeconfig, `pgfed kubeconfig coordinator`).
+      const coordBinding = named(objects, "RoleBinding", "pgfed-coordinator");
+      expect(at(coordBinding, "roleRef")).toEqual({ apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: "pgfed-coordinator" });
+      expect(arrayAt(coordBinding, "subjects")).toEqual([{ kind: "ServiceAccount", name: "pgfed-coordinator", namespace: PGFED_NS }]);
+      named(objects, "ServiceAccount", "pgfed-coordinator");
       // The coordinator never calls the Kubernetes API: no token in its pods.
       const coordinator = named(objects, "Deployment", "pgfed-coordinator");
       expect(stringAt(podSpec(coordinator), "serviceAccountName")).toBe("pgfed-coordinator");
