@@ -312,6 +312,8 @@ class CoordinatorImpl implements Coordinator {
     this.runtimes.clear();
     await this.closeIntake();
     await this.alerting.stepDown();
+    // After the runtimes stopped, so that none sets a gauge again.
+    this.metrics.resetFederationGauges();
   }
 
   private async closeIntake(): Promise<void> {

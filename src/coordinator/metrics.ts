@@ -20,6 +20,12 @@ export interface CoordinatorMetrics {
   agentSilentSeconds: Gauge<"federation" | "member" | "region">;
   /** Initialises the per-federation series (counters at 0). */
   initFederation(federation: string, warnAt: number): void;
+  /**
+   * Removes every per-federation gauge series: a coordinator that steps down exports none, or its
+   * last values (a writable count of 0 or 2, an approval awaited) would fire alerts from a follower.
+   * Counters stay: they only ever grow and no rule fires on their value alone.
+   */
+  resetFederationGauges(): void;
 }
 
 export function createCoordinatorMetrics(registry: Registry = createRegistry()): CoordinatorMetrics {
@@ -55,6 +61,10 @@ export function createCoordinatorMetrics(registry: Registry = createRegistry()):
       for (const kind of OPERATION_KINDS) m.operationsFailed.inc({ federation, kind }, 0);
       m.failoverAwaitingApproval.set({ federation }, 0);
       m.rpoWarnFraction.set({ federation }, warnAt);
+    },
+    resetFederationGauges(): void {
+      for (const g of [m.failoverAwaitingApproval, m.primariesWritable, m.rpoWarnFraction]) g.reset();
+      m.agentSilentSeconds.reset();
     },
   };
   return m;
