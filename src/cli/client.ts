@@ -7,8 +7,7 @@
  * `ca`/`cert`/`key` in the same config.yaml.
  */
 import { readFileSync } from "node:fs";
-import { request as httpRequest, type IncomingHttpHeaders, type IncomingMessage } from "node:http";
-import { request as httpsRequest } from "node:https";
+import type { IncomingHttpHeaders, IncomingMessage } from "node:http";
 import { Readable } from "node:stream";
 import { homedir } from "node:os";
 import { join } from "node:path";
@@ -156,6 +155,11 @@ function fetchWithTls(url: string, init: { method: string; headers: Record<strin
     req.end(init.body);
   });
 }
+
+// node:http and node:https as CommonJS modules: importing them as ES modules evaluates every
+// export, and node:http's lazy WebSocket/EventSource exports load undici (~15 ms per command).
+const { request: httpRequest } = process.getBuiltinModule("node:http");
+const { request: httpsRequest } = process.getBuiltinModule("node:https");
 
 /**
  * One request over node:http / node:https, the whole body as text. The CLI's plain requests use

@@ -5,21 +5,26 @@
  * coordinator with its HTTP API and /metrics, and stops all of it on SIGINT/SIGTERM, bounded.
  */
 import { randomBytes } from "node:crypto";
-import { createServer, type Server } from "node:http";
+import { accessSync, constants } from "node:fs";
 import { hostname, networkInterfaces } from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
 import { agentMembersFromConfig, startAgent, type Agent } from "../agent/agent.js";
 import { loadTokenFile, type TokenEntry } from "../api/auth.js";
+import { startHealthListener } from "../api/health.js";
 import { startApiServer, type ApiServer } from "../api/server.js";
 import { busSecurity, connectBus, openLeases, type Bus, type LeaseStore } from "../bus/index.js";
 import { loadConfig, type Config } from "../config.js";
 import { startCoordinator, type Coordinator, type RegionClusterAccess } from "../coordinator/index.js";
 import { errorMessage, PgfedError } from "../errors.js";
-import { RegionClient } from "../kube/region.js";
+import type { ObjectRef } from "../kube/region.js";
+import type { Cluster, MergePatch } from "../cnpg/index.js";
 import { createLogger, type Logger } from "../log.js";
 import { createRegistry, type Registry } from "../metrics.js";
 import { CliExit, EXIT } from "./exit-codes.js";
 import { ROLES, type RunOptions, type RunRole } from "./run-command.js";
+
+/** How long after the API serves the coordinator loads the Kubernetes client (coordinatorRegionClients). */
+const KUBE_CLIENT_LOAD_DELAY_MS = 1_000;
 
 /** Below the manifests' terminationGracePeriodSeconds (30 s). */
 const STOP_BUDGET_MS = 25_000;
@@ -91,24 +96,57 @@ async function readTokens(path: string): Promise<TokenEntry[]> {
  * The coordinator's own client per region: it reads (and if need be fences) a silent primary's
  * Cluster there before failing over. A region whose kubeconfig cannot be loaded is left out with a
  * warning; the coordinator then names it at start as one it cannot corroborate through.
+ *
+ * The Kubernetes client costs ~0.5 s to load, and the coordinator needs it only once a region has
+ * been silent for a lease TTL: `load()` is called after the API serves, and a probe that comes
+ * sooner waits for it.
  */
-function coordinatorRegionClients(config: Config, log: Logger, regionsKubeconfig: string | undefined): Map<string, RegionClusterAccess> {
-  const out = new Map<string, RegionClusterAccess>();
+export function coordinatorRegionClients(config: Config, log: Logger, regionsKubeconfig: string | undefined): { access: Map<string, RegionClusterAccess>; load: () => Promise<void> } {
+  const access = new Map<string, RegionClusterAccess>();
+  let loaded: Promise<Map<string, RegionClusterAccess>> | undefined;
+  const load = () =>
+    (loaded ??= import("../kube/region.js").then(({ RegionClient }) => {
+      const clients = new Map<string, RegionClusterAccess>();
+      for (const r of config.regions) {
+        // The agents of the kustomize layout use their pod's service account (no kubeconfig in the
+        // shared config); the coordinator reaches every region, so it gets its own file, one context per region.
+        const path = regionsKubeconfig ?? r.kubeconfig.path;
+        const context = r.kubeconfig.context ?? (regionsKubeconfig ? r.name : undefined);
+        if (!access.has(r.name)) continue;
+        try {
+          clients.set(r.name, new RegionClient({ region: r.name, ...(path ? { kubeconfigPath: path } : {}), ...(context ? { context } : {}), log }));
+        } catch (e) {
+          // From now on the corroborator finds no client for the region, as if it had none from the start.
+          access.delete(r.name);
+          log.warn({ region: r.name }, `coordinator: cannot load the kubeconfig of region ${r.name} (${errorMessage(e)}); a silent primary there is judged by its lease alone`);
+        }
+      }
+      return clients;
+    }));
+  const client = async (region: string): Promise<RegionClusterAccess> => {
+    const c = (await load()).get(region);
+    if (!c) throw new PgfedError("coordinator.no_kubeconfig", `no Kubernetes client for region ${region}: its kubeconfig could not be loaded (see the warning at start)`);
+    return c;
+  };
   for (const r of config.regions) {
-    // The agents of the kustomize layout use their pod's service account (no kubeconfig in the
-    // shared config); the coordinator reaches every region, so it gets its own file, one context per region.
+    // An unreadable kubeconfig file is known at once, without the client: that region has no access.
     const path = regionsKubeconfig ?? r.kubeconfig.path;
-    const context = r.kubeconfig.context ?? (regionsKubeconfig ? r.name : undefined);
-    try {
-      out.set(r.name, new RegionClient({ region: r.name, ...(path ? { kubeconfigPath: path } : {}), ...(context ? { context } : {}), log }));
-    } catch (e) {
-      log.warn({ region: r.name }, `coordinator: cannot load the kubeconfig of region ${r.name} (${errorMessage(e)}); a silent primary there is judged by its lease alone`);
+    if (path !== undefined) {
+      try {
+        accessSync(path, constants.R_OK);
+      } catch (e) {
+        log.warn({ region: r.name }, `coordinator: cannot load the kubeconfig of region ${r.name} (${errorMessage(e)}); a silent primary there is judged by its lease alone`);
+        continue;
+      }
     }
+    access.set(r.name, {
+      getCluster: async (ref: ObjectRef): Promise<Cluster> => (await client(r.name)).getCluster(ref),
+      patchCluster: async (ref: ObjectRef, patch: MergePatch, doing?: string): Promise<Cluster> => (await client(r.name)).patchCluster(ref, patch, doing),
+    });
   }
-  return out;
+  return { access, load: async () => void (await load()) };
 }
 
-/** Connects to NATS, retrying with backoff while it is down (a pod may start before NATS). */
 async function connectWithRetry(config: Config, name: string, log: Logger, registry: Registry, signal: AbortSignal, manageStream: boolean): Promise<{ bus: Bus; leases: LeaseStore | undefined }> {
   const servers = config.bus.servers.join(", ");
   let security: ReturnType<typeof busSecurity>;
@@ -135,30 +173,6 @@ async function connectWithRetry(config: Config, name: string, log: Logger, regis
       delayMs = Math.min(delayMs * 2, 15_000);
     }
   }
-}
-
-async function startMetricsServer(listen: string, registry: Registry): Promise<{ url: string; server: Server }> {
-  const m = /^(.*):(\d+)$/.exec(listen);
-  if (!m) throw new CliExit(EXIT.usage, `--metrics-listen must be host:port, not "${listen}"`);
-  const server = createServer((req, res) => {
-    const path = (req.url ?? "/").split("?")[0];
-    if (req.method === "GET" && path === "/metrics") {
-      registry.metrics().then(
-        (text) => res.writeHead(200, { "content-type": registry.contentType }).end(text),
-        (e: unknown) => res.writeHead(500).end(errorMessage(e)),
-      );
-      return;
-    }
-    if (req.method === "GET" && path === "/healthz") return void res.writeHead(200, { "content-type": "application/json" }).end('{"ok":true}');
-    res.writeHead(404).end();
-  });
-  const host = (m[1] as string).replace(/^\[(.*)\]$/, "$1");
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(Number(m[2]), host, resolve);
-  });
-  const addr = server.address();
-  return { url: `http://${host}:${typeof addr === "object" && addr ? addr.port : 0}`, server };
 }
 
 /** Resolves at the first SIGINT/SIGTERM; a second one exits at once. */
@@ -190,6 +204,7 @@ export async function runPgfed(opts: RunOptions): Promise<void> {
   const id = coordinatorId(opts.id);
   const listen = opts.apiListen ?? config.api.listen;
   if (!/^[^:]+:\d+$|^\[[^\]]+\]:\d+$/.test(listen)) throw new CliExit(EXIT.usage, `--api-listen must be host:port, not "${listen}"`);
+  if (opts.metricsListen !== undefined && !/^[^:]+:\d+$|^\[[^\]]+\]:\d+$/.test(opts.metricsListen)) throw new CliExit(EXIT.usage, `--metrics-listen must be host:port, not "${opts.metricsListen}"`);
   const tokens = roles.has("coordinator") && config.api.tokensFrom ? await readTokens(config.api.tokensFrom) : [];
 
   const log = createLogger({ level: process.env.PGFED_LOG_LEVEL ?? "info" });
@@ -214,6 +229,29 @@ export async function runPgfed(opts: RunOptions): Promise<void> {
 
   try {
     const busName = `pgfed-${roles.has("coordinator") ? `coordinator-${id}` : `agent-${regions.join("-")}`}`.slice(0, 100);
+    // Alive before NATS answers: /healthz 200 and /readyz 503 on the API (or --metrics-listen) address
+    // until the process serves, so that a NATS outage is not turned into a crash loop by the liveness probe.
+    let agentsStarted = false;
+    const probeListen = roles.has("coordinator") ? listen : opts.metricsListen;
+    const probes = probeListen
+      ? await startHealthListener({
+          listen: probeListen,
+          waitingFor: () => `NATS at ${config.bus.servers.join(", ")}`,
+          ready: () => !roles.has("coordinator") && agentsStarted,
+          registry,
+          ...(roles.has("coordinator") && config.api.tls ? { tls: config.api.tls } : {}),
+        })
+      : undefined;
+    let probesOpen = probes !== undefined;
+    const closeProbes = async (): Promise<void> => {
+      if (!probesOpen) return;
+      probesOpen = false;
+      await probes?.close();
+    };
+    stops.push({ what: "the probe listener", stop: closeProbes });
+    if (probes) log.info(`probes at ${probes.url}/healthz and /readyz (not ready until ${roles.has("coordinator") ? "the API serves" : "the agents started"})`);
+    // Port 0 (tests): the API takes over the probe listener's port.
+    const apiListen = probes && /:0$/.test(listen) && roles.has("coordinator") ? listen.replace(/:0$/, `:${new URL(probes.url).port}`) : listen;
     const { bus, leases: agentLeases } = await connectWithRetry(config, busName, log, registry, abort.signal, roles.has("coordinator"));
     stops.push({ what: "the NATS connection", stop: () => bus.close() });
     log.info(`connected to NATS at ${config.bus.servers.join(", ")} as ${busName}${bus.identity ? ` (identity ${bus.identity.publicKey})` : ""}`);
@@ -223,6 +261,7 @@ export async function runPgfed(opts: RunOptions): Promise<void> {
       for (const region of regions) {
         if (abort.signal.aborted) break;
         const cfg = config.regions.find((r) => r.name === region);
+        const { RegionClient } = await import("../kube/region.js");
         const kube = new RegionClient({
           region,
           ...(cfg?.kubeconfig.path ? { kubeconfigPath: cfg.kubeconfig.path } : {}),
@@ -240,26 +279,27 @@ export async function runPgfed(opts: RunOptions): Promise<void> {
     let coordinator: Coordinator | undefined;
     let api: ApiServer | undefined;
     if (roles.has("coordinator") && !abort.signal.aborted) {
-      const c = await startCoordinator({ config, bus, log, id, registry, regionKube: coordinatorRegionClients(config, log, opts.regionsKubeconfig ?? (process.env.PGFED_REGIONS_KUBECONFIG || undefined)) });
+      const regionKube = coordinatorRegionClients(config, log, opts.regionsKubeconfig ?? (process.env.PGFED_REGIONS_KUBECONFIG || undefined));
+      const c = await startCoordinator({ config, bus, log, id, registry, regionKube: regionKube.access });
       coordinator = c;
       stops.push({ what: `coordinator ${id}`, stop: () => c.stop() });
       log.info(`coordinator ${id} started; competing for the coordinator lease`);
-      const server = await startApiServer({ service: c, listen, tokens, ...(config.api.tls ? { tls: config.api.tls } : {}), log, metricsRegistry: registry });
+      await closeProbes();
+      const server = await startApiServer({ service: c, listen: apiListen, tokens, ...(config.api.tls ? { tls: config.api.tls } : {}), log, metricsRegistry: registry });
       api = server;
       stops.push({ what: "the API", stop: () => server.close() });
       const advertised = advertisedUrl(server.url, listen, opts.advertiseUrl ?? process.env.PGFED_ADVERTISE_URL);
       await c.setApiUrl(advertised);
       log.info(`API serving ${server.url} (advertised to other coordinators as ${advertised}) with ${tokens.length} token(s), /metrics included`);
-    } else if (opts.metricsListen && !abort.signal.aborted) {
-      const { url, server } = await startMetricsServer(opts.metricsListen, registry);
-      stops.push({
-        what: "the metrics endpoint",
-        stop: () => {
-          server.closeAllConnections();
-          return new Promise<void>((r) => server.close(() => r()));
-        },
-      });
-      log.info(`metrics at ${url}/metrics`);
+      // Once it leads (or follows), has loaded its federations and serves: the Kubernetes client for
+      // corroboration. Loading it blocks the event loop for ~0.5 s, so not during the start itself;
+      // a probe that comes sooner (a region silent for a lease TTL) waits for it.
+      setTimeout(() => {
+        regionKube.load().catch((e: unknown) => log.error(`coordinator: cannot load the Kubernetes client: ${errorMessage(e)}; silent primaries are judged by their leases alone`));
+      }, KUBE_CLIENT_LOAD_DELAY_MS).unref();
+    } else if (probes) {
+      agentsStarted = !abort.signal.aborted;
+      log.info(`metrics at ${probes.url}/metrics; /readyz ${agentsStarted ? "200" : "503"}`);
     }
 
     if (!abort.signal.aborted) {
