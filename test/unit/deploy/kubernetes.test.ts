@@ -124,6 +124,10 @@ describe.skipIf(!hasKubectl)("deploy/kubernetes overlays", () => {
           expect(o.metadata.name).toBe(PGFED_NS);
           continue;
         }
+        if (o.kind === "PriorityClass") {
+          expect(stringAt(o, "metadata", "namespace"), "PriorityClass is cluster-scoped").toBeUndefined();
+          continue;
+        }
         const ns = stringAt(o, "metadata", "namespace");
         if (o.kind === "Role" || o.kind === "RoleBinding") expect(ns, `${o.kind}/${o.metadata.name}`).toBe(MEMBER_NS);
         else expect(ns, `${o.kind}/${o.metadata.name}`).toBe(PGFED_NS);
@@ -234,6 +238,44 @@ describe.skipIf(!hasKubectl)("deploy/kubernetes overlays", () => {
         const cm = ofKind(objects, "ConfigMap").find((c) => c.metadata.name.startsWith("pgfed-config"));
         expectMountedFrom(objects, d, configPath, "ConfigMap", cm?.metadata.name ?? "?");
         expect(stringAt(containersOf(d)[0], "image")).toMatch(/pgfed:/);
+      }
+    });
+
+    it("probes the agent on its --metrics-listen port, schedules it above the database pods, and gives it no PDB that could block a drain", () => {
+      const objects = objectsOf(region);
+      const agent = named(objects, "Deployment", "pgfed-agent");
+      const c = containersOf(agent)[0];
+      const port = arrayAt(c, "ports").find((p) => stringAt(p, "name") === "metrics");
+      expect(`0.0.0.0:${String(at(port, "containerPort"))}`).toBe(flag(argsOf(agent), "--metrics-listen"));
+      expect(at(c, "readinessProbe", "httpGet")).toEqual({ path: "/readyz", port: "metrics" });
+      expect(at(c, "livenessProbe", "httpGet")).toEqual({ path: "/healthz", port: "metrics" });
+      const pc = named(objects, "PriorityClass", stringAt(podSpec(agent), "priorityClassName") ?? "?");
+      expect(at(pc, "value")).toBeGreaterThan(0);
+      expect(at(pc, "value")).toBeLessThan(1_000_000_000);
+      expect(at(pc, "globalDefault")).toBe(false);
+      expect(ofKind(objects, "PodDisruptionBudget").map((p) => p.metadata.name)).toEqual(["pgfed-coordinator"]);
+    });
+
+    it("lets drains evict unready coordinators (a NATS outage makes them all unready) and enforces the restricted Pod Security profile", () => {
+      const objects = objectsOf(region);
+      expect(at(named(objects, "PodDisruptionBudget", "pgfed-coordinator"), "spec", "unhealthyPodEvictionPolicy")).toBe("AlwaysAllow");
+      const ns = named(objects, "Namespace", PGFED_NS);
+      for (const mode of ["enforce", "warn", "audit"]) expect(stringAt(ns, "metadata", "labels", `pod-security.kubernetes.io/${mode}`), mode).toBe("restricted");
+    });
+
+    it("admits ingress to namespace pgfed only on the ports the containers name", () => {
+      const objects = objectsOf(region);
+      const policies = ofKind(objects, "NetworkPolicy");
+      const deny = policies.find((p) => isObject(at(p, "spec", "podSelector")) && Object.keys(at(p, "spec", "podSelector") as object).length === 0);
+      expect(deny, "a default-deny ingress policy").toBeDefined();
+      expect(arrayAt(deny, "spec", "ingress")).toEqual([]);
+      for (const [component, portName] of [["coordinator", "http"], ["agent", "metrics"]] as const) {
+        const d = named(objects, "Deployment", `pgfed-${component}`);
+        const allow = policies.find((p) => stringAt(p, "spec", "podSelector", "matchLabels", "app.kubernetes.io/component") === component);
+        expect(allow, component).toBeDefined();
+        const ports = arrayAt(allow, "spec", "ingress").flatMap((i) => arrayAt(i, "ports").map((p) => stringAt(p, "port")));
+        expect(ports).toEqual([portName]);
+        expect(arrayAt(containersOf(d)[0], "ports").map((p) => stringAt(p, "name"))).toContain(portName);
       }
     });
 
