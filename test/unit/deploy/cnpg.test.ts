@@ -6,7 +6,9 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { parseCluster, type Cluster } from "../../../src/cnpg/cluster.js";
+import { recloneManifest } from "../../../src/cnpg/reclone.js";
 import { parseConfigText, type Config } from "../../../src/config.js";
+import { cnpgValidate, type KubeObject as StoredObject } from "../../../src/lab/kube-api/index.js";
 import { REGIONS, REPO, arrayAt, at, kubectlAvailable, ofKind, render, stringAt, type KubeObject, type Region } from "./helpers.js";
 
 const hasKubectl = await kubectlAvailable();
@@ -108,6 +110,39 @@ describe.skipIf(!hasKubectl)("deploy/cnpg example topology", () => {
     expect(new Set(serverNames).size, "archive paths must differ").toBe(members.length);
     for (const { cluster: c } of members) {
       for (const e of c.spec.externalClusters ?? []) expect(pluginParams(e.plugin), `${c.metadata.name} → ${e.name}`).toEqual(archiveOf.get(e.name));
+    }
+  });
+
+  it("streams from every member over TLS as streaming_replica, the same way in every region", () => {
+    const entryOf = new Map<string, string>();
+    for (const { cluster: c } of members) {
+      for (const e of c.spec.externalClusters ?? []) {
+        const params = at(e, "connectionParameters");
+        expect(stringAt(params, "user"), `${c.metadata.name} → ${e.name}`).toBe("streaming_replica");
+        expect(stringAt(params, "sslmode")).toBe("verify-full");
+        expect(stringAt(params, "dbname")).toBe("postgres");
+        expect(stringAt(params, "host")).toMatch(new RegExp(`^${e.name}-rw\\.`));
+        expect(stringAt(e, "sslKey", "name")).toBe(`${e.name}-replication`);
+        expect(stringAt(e, "sslCert", "name")).toBe(`${e.name}-replication`);
+        expect(stringAt(e, "sslRootCert", "name")).toBe(`${e.name}-ca`);
+        const same = JSON.stringify({ params, key: at(e, "sslKey"), cert: at(e, "sslCert"), root: at(e, "sslRootCert") });
+        expect(entryOf.get(e.name) ?? same, `${e.name} is described the same way everywhere`).toBe(same);
+        entryOf.set(e.name, same);
+      }
+    }
+  });
+
+  it("lets a rejoin re-clone every replica and the primary: pgfed's re-clone manifest bootstraps with pg_basebackup over a streaming entry that CNPG admits", () => {
+    for (const { cluster: c } of members) {
+      for (const other of members.filter((m) => m.cluster !== c)) {
+        const primary = selfOf(other.cluster);
+        const plan = recloneManifest(c, { primary, epoch: 7 });
+        const spec = plan.manifest.spec as Cluster["spec"];
+        expect(spec.bootstrap?.pg_basebackup?.source).toBe(primary);
+        const entry = (spec.externalClusters ?? []).find((e) => e.name === primary);
+        expect(at(entry, "connectionParameters", "host"), `${c.metadata.name} re-cloned from ${primary}`).toBeDefined();
+        expect(cnpgValidate("CREATE", plan.manifest as unknown as StoredObject), `${c.metadata.name} from ${primary}`).toEqual([]);
+      }
     }
   });
 

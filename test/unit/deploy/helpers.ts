@@ -10,7 +10,7 @@ import { parseAllDocuments } from "yaml";
 const run = promisify(execFile);
 
 export const REPO = fileURLToPath(new URL("../../../", import.meta.url));
-export const REGIONS = ["eu-west", "us-east"] as const;
+export const REGIONS = ["eu-west", "us-east", "ap-south"] as const;
 export type Region = (typeof REGIONS)[number];
 
 export type Json = null | boolean | number | string | Json[] | { [key: string]: Json };
@@ -32,9 +32,9 @@ export async function kubectlAvailable(): Promise<boolean> {
   }
 }
 
-/** `kubectl kustomize` of a folder under the repository; the base pulls files from sibling folders. */
+/** `kubectl kustomize` of a folder under the repository, without flags (as `kubectl apply -k` builds it). */
 export async function kustomize(dir: string): Promise<string> {
-  const { stdout } = await run("kubectl", ["kustomize", "--load-restrictor=LoadRestrictionsNone", dir], {
+  const { stdout } = await run("kubectl", ["kustomize", dir], {
     cwd: REPO,
     timeout: 60_000,
     maxBuffer: 16 * 1024 * 1024,
