@@ -340,6 +340,14 @@ describe.skipIf(!hasKubectl)("deploy/kubernetes overlays", () => {
     });
   });
 
+  it("ships deploy/examples/pgfed.yaml with paths a pod of the base has: tokensFrom the mounted token file, no kubeconfig contexts a pod lacks", () => {
+    const example = parseConfig(parseDocument(readFileSync(join(REPO, "deploy/examples/pgfed.yaml"), "utf8")).toJS(), "deploy/examples/pgfed.yaml");
+    const objects = objectsOf("eu-west");
+    const files = mountedFiles(named(objects, "Deployment", "pgfed-coordinator"));
+    expect(stringAt(files.get(example.api.tokensFrom ?? "")?.volume, "secret", "secretName")).toBe("pgfed-api-tokens");
+    for (const r of example.regions) expect(r.kubeconfig, r.name).toEqual({});
+  });
+
   it("gives every region of the config exactly one overlay", () => {
     const { config } = configOf(objectsOf("eu-west"));
     expect(config.regions.map((r) => r.name).sort()).toEqual([...REGIONS].sort());
