@@ -1,6 +1,8 @@
 /**
  * Writes the files rendered from the alert catalog: `npx tsx src/alerts/generate.ts [--check]`.
- * With --check it writes nothing and exits 1 when a committed file differs (CI).
+ * With --check it writes nothing and exits 1 when a committed file differs (CI). The rules'
+ * `runbook_url`s are absolute, from the base in deploy/prometheus/runbook-base-url (where your copy
+ * of docs/alerts.md is published): links in PagerDuty or Slack must work outside the repository.
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -10,13 +12,30 @@ import { renderRuleTests } from "./rule-tests.js";
 import { renderPrometheusRule, renderRulesFile } from "./rules.js";
 
 export const REPO_ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+export const RUNBOOK_BASE_FILE = "deploy/prometheus/runbook-base-url";
+
+/** The one non-comment line of deploy/prometheus/runbook-base-url: an absolute http(s) URL of docs/alerts.md. */
+export function parseRunbookBaseUrl(text: string, where = RUNBOOK_BASE_FILE): string {
+  const lines = text
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l !== "" && !l.startsWith("#"));
+  const url = lines[0];
+  if (lines.length !== 1 || url === undefined) throw new Error(`${where}: expected exactly one line with the URL of docs/alerts.md, found ${lines.length}`);
+  if (!/^https?:\/\/[^\s#?]+$/.test(url)) throw new Error(`${where}: "${url}" is not an absolute http(s) URL without a query or fragment (the alert's anchor is appended)`);
+  return url;
+}
+
+export function runbookBaseUrl(root: string = REPO_ROOT): string {
+  return parseRunbookBaseUrl(readFileSync(join(root, RUNBOOK_BASE_FILE), "utf8"));
+}
 
 /** Repository-relative path → content, for every generated file. */
-export function generatedFiles(): Record<string, string> {
+export function generatedFiles(base: string = runbookBaseUrl()): Record<string, string> {
   return {
-    "deploy/prometheus/pgfed-rules.yml": renderRulesFile(),
-    "deploy/prometheus/pgfed-prometheusrule.yaml": renderPrometheusRule(),
-    "deploy/prometheus/pgfed-rules.test.yml": renderRuleTests(),
+    "deploy/prometheus/pgfed-rules.yml": renderRulesFile(base),
+    "deploy/prometheus/pgfed-prometheusrule.yaml": renderPrometheusRule(base),
+    "deploy/prometheus/pgfed-rules.test.yml": renderRuleTests("pgfed-rules.yml", base),
     "docs/alerts.md": renderAlertsDoc(),
   };
 }

@@ -14,7 +14,7 @@ import { Gauge, Registry } from "prom-client";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { AlertEngine, type AlertTransition, type Observation } from "../../../src/alerts/engine.js";
-import { REPO_ROOT } from "../../../src/alerts/generate.js";
+import { REPO_ROOT, runbookBaseUrl } from "../../../src/alerts/generate.js";
 import { AlertmanagerNotifier } from "../../../src/alerts/notifiers.js";
 import { waitFor } from "../../../src/lab/proc.js";
 import { startAlertmanager, startPrometheus, type MonitoringServer } from "../../../src/lab/prometheus.js";
@@ -222,7 +222,7 @@ describe("real Prometheus 2.42 with deploy/prometheus/pgfed-rules.yml", () => {
       summary: "inventory: exposure 41 s exceeds the RPO budget of 30 s",
       description: expect.stringMatching(/^8MiB of committed WAL on the primary of inventory, the oldest written 41 s ago/) as string,
       command: "pgfed status inventory",
-      runbook_url: "docs/alerts.md#pgfedrpobudgetexceeded",
+      runbook_url: `${runbookBaseUrl()}#pgfedrpobudgetexceeded`,
     });
     const hook = await waitFor("Prometheus alert delivered by Alertmanager", () => delivered({ federation: "inventory", job: "pgfed" }, "firing"), 20_000, 50);
     console.log(

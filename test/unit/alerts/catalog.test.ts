@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { ALERT_NAMES, ALERTS, alertsMarkdownTable, docsLinks, humanize1024, renderAnnotations, runbookUrl, toGoTemplate } from "../../../src/alerts/catalog.js";
-import { generatedFiles, REPO_ROOT } from "../../../src/alerts/generate.js";
+import { generatedFiles, REPO_ROOT, runbookBaseUrl } from "../../../src/alerts/generate.js";
 import { ALL_PGFED_METRICS, metricsInExpr, PGFED_METRIC_NAMES } from "../../../src/alerts/metric-names.js";
 import { prometheusRuleGroups, promDuration } from "../../../src/alerts/rules.js";
 import { createContextAlertMetrics, createCoordinatorMetrics } from "../../../src/coordinator/metrics.js";
@@ -102,7 +102,7 @@ describe("Prometheus rules", () => {
     expect(operator.apiVersion).toBe("monitoring.coreos.com/v1");
     expect(operator.kind).toBe("PrometheusRule");
     expect(operator.spec.groups).toEqual(rules.groups);
-    expect(rules.groups).toEqual(prometheusRuleGroups());
+    expect(rules.groups).toEqual(prometheusRuleGroups(runbookBaseUrl()));
   });
 
   it("every rule has for:, severity, summary, description, command and runbook_url", () => {
