@@ -146,6 +146,14 @@ describe.skipIf(!hasKubectl)("deploy/cnpg example topology", () => {
     }
   });
 
+  it("labels every member namespace for Pod Security Admission: baseline enforced, restricted warned and audited", () => {
+    for (const m of members) {
+      const ns = m.objects.find((o) => o.kind === "Namespace" && o.metadata.name === "db");
+      expect(stringAt(ns, "metadata", "labels", "pod-security.kubernetes.io/enforce"), m.region).toBe("baseline");
+      for (const mode of ["warn", "audit"]) expect(stringAt(ns, "metadata", "labels", `pod-security.kubernetes.io/${mode}`), `${m.region} ${mode}`).toBe("restricted");
+    }
+  });
+
   it("lets the monitoring role log in: pg_hba allows it and the managed role uses the member's secret", () => {
     const sql = readFileSync(join(REPO, "deploy/postgres/monitoring-role.sql"), "utf8");
     const role = /CREATE ROLE (\w+)/.exec(sql)?.[1];
