@@ -177,6 +177,7 @@ describe.skipIf(!hasKubectl).each(REGIONS)("deploy/kubernetes/overlays/%s RBAC, 
     }
     expect(ofKind(objects, "ClusterRole")).toEqual([]);
     expect(ofKind(objects, "ClusterRoleBinding")).toEqual([]);
+    console.log(`${region}: ${recorded.length} requests checked; the agent used ${agentUsed.size} grants (${[...agentUsed].join(", ")}), the coordinator ${coordUsed.size} (${[...coordUsed].join(", ")})`);
   });
 
   it("refuses what the Roles do not grant with the API server's own 403 Status", async () => {
