@@ -323,13 +323,23 @@ describe.skipIf(!hasKubectl)("deploy/kubernetes overlays", () => {
         const labels = at(s, "metadata", "labels");
         return isObject(labels) && Object.entries(wanted).every(([k, v]) => labels[k] === v);
       });
-      expect(scraped.map((s) => s.metadata.name)).toEqual(["pgfed-metrics"]);
-      const metricsSvc = scraped[0] as KubeObject;
-      expect(selects(metricsSvc)).toBe(true);
-      expect(at(metricsSvc, "spec", "publishNotReadyAddresses")).toBe(true);
-      const endpoint = arrayAt(monitor, "spec", "endpoints")[0];
-      expect(stringAt(endpoint, "path")).toBe("/metrics");
-      expect(arrayAt(metricsSvc, "spec", "ports").map((p) => stringAt(p, "name"))).toContain(stringAt(endpoint, "port"));
+      expect(scraped.map((s) => s.metadata.name).sort()).toEqual(["pgfed-agent-metrics", "pgfed-metrics"]);
+      const endpoints = arrayAt(monitor, "spec", "endpoints");
+      for (const e of endpoints) expect(stringAt(e, "path")).toBe("/metrics");
+      const endpointPorts = endpoints.map((e) => stringAt(e, "port"));
+      // Each Service selects its Deployment's pods, lists not-ready ones too, and exposes a port the ServiceMonitor scrapes, named as the container's.
+      for (const [svcName, deployment] of [["pgfed-metrics", "pgfed-coordinator"], ["pgfed-agent-metrics", "pgfed-agent"]] as const) {
+        const svc = named(objects, "Service", svcName);
+        const podLabels = at(named(objects, "Deployment", deployment), "spec", "template", "metadata", "labels");
+        const sel = at(svc, "spec", "selector");
+        expect(isObject(sel) && isObject(podLabels) && Object.entries(sel).every(([k, v]) => podLabels[k] === v), svcName).toBe(true);
+        expect(at(svc, "spec", "publishNotReadyAddresses"), svcName).toBe(true);
+        const ports = arrayAt(svc, "spec", "ports");
+        const scrapedPort = ports.find((p) => endpointPorts.includes(stringAt(p, "name")));
+        expect(scrapedPort, svcName).toBeDefined();
+        const containerPorts = arrayAt(containersOf(named(objects, "Deployment", deployment))[0], "ports").map((p) => stringAt(p, "name"));
+        expect(containerPorts, svcName).toContain(stringAt(scrapedPort, "targetPort"));
+      }
     });
 
     it("includes deploy/prometheus/pgfed-prometheusrule.yaml unchanged apart from namespace and labels", () => {
