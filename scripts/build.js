@@ -1,11 +1,11 @@
 #!/usr/bin/env node
-// The compiled pgfed: src/cli/main.ts bundled by esbuild into dist/ (ES modules, one chunk per
+// The compiled pgfed: src/cli/main.ts bundled by esbuild into dist/ (and the status page into dist/ui) (ES modules, one chunk per
 // lazily imported command group, npm packages left as imports from node_modules), with source
 // maps. `bin/pgfed.js` runs dist/main.js. Rebuilt by scripts/setup.sh when any source changed
 // (dist/.build-stamp holds the hash of the inputs); plain JavaScript so it needs no tsx.
 // Usage: node scripts/build.js [--if-changed]
 import { createHash } from "node:crypto";
-import { readFileSync, readdirSync, rmSync, writeFileSync, existsSync, statSync } from "node:fs";
+import { copyFileSync, readFileSync, readdirSync, rmSync, writeFileSync, existsSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -56,7 +56,29 @@ const result = await build({
   logLevel: "warning",
   metafile: true,
 });
+// The status page (src/ui): one browser bundle with its CSS, and the HTML that loads them; the API
+// serves dist/ui at / (src/api/ui.ts).
+const ui = await build({
+  absWorkingDir: root,
+  entryPoints: ["src/ui/main.tsx"],
+  outdir: "dist/ui",
+  bundle: true,
+  format: "esm",
+  platform: "browser",
+  target: ["chrome120", "firefox120", "safari17"],
+  jsx: "automatic",
+  jsxImportSource: "preact",
+  minify: true,
+  sourcemap: true,
+  logLevel: "warning",
+  metafile: true,
+});
+copyFileSync(join(root, "src/ui/index.html"), join(out, "ui", "index.html"));
 writeFileSync(stampFile, `${hash}\n`);
 const outputs = Object.entries(result.metafile.outputs).filter(([f]) => f.endsWith(".js"));
 const bytes = outputs.reduce((n, [, o]) => n + o.bytes, 0);
-console.error(`build: dist/ (${outputs.length} files, ${(bytes / 1024).toFixed(0)} KiB) in ${(performance.now() - started).toFixed(0)} ms`);
+const page = Object.entries(ui.metafile.outputs).filter(([f]) => !f.endsWith(".map"));
+const pageBytes = page.reduce((n, [, o]) => n + o.bytes, 0);
+console.error(
+  `build: dist/ (${outputs.length} files, ${(bytes / 1024).toFixed(0)} KiB) and the status page dist/ui (${page.map(([f, o]) => `${f.split("/").pop()} ${(o.bytes / 1024).toFixed(0)} KiB`).join(", ")}; ${(pageBytes / 1024).toFixed(0)} KiB) in ${(performance.now() - started).toFixed(0)} ms`,
+);

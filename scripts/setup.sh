@@ -55,11 +55,12 @@ declare -A pkg_of=(
   [prometheus]=prometheus
   [promtool]=prometheus
   [prometheus-alertmanager]=prometheus-alertmanager
+  [chromium]=chromium
 )
 case "$purpose" in
   none) needed=() ;;
   lab)  needed=(initdb nats-server) ;;
-  test) needed=(initdb nats-server kubectl prometheus promtool prometheus-alertmanager) ;;
+  test) needed=(initdb nats-server kubectl prometheus promtool prometheus-alertmanager chromium) ;;
   *)    echo "setup: unknown purpose '$purpose' (lab|test|none)" >&2; exit 64 ;;
 esac
 

@@ -148,6 +148,17 @@ export interface AuditEntry {
 
 export type ActionResult = { kind: "plan"; plan: PlanView } | { kind: "operation"; operation: OperationView };
 
+/** The last hour of a federation's exposure and replica lag (coordinator/history.ts), columnar, oldest first. */
+export interface FederationHistoryView {
+  federation: string;
+  resolutionSeconds: number;
+  /** Epoch seconds of each point. */
+  at: number[];
+  exposureSeconds: (number | null)[];
+  worstCaseSeconds: (number | null)[];
+  members: { name: string; lagSeconds: (number | null)[] }[];
+}
+
 export interface CoordinatorService {
   /** The API is served by the leader; followers redirect (or answer 503 naming the leader). */
   isLeader(): boolean;
@@ -155,6 +166,8 @@ export interface CoordinatorService {
 
   listFederations(): FederationView[];
   getFederation(name: string): FederationView | undefined;
+  /** The leader's last hour of exposure and lag for the federation; undefined when it is unknown. */
+  getHistory(name: string): FederationHistoryView | undefined;
 
   switchover(federation: string, args: { target: string }, ctx: RequestContext, opts: { dryRun: boolean }): Promise<ActionResult>;
   failover(federation: string, args: { target?: string; acceptDataLossSeconds?: number }, ctx: RequestContext, opts: { dryRun: boolean }): Promise<ActionResult>;

@@ -5,7 +5,7 @@
 import { z } from "zod";
 import { VERSION } from "../version.js";
 import type { AnyRoute } from "./routes.js";
-import { auditEntry, auditList, federationList, federationOrPlan, federationView, operationView, planView, statusBody } from "./schemas.js";
+import { auditEntry, auditList, federationHistory, federationList, federationOrPlan, federationView, operationView, planView, statusBody } from "./schemas.js";
 
 type Json = Record<string, unknown>;
 
@@ -18,6 +18,7 @@ const NAMED: [string, z.ZodType][] = [
   ["FederationList", federationList],
   ["AuditList", auditList],
   ["FederationOrPlan", federationOrPlan],
+  ["FederationHistory", federationHistory],
 ];
 
 function strip(schema: Json): Json {

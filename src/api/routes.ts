@@ -16,6 +16,7 @@ import {
   dryRunQuery,
   failoverBody,
   federationApproveBody,
+  federationHistory,
   federationList,
   federationView,
   federationOrPlan,
@@ -27,11 +28,15 @@ import {
   planView,
   reasonBody,
   resolveBody,
+  runbookQuery,
   statusBody,
   switchoverBody,
 } from "./schemas.js";
 
 export type Access = "public" | Role;
+
+/** A federation's runbook as Markdown or HTML, for `server` (the API's address as the client reached it). */
+export type RunbookRenderer = (federation: FederationView, format: "markdown" | "html", server: string) => string;
 
 export interface ResponseDoc {
   description: string;
@@ -43,6 +48,8 @@ export interface ResponseDoc {
 export interface HandlerContext<P, Q, B> {
   service: CoordinatorService;
   metricsRegistry: Registry | undefined;
+  /** Renders a federation's runbook (ApiServerOptions.renderRunbook); undefined when none was given. */
+  renderRunbook: RunbookRenderer | undefined;
   params: P;
   query: Q;
   body: B;
@@ -416,6 +423,45 @@ export const ROUTES: AnyRoute[] = [
         ...(query.limit !== undefined ? { limit: query.limit } : {}),
       });
       return { status: 200, body: { items } };
+    },
+  }),
+  route({
+    method: "GET",
+    path: "/v1/federations/:name/history",
+    operationId: "getFederationHistory",
+    summary: "The last hour of the federation's exposure and each member's lag, one point per resolutionSeconds (the status page's chart).",
+    access: "viewer",
+    leaderOnly: true,
+    params: fedParams,
+    responses: { 200: { description: "The history, columnar, oldest first.", schema: federationHistory }, ...ERRORS },
+    handler: async ({ service, params }) => {
+      const fed = requireFederation(service, params.name);
+      const history = service.getHistory(fed.name);
+      if (!history) throw new ApiError(404, "NotFound", `no history for federation "${fed.name}" yet`, "name");
+      return { status: 200, body: history };
+    },
+  }),
+  route({
+    method: "GET",
+    path: "/v1/federations/:name/runbook",
+    operationId: "getRunbook",
+    summary: "The federation's DR runbook from live state (as `pgfed runbook`): Markdown, or a standalone HTML page with `?format=html`.",
+    access: "viewer",
+    leaderOnly: true,
+    params: fedParams,
+    query: runbookQuery,
+    responses: { 200: { description: "The runbook.", contentType: "text/markdown", schema: z.string() }, ...ERRORS },
+    handler: async ({ service, renderRunbook, params, query, req, reply }) => {
+      const fed = requireFederation(service, params.name);
+      if (!renderRunbook) throw new ApiError(404, "NotFound", "this API serves no runbook (started without a runbook renderer); use pgfed runbook");
+      // The commands in it name the API as this client reached it.
+      const server = `${req.protocol}://${req.host}`;
+      const html = query.format === "html";
+      await reply
+        .code(200)
+        .header("content-type", html ? "text/html; charset=utf-8" : "text/markdown; charset=utf-8")
+        .send(renderRunbook(fed, query.format, server));
+      return undefined;
     },
   }),
 ];

@@ -197,6 +197,16 @@ export type StatusBody = z.infer<typeof statusBody>;
 export const federationList = z.object({ items: z.array(federationView) });
 export const auditList = z.object({ items: z.array(auditEntry) });
 export const federationOrPlan = z.union([federationView, planView]);
+const seriesValue = z.number().nullable();
+export const federationHistory = z.object({
+  federation: z.string(),
+  resolutionSeconds: z.number().meta({ description: "Seconds between two points." }),
+  at: z.array(z.number()).meta({ description: "Epoch seconds of each point, oldest first (at most one hour)." }),
+  exposureSeconds: z.array(seriesValue).meta({ description: "Exposure at each point (as FederationView.exposure.seconds); null when unknown." }),
+  worstCaseSeconds: z.array(seriesValue).meta({ description: "Worst-case exposure at each point (primary silent since its last sample)." }),
+  members: z.array(z.object({ name: z.string(), lagSeconds: z.array(seriesValue).meta({ description: "What promoting the member would lose at each point; null for the primary or when unknown." }) })),
+});
+export const runbookQuery = z.strictObject({ format: z.enum(["markdown", "html"]).default("markdown") });
 
 // Compile-time checks that the documented shapes match the contract.
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;

@@ -16,8 +16,9 @@ import type { Logger } from "../log.js";
 import { authenticate, bearerToken, clientKey, FailedAuthLimiter, type AuthRateLimitOptions, type TokenEntry } from "./auth.js";
 import { ApiError, fromServiceError, fromZodError } from "./errors.js";
 import { createApiMetrics, type RefusalReason } from "./metrics.js";
+import { registerStatusPage } from "./ui.js";
 import { buildOpenApiDocument } from "./openapi.js";
-import { ROUTES, type AnyRoute, type HandlerContext } from "./routes.js";
+import { ROUTES, type AnyRoute, type HandlerContext, type RunbookRenderer } from "./routes.js";
 
 export interface ApiTlsOptions {
   /** PEM text or a file path. */
@@ -39,6 +40,8 @@ export interface ApiServerOptions {
   bodyLimitBytes?: number;
   /** Lockout of client addresses after failed authentications (default DEFAULT_AUTH_RATE_LIMIT); false: none (tests that fuzz tokens). */
   authRateLimit?: AuthRateLimitOptions | false;
+  /** Renders GET /v1/federations/{name}/runbook (the CLI's runbook document); without it that route is 404. */
+  renderRunbook?: RunbookRenderer;
 }
 
 export interface ApiServer {
@@ -243,6 +246,7 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
         const ctx: HandlerContext<never, never, never> = {
           service: opts.service,
           metricsRegistry: opts.metricsRegistry,
+          renderRunbook: opts.renderRunbook,
           params: parse(route.params, req.params, "path"),
           query: parse(route.query, req.query, "query"),
           body: parse(route.body, route.method === "POST" ? req.body : undefined, "body"),
@@ -263,6 +267,8 @@ export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer>
   const openapi = buildOpenApiDocument(documented);
   registered.push("GET /openapi.json");
   app.get("/openapi.json", async () => openapi);
+  // The status page's files, outside the API's routes (and its OpenAPI document).
+  registerStatusPage(app);
 
   await app.listen({ host, port });
   const addr = app.server.address();

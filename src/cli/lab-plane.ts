@@ -9,6 +9,7 @@ import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { parseTokenFile, tokenLine } from "../api/auth.js";
 import { startApiServer } from "../api/server.js";
+import { renderRunbook } from "./runbook-document.js";
 import { startControlPlane } from "../lab/control-plane.js";
 import { createLogger } from "../log.js";
 import type { ControlPlaneStarter } from "./lab.js";
@@ -25,7 +26,7 @@ export const labControlPlane: ControlPlaneStarter = async (lab) => {
     // The hash only, like any token file; the token itself is in lab.json for the CLI.
     await writeFile(join(lab.dir, LAB_TOKENS_FILE), `# the lab's operator token (its value is extra.token in lab.json)\n${line}\n`, { mode: 0o600 });
     const coordinator = plane.coordinator;
-    const api = await startApiServer({ service: coordinator, listen: "127.0.0.1:0", tokens: parseTokenFile(line, LAB_TOKENS_FILE), log, metricsRegistry: coordinator.metrics.registry });
+    const api = await startApiServer({ service: coordinator, listen: "127.0.0.1:0", tokens: parseTokenFile(line, LAB_TOKENS_FILE), log, metricsRegistry: coordinator.metrics.registry, renderRunbook });
     try {
       await coordinator.setApiUrl(api.url);
       await coordinator.waitLeader(30_000);

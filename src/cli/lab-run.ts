@@ -59,6 +59,7 @@ function labBanner(lab: Lab, extra: Record<string, string>): string {
     `kubeconfig: ${lab.kubeconfigPath}   contexts: ${ctx.join(", ")}`,
     `NATS:       ${lab.nats.urls.join(", ")} (${lab.nats.sites.length > 1 ? `one server per region${lab.nats.sites.includes("witness") ? " and a witness" : ""}; JetStream R3` : "one server"}; TLS, nkey identities)`,
     ...Object.entries(extra).map(([k, v]) => `${`${k}:`.padEnd(11)} ${v}`),
+    ...(extra.api ? [`status page: ${extra.api}/ (sign in with the token above)`] : []),
     "",
     "members:",
     ...lab.members.map((m) => `  ${m.name.padEnd(6)} ${m.region.padEnd(9)} psql ${lab.psql(m.name)}`),

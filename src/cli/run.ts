@@ -21,6 +21,7 @@ import type { Cluster, MergePatch } from "../cnpg/index.js";
 import { createLogger, type Logger } from "../log.js";
 import { createRegistry, type Registry } from "../metrics.js";
 import { CliExit, EXIT } from "./exit-codes.js";
+import { renderRunbook } from "./runbook-document.js";
 import { ROLES, type RunOptions, type RunRole } from "./run-command.js";
 
 /** How long after the API serves the coordinator loads the Kubernetes client (coordinatorRegionClients). */
@@ -285,7 +286,7 @@ export async function runPgfed(opts: RunOptions): Promise<void> {
       stops.push({ what: `coordinator ${id}`, stop: () => c.stop() });
       log.info(`coordinator ${id} started; competing for the coordinator lease`);
       await closeProbes();
-      const server = await startApiServer({ service: c, listen: apiListen, tokens, ...(config.api.tls ? { tls: config.api.tls } : {}), log, metricsRegistry: registry });
+      const server = await startApiServer({ service: c, listen: apiListen, tokens, ...(config.api.tls ? { tls: config.api.tls } : {}), log, metricsRegistry: registry, renderRunbook });
       api = server;
       stops.push({ what: "the API", stop: () => server.close() });
       const advertised = advertisedUrl(server.url, listen, opts.advertiseUrl ?? process.env.PGFED_ADVERTISE_URL);

@@ -45,6 +45,7 @@ import {
   type ActionResult,
   type AuditEntry,
   type CoordinatorService,
+  type FederationHistoryView,
   type FederationView,
   type OperationView,
   type PlanView,
@@ -372,6 +373,10 @@ class CoordinatorImpl implements Coordinator {
 
   getFederation(name: string): FederationView | undefined {
     return this.runtimes.get(name)?.view();
+  }
+
+  getHistory(name: string): FederationHistoryView | undefined {
+    return this.runtimes.get(name)?.history();
   }
 
   private runtime(name: string): FederationRuntime {

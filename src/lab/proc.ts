@@ -193,7 +193,7 @@ const tracked = new Set<ManagedProcess>();
  */
 export const PID_REGISTRY_ENV = "PGFED_PID_REGISTRY";
 
-function recordPid(pid: number): void {
+export function recordPid(pid: number): void {
   const file = process.env[PID_REGISTRY_ENV];
   if (!file) return;
   try {

@@ -2,6 +2,7 @@
 import { parseTokenFile, tokenLine, type Role } from "../../src/api/auth.js";
 import { startApiServer, type ApiServer } from "../../src/api/server.js";
 import { runCli } from "../../src/cli/program.js";
+import { renderRunbook } from "../../src/cli/runbook-document.js";
 import type { E2E } from "../e2e/fixture.js";
 
 export interface CliRun {
@@ -18,7 +19,7 @@ export interface LabApi {
 }
 
 export async function serveLabApi(e: E2E, who: { name: string; role: Role; token: string }): Promise<LabApi> {
-  const api = await startApiServer({ service: e.plane.coordinator, listen: "127.0.0.1:0", tokens: parseTokenFile(tokenLine(who.name, who.role, who.token)), log: e.log });
+  const api = await startApiServer({ service: e.plane.coordinator, listen: "127.0.0.1:0", tokens: parseTokenFile(tokenLine(who.name, who.role, who.token)), log: e.log, renderRunbook });
   return {
     api,
     async cli(args) {

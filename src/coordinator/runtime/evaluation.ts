@@ -10,6 +10,7 @@ import type { ExposureEstimate } from "../../wal/exposure.js";
 import { FederationEvaluator, type Evaluation, type MemberStatus } from "../../wal/monitor.js";
 import type { FederationTick } from "../alerting.js";
 import { followingOf, lossOf, type FollowingVerdict } from "../following.js";
+import { FederationHistory } from "../history.js";
 import type { CoordinatorMetrics } from "../metrics.js";
 import type { FederationSignals, MemberSamples } from "../signals.js";
 
@@ -29,6 +30,8 @@ export class FederationEvaluation {
   private inputSeq = 0;
   private evaluated: { inputSeq: number; ctx: FederationContext; atMs: number; healthy: boolean } | undefined;
   private readonly evaluator: FederationEvaluator;
+  /** The last hour of exposure and lag, one point per HISTORY_RESOLUTION_MS (history.ts). */
+  readonly history: FederationHistory;
 
   constructor(
     private readonly p: {
@@ -40,6 +43,7 @@ export class FederationEvaluation {
     },
   ) {
     this.evaluator = new FederationEvaluator({ federation: p.cfg.name, budgetMs: p.cfg.rpo.budget, warnAt: p.cfg.rpo.warnAt, walSwitchAfterMs: p.cfg.rpo.walSwitchAfter });
+    this.history = new FederationHistory(p.cfg.name, p.cfg.members.map((m) => m.name));
   }
 
   noteInput(): void {
@@ -64,6 +68,16 @@ export class FederationEvaluation {
     });
     this.last = ev;
     if (ev.estimate) this.lastEstimate = ev.estimate;
+    if (this.history.due(nowMs)) {
+      const wc = ev.worstCase;
+      this.history.record({
+        atMs: nowMs,
+        // The same figures as the federation view (view.ts).
+        exposureSeconds: wc ? (ev.estimate?.exposureMs ?? wc.basedOn.exposureMs) / 1000 : null,
+        worstCaseSeconds: wc ? wc.exposureMs / 1000 : null,
+        lagSeconds: new Map(cfg.members.map((m) => [m.name, m.name === ctx.designatedPrimary ? null : (this.targetLag(m.name, ctx.designatedPrimary)?.ms ?? Number.NaN) / 1000])),
+      });
+    }
     const writable = signals.writable();
     this.p.metrics.primariesWritable.set({ federation: cfg.name }, writable.length);
     this.p.onEvaluation?.({

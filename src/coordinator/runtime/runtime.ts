@@ -29,7 +29,7 @@ import { rejectedCommandOf, type FederationIntakeLike, type RejectedCommand } fr
 import type { Limit } from "../limiter.js";
 import type { CoordinatorMetrics } from "../metrics.js";
 import type { FederationRecord, OperationRecord } from "../record.js";
-import type { FederationView, OperationView } from "../../api/contract.js";
+import type { FederationHistoryView, FederationView, OperationView } from "../../api/contract.js";
 import { FederationSignals, memberObservation } from "../signals.js";
 import { AgentCommands } from "./agent-rpc.js";
 import { AuditTrail, type AuditNumbers } from "./audit.js";
@@ -542,6 +542,11 @@ export class FederationRuntime {
   /** The primary's agent and region, if its agent is silent while the primary serves (PgfedAgentDown). */
   get agentsDown(): AgentDown[] {
     return this.detection.agentsDown;
+  }
+
+  /** The last hour of exposure and lag (history.ts); undefined before the federation is loaded. */
+  history(): FederationHistoryView | undefined {
+    return this.context ? this.evaluation.history.view() : undefined;
   }
 
   view(): FederationView | undefined {

@@ -8,12 +8,14 @@ import {
   type ActionResult,
   type AuditEntry,
   type CoordinatorService,
+  type FederationHistoryView,
   type FederationView,
   type MemberView,
   type OperationView,
   type PlanView,
   type RequestContext,
 } from "../../../src/api/contract.js";
+import { FederationHistory } from "../../../src/coordinator/history.js";
 import { resolveRefusal } from "../../../src/coordinator/service.js";
 
 export interface FakeCall {
@@ -64,6 +66,7 @@ export class FakeCoordinator implements CoordinatorService {
   leaderFlag = true;
   leaderInfo: { id: string; apiUrl: string | null } | null = { id: "coord-1", apiUrl: null };
   readonly feds = new Map<string, FederationView>();
+  private readonly histories = new Map<string, FederationHistory>();
   readonly ops = new Map<string, OperationView>();
   readonly auditLog: AuditEntry[] = [];
   private readonly byKey = new Map<string, string>();
@@ -112,6 +115,24 @@ export class FakeCoordinator implements CoordinatorService {
   getFederation(name: string): FederationView | undefined {
     const f = this.feds.get(name);
     return f ? structuredClone(f) : undefined;
+  }
+
+  /** The coordinator's own history ring, fed one point (the federation as it is now) per call. */
+  getHistory(name: string): FederationHistoryView | undefined {
+    const f = this.feds.get(name);
+    if (!f) return undefined;
+    let h = this.histories.get(name);
+    if (!h) this.histories.set(name, (h = new FederationHistory(name, f.members.map((m) => m.name))));
+    const atMs = Date.now();
+    if (h.due(atMs)) {
+      h.record({
+        atMs,
+        exposureSeconds: f.exposure?.seconds ?? null,
+        worstCaseSeconds: f.exposure?.worstCaseSeconds ?? null,
+        lagSeconds: new Map(f.members.map((m) => [m.name, m.lagSeconds])),
+      });
+    }
+    return h.view();
   }
 
   private fed(name: string): FederationView {

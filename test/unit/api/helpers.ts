@@ -1,6 +1,7 @@
 import { Registry, Gauge } from "prom-client";
 import { tokenLine, parseTokenFile } from "../../../src/api/auth.js";
 import { startApiServer, type ApiServer, type ApiServerOptions } from "../../../src/api/server.js";
+import { renderRunbook } from "../../../src/cli/runbook-document.js";
 import { silentLogger } from "../../../src/log.js";
 import { FakeCoordinator, type FakeOptions } from "./fake-service.js";
 
@@ -40,7 +41,7 @@ export async function startHarness(opts: FakeOptions = {}, server: Partial<Pick<
   const fake = new FakeCoordinator(opts);
   const registry = new Registry();
   new Gauge({ name: "pgfed_test_gauge", help: "a test gauge", registers: [registry] }).set(7);
-  const api = await startApiServer({ service: fake, listen: "127.0.0.1:0", tokens: parseTokenFile(TOKEN_FILE), log: server.log ?? silentLogger(), metricsRegistry: registry, authRateLimit: server.authRateLimit ?? false });
+  const api = await startApiServer({ service: fake, listen: "127.0.0.1:0", tokens: parseTokenFile(TOKEN_FILE), log: server.log ?? silentLogger(), metricsRegistry: registry, authRateLimit: server.authRateLimit ?? false, renderRunbook });
   return {
     api,
     fake,

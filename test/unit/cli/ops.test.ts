@@ -6,7 +6,7 @@ import { resolveTarget } from "../../../src/cli/client.js";
 import { formatSummary } from "../../../src/cli/ops.js";
 import { runCli } from "../../../src/cli/program.js";
 import type { OperationView } from "../../../src/api/contract.js";
-import { escapeHtml, renderHtml, renderMarkdown, rulesFrom, runbookDocument } from "../../../src/cli/runbook.js";
+import { escapeHtml, renderHtml, renderMarkdown, rulesFrom, runbookDocument } from "../../../src/cli/runbook-document.js";
 import { resetOrders, startHarness, OPERATOR_TOKEN, VIEWER_TOKEN, type Harness } from "../api/helpers.js";
 
 let h: Harness;

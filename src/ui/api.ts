@@ -1,0 +1,104 @@
+/**
+ * The status page's API client: the same routes as the CLI, with the bearer token the user gave
+ * (kept in sessionStorage: this browser tab's session only). Errors carry the API's own words
+ * (its Status body's message and field), shown as they are.
+ */
+import type { AuditEntry, FederationHistoryView, FederationView, OperationView, PlanView } from "../api/contract.js";
+
+const TOKEN_KEY = "pgfed-token";
+
+export const token = {
+  get: (): string | null => sessionStorage.getItem(TOKEN_KEY),
+  set: (t: string): void => sessionStorage.setItem(TOKEN_KEY, t),
+  clear: (): void => sessionStorage.removeItem(TOKEN_KEY),
+};
+
+export class ApiProblem extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly field?: string,
+  ) {
+    super(message);
+  }
+}
+
+async function call<T>(method: "GET" | "POST", path: string, body?: unknown): Promise<T> {
+  const t = token.get();
+  let res: Response;
+  try {
+    res = await fetch(path, {
+      method,
+      headers: { accept: "application/json", ...(t ? { authorization: `Bearer ${t}` } : {}), ...(body !== undefined ? { "content-type": "application/json" } : {}) },
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    });
+  } catch (e) {
+    throw new ApiProblem(0, `cannot reach the pgfed API: ${(e as Error).message}`);
+  }
+  const text = await res.text();
+  let parsed: unknown;
+  try {
+    parsed = text === "" ? undefined : JSON.parse(text);
+  } catch {
+    parsed = text;
+  }
+  if (!res.ok) {
+    const s = parsed as { message?: unknown; field?: unknown } | undefined;
+    const message = typeof s?.message === "string" ? s.message : `HTTP ${res.status} from ${method} ${path}`;
+    throw new ApiProblem(res.status, message, typeof s?.field === "string" ? s.field : undefined);
+  }
+  return parsed as T;
+}
+
+const enc = encodeURIComponent;
+
+export const api = {
+  federations: async (): Promise<FederationView[]> => (await call<{ items: FederationView[] }>("GET", "/v1/federations")).items,
+  federation: (name: string): Promise<FederationView> => call("GET", `/v1/federations/${enc(name)}`),
+  operation: (id: string): Promise<OperationView> => call("GET", `/v1/operations/${enc(id)}`),
+  history: (name: string): Promise<FederationHistoryView> => call("GET", `/v1/federations/${enc(name)}/history`),
+  audit: async (name: string, since = "24h"): Promise<AuditEntry[]> => (await call<{ items: AuditEntry[] }>("GET", `/v1/federations/${enc(name)}/audit?since=${enc(since)}`)).items,
+  runbookHtml: async (name: string): Promise<string> => {
+    const t = token.get();
+    const res = await fetch(`/v1/federations/${enc(name)}/runbook?format=html`, { headers: t ? { authorization: `Bearer ${t}` } : {} });
+    if (!res.ok) throw new ApiProblem(res.status, `runbook: HTTP ${res.status}`);
+    return res.text();
+  },
+  switchoverPlan: (fed: string, target: string, reason: string): Promise<PlanView> => call("POST", `/v1/federations/${enc(fed)}/switchover?dryRun=true`, { target, reason }),
+  switchover: (fed: string, target: string, reason: string): Promise<OperationView> => call("POST", `/v1/federations/${enc(fed)}/switchover`, { target, reason }),
+  approvePlan: (id: string, acceptDataLoss: string | undefined, reason: string): Promise<PlanView> =>
+    call("POST", `/v1/operations/${enc(id)}/approve?dryRun=true`, { ...(acceptDataLoss ? { acceptDataLoss } : {}), reason }),
+  approve: (id: string, acceptDataLoss: string | undefined, reason: string): Promise<OperationView> => call("POST", `/v1/operations/${enc(id)}/approve`, { ...(acceptDataLoss ? { acceptDataLoss } : {}), reason }),
+};
+
+/**
+ * Follows an operation over the API's event stream (fetch, not EventSource: EventSource cannot
+ * send the Authorization header). Calls back with every change; resolves when the stream ends.
+ */
+export async function followOperation(id: string, onChange: (op: OperationView) => void, signal: AbortSignal): Promise<void> {
+  const t = token.get();
+  const res = await fetch(`/v1/operations/${enc(id)}/events`, { headers: { accept: "text/event-stream", ...(t ? { authorization: `Bearer ${t}` } : {}) }, signal });
+  if (!res.ok || !res.body) throw new ApiProblem(res.status, `operation ${id}: HTTP ${res.status}`);
+  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buf = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buf += value;
+    let cut: number;
+    while ((cut = buf.indexOf("\n\n")) >= 0) {
+      const block = buf.slice(0, cut);
+      buf = buf.slice(cut + 2);
+      const event = /^event: (.*)$/m.exec(block)?.[1];
+      const data = block
+        .split("\n")
+        .filter((l) => l.startsWith("data: "))
+        .map((l) => l.slice(6))
+        .join("\n");
+      if (event === "operation" && data) onChange(JSON.parse(data) as OperationView);
+      if (event === "end") return;
+    }
+  }
+}
+
+export const FINISHED = new Set(["completed", "aborted", "refused", "cancelled", "resolved"]);
