@@ -311,7 +311,8 @@ function Chart({ f }: { f: FederationView }) {
         ],
         axes: [{}, { label: "seconds" }],
         // From 0 to a little above the budget or the largest value, whichever is higher.
-        scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, Math.max(max, f.rpo.budgetSeconds) * 1.1] } },
+        // A single point in time gets a two-minute window, not uPlot's default of years.
+        scales: { x: { time: true, range: (_u, min, max) => (min === max ? [min - 60, max + 60] : [min, max]) }, y: { range: (_u, _min, max) => [0, Math.max(max, f.rpo.budgetSeconds) * 1.1] } },
       },
       data,
       el,
@@ -492,8 +493,9 @@ function ApproveForm({ op }: { op: OperationView }) {
   return (
     <form class="card action" aria-labelledby="approve-title" onSubmit={(e) => e.preventDefault()}>
       <h3 id="approve-title">
-        Approve {op.kind} → {op.target}
+        Approve {op.kind} → {op.target ?? plan?.target ?? "?"}
       </h3>
+      <p>The operation waits for a person: the dry run of the approval below gives the loss it would accept, with its numbers.</p>
       {plan && <PlanBox plan={plan} />}
       <label for="accept">Data loss you accept (covers the worst case above)</label>
       <input id="accept" value={accept} onInput={(e) => setAccept((e.target as HTMLInputElement).value)} />
