@@ -9,6 +9,9 @@
  */
 import type { Command } from "commander";
 import { CliExit, EXIT } from "./exit-codes.js";
+import type { CliIo } from "./program.js";
+
+const stdio: CliIo = { out: (t) => process.stdout.write(t), err: (t) => process.stderr.write(t) };
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
@@ -43,7 +46,8 @@ function parseServers(values: readonly string[], regions: ReadonlySet<string>): 
   return out;
 }
 
-export function addKubeconfigCommand(program: Command): void {
+/** Registers `pgfed kubeconfig coordinator`; `io` as program.ts's command groups get it (default: stdout/stderr). */
+export function addKubeconfigCommand(program: Command, io: CliIo = stdio): void {
   const kubeconfig = program.command("kubeconfig").description("kubeconfigs pgfed's processes need");
   kubeconfig
     .command("coordinator")
@@ -72,10 +76,10 @@ export function addKubeconfigCommand(program: Command): void {
       if (opts.output !== undefined && existsSync(opts.output)) throw new CliExit(EXIT.refused, `${opts.output} exists; pgfed never overwrites a kubeconfig (remove it first)`);
       const doc = await buildCoordinatorKubeconfig({ regions, servers, namespace: opts.namespace, secret: opts.secret, ...(opts.kubeconfig !== undefined ? { kubeconfig: opts.kubeconfig } : {}) });
       const text = `# pgfed coordinators: one context per region (pgfed kubeconfig coordinator ${args.join(" ")})\n${stringify(doc)}`;
-      if (opts.output === undefined) process.stdout.write(text);
+      if (opts.output === undefined) io.out(text);
       else {
         await writeFile(opts.output, text, { mode: 0o600, flag: "wx" });
-        process.stderr.write(`wrote ${opts.output}: contexts ${regions.map((r) => r.region).join(", ")}\n`);
+        io.err(`wrote ${opts.output}: contexts ${regions.map((r) => r.region).join(", ")}\n`);
       }
     });
 }

@@ -28,10 +28,12 @@ let dir: string;
 let adminKubeconfig: string;
 const apis = new Map<string, KubeApiServer>();
 
-async function run(args: string[]): Promise<void> {
+async function run(args: string[]): Promise<{ out: string; err: string }> {
   const program = new Command().exitOverride();
-  addKubeconfigCommand(program);
+  const io = { out: "", err: "" };
+  addKubeconfigCommand(program, { out: (t) => (io.out += t), err: (t) => (io.err += t) });
   await program.parseAsync(["kubeconfig", "coordinator", ...args], { from: "user" });
+  return io;
 }
 
 beforeAll(async () => {
@@ -86,6 +88,11 @@ describe.skipIf(!hasKubectl)("pgfed kubeconfig coordinator", () => {
     }
     const text = await readFile(out, "utf8");
     expect(text).not.toContain("admin-token");
+    // Without -o the same document goes to stdout.
+    const printed = await run(["eu-west=admin@eu-west", "--kubeconfig", adminKubeconfig]);
+    expect(printed.out).toContain("name: eu-west");
+    expect(printed.out).toContain("pgfed-coordinator@eu-west");
+    expect(printed.out).not.toContain("us-east");
   });
 
   it("refuses, writing nothing, when a region's context is unknown, its Secret has no token yet, or the file exists", async () => {
