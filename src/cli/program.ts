@@ -46,6 +46,7 @@ export const COMMAND_GROUPS: readonly { commands: readonly string[]; load: () =>
   },
   { commands: ["runbook"], load: async () => (await import("./runbook.js")).registerRunbookCommand },
   { commands: ["run"], load: async () => (await import("./run-command.js")).registerRunCommand },
+  { commands: ["kubeconfig"], load: async () => (await import("./kubeconfig.js")).addKubeconfigCommand },
   { commands: ["completion"], load: async () => (await import("./completion.js")).registerCompletionCommand },
 ];
 

@@ -6,26 +6,21 @@
  * the Role lacks is a 403 in the lab, exactly as on a real cluster.
  */
 import { existsSync, readFileSync } from "node:fs";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
 import { parseAllDocuments } from "yaml";
 import { PgfedError } from "../errors.js";
+import { packageRoot } from "../version.js";
 import { RbacPolicy, serviceAccountGroups, serviceAccountUser, type TokenIdentity } from "./kube-api/index.js";
 
 export const MEMBER_RBAC_FILE = "deploy/kubernetes/member-rbac/role.yaml";
 export const PGFED_NAMESPACE = "pgfed";
 const PLACEHOLDER = "set-by-overlay";
 
-/** The repository's deploy/ file, found upwards from this module (src/lab/ or a bundle's chunk). */
+/** The repository's deploy/ file, under the package root (src/version.ts: sources and bundles alike). */
 export function deployFile(rel: string = MEMBER_RBAC_FILE): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    const candidate = join(dir, rel);
-    if (existsSync(candidate)) return candidate;
-    const up = dirname(dir);
-    if (up === dir) throw new PgfedError("lab.no_deploy_rbac", `${rel} was not found above ${dirname(fileURLToPath(import.meta.url))}: the lab authorizes its agents and coordinators with it`);
-    dir = up;
-  }
+  const candidate = join(packageRoot(), rel);
+  if (!existsSync(candidate)) throw new PgfedError("lab.no_deploy_rbac", `${candidate} was not found: the lab authorizes its agents and coordinators with it (an install without deploy/, such as the container image, cannot run the lab)`);
+  return candidate;
 }
 
 export function readRbacDocuments(text: string, where: string): Record<string, unknown>[] {
