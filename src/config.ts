@@ -100,6 +100,12 @@ const alertTargets = z.strictObject({
   alertmanager: z.strictObject({ url: z.url() }).optional(),
   pagerduty: z.strictObject({ routingKey: secretSource, url: z.url().optional() }).optional(),
   webhook: z.strictObject({ url: z.url(), headers: z.record(z.string(), z.string()).optional() }).optional(),
+  /**
+   * Absolute URL of the published docs/alerts.md: the `runbook_url` of the alerts the coordinator
+   * pushes is this plus `#<alert name>` (default: the relative "docs/alerts.md", which only works
+   * inside the repository). Use the same base as deploy/prometheus/runbook-base-url.
+   */
+  runbookBaseUrl: z.url({ protocol: /^https?$/ }).optional(),
 });
 
 const configSchema = z.strictObject({

@@ -282,7 +282,7 @@ export class CoordinatorAlerting {
     if (this.current) return this.current;
     const engine = new AlertEngine({
       ...(this.opts.hysteresis ? { hysteresis: this.opts.hysteresis } : {}),
-      ...(this.opts.runbookBaseUrl !== undefined ? { runbookBaseUrl: this.opts.runbookBaseUrl } : {}),
+      ...((this.opts.runbookBaseUrl ?? this.opts.config.alerts.runbookBaseUrl) !== undefined ? { runbookBaseUrl: this.opts.runbookBaseUrl ?? this.opts.config.alerts.runbookBaseUrl } : {}),
     });
     const router = createAlertRouter(this.opts.config.alerts, {
       ...this.opts.notifier,

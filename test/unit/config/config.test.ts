@@ -25,6 +25,13 @@ describe("config", () => {
     expect(walSwitchAfterMs(orders)).toBe(10_000);
   });
 
+  it("takes an absolute http(s) alerts.runbookBaseUrl and names the path of any other", () => {
+    const withBase = (v: string) => example.replace("alerts: { alertmanager: { url: http://alertmanager:9093 } }", `alerts: { alertmanager: { url: http://alertmanager:9093 }, runbookBaseUrl: "${v}" }`);
+    expect(parseConfigText(withBase("https://docs.example.com/pgfed/alerts.md")).alerts.runbookBaseUrl).toBe("https://docs.example.com/pgfed/alerts.md");
+    expect(problemsOf(withBase("docs/alerts.md")).some((p) => p.startsWith("alerts.runbookBaseUrl:"))).toBe(true);
+    expect(problemsOf(withBase("ftp://docs.example.com/alerts.md")).some((p) => p.startsWith("alerts.runbookBaseUrl:"))).toBe(true);
+  });
+
   it("names the path of an unknown region", () => {
     const bad = example.replace("region: us-east, namespace", "region: eu-wst, namespace");
     expect(problemsOf(bad)).toContain('federations[0].members[1].region: unknown region "eu-wst" (known: "eu-west", "us-east")');

@@ -199,6 +199,17 @@ describe("parseOutsideChange", () => {
 });
 
 describe("CoordinatorAlerting", () => {
+  it("links pushed alerts to alerts.runbookBaseUrl when the config gives one, else to the relative docs/alerts.md", async () => {
+    const linked = new CoordinatorAlerting({ config: { ...config, alerts: { ...config.alerts, runbookBaseUrl: "https://docs.example.com/pgfed/alerts.md" } }, registry: createRegistry(), log: silentLogger(), hysteresis: { PgfedNoPrimary: { forMs: 0, clearForMs: 2_000, minSamples: 1 } } });
+    linked.observe(tick(T0, { writable: [] }));
+    expect(linked.active().map((a) => a.annotations.runbook_url)).toEqual(["https://docs.example.com/pgfed/alerts.md#pgfednoprimary"]);
+    await linked.close(100);
+    const plain = new CoordinatorAlerting({ config, registry: createRegistry(), log: silentLogger(), hysteresis: { PgfedNoPrimary: { forMs: 0, clearForMs: 2_000, minSamples: 1 } } });
+    plain.observe(tick(T0, { writable: [] }));
+    expect(plain.active().map((a) => a.annotations.runbook_url)).toEqual(["docs/alerts.md#pgfednoprimary"]);
+    await plain.close(100);
+  });
+
   it("skips the engine for a healthy federation only once nothing is pending or firing: alerts still fire, resolve and restart their `for`", async () => {
     const alerting = new CoordinatorAlerting({
       config,
