@@ -13,6 +13,7 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import { createRequire } from "node:module";
 import type { AuditEntry, FederationView, OperationView, PlanView } from "../api/contract.js";
+import { takeSseEvents } from "../api/sse.js";
 import { errorMessage, PgfedError } from "../errors.js";
 
 /** PEM file paths for an HTTPS API: the CA to trust, and a client certificate for mutual TLS. */
@@ -341,17 +342,9 @@ export class ApiClient {
     let buf = "";
     const decoder = new TextDecoder();
     for await (const chunk of res.body as AsyncIterable<Uint8Array>) {
-      buf += decoder.decode(chunk, { stream: true });
-      let cut: number;
-      while ((cut = buf.indexOf("\n\n")) >= 0) {
-        const block = buf.slice(0, cut);
-        buf = buf.slice(cut + 2);
-        const event = /^event: (.*)$/m.exec(block)?.[1];
-        const data = block
-          .split("\n")
-          .filter((l) => l.startsWith("data: "))
-          .map((l) => l.slice(6))
-          .join("\n");
+      const { events, rest } = takeSseEvents(buf + decoder.decode(chunk, { stream: true }));
+      buf = rest;
+      for (const { event, data } of events) {
         if (event === "operation" && data) {
           last = JSON.parse(data) as OperationView;
           onChange(last);

@@ -4,6 +4,7 @@
  * (its Status body's message and field), shown as they are.
  */
 import type { AuditEntry, FederationHistoryView, FederationView, OperationView, PlanView } from "../api/contract.js";
+import { takeSseEvents } from "../api/sse.js";
 
 const TOKEN_KEY = "pgfed-token";
 
@@ -84,17 +85,9 @@ export async function followOperation(id: string, onChange: (op: OperationView) 
   for (;;) {
     const { value, done } = await reader.read();
     if (done) return;
-    buf += value;
-    let cut: number;
-    while ((cut = buf.indexOf("\n\n")) >= 0) {
-      const block = buf.slice(0, cut);
-      buf = buf.slice(cut + 2);
-      const event = /^event: (.*)$/m.exec(block)?.[1];
-      const data = block
-        .split("\n")
-        .filter((l) => l.startsWith("data: "))
-        .map((l) => l.slice(6))
-        .join("\n");
+    const { events, rest } = takeSseEvents(buf + value);
+    buf = rest;
+    for (const { event, data } of events) {
       if (event === "operation" && data) onChange(JSON.parse(data) as OperationView);
       if (event === "end") return;
     }

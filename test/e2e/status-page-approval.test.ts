@@ -4,15 +4,14 @@
  * accepted loss that does not cover it in the API's words, and an approval that covers it lets
  * the failover finish.
  */
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseTokenFile, tokenLine } from "../../src/api/auth.js";
 import { startApiServer, type ApiServer } from "../../src/api/server.js";
 import { renderRunbook } from "../../src/cli/runbook-document.js";
 import type { Config } from "../../src/config.js";
-import { descendants, recordPid } from "../../src/lab/proc.js";
+import { launchChromium } from "../support/browser.js";
 import { FED, federation, startE2E, waitUntil, type E2E } from "./fixture.js";
 
 const OPERATOR = "page-approver-token-0123456789";
@@ -27,13 +26,7 @@ let page: Page;
 beforeAll(async () => {
   e = await startE2E("status-page-approval", { regions: 3, config: tinyBudget });
   api = await startApiServer({ service: e.plane.coordinator, listen: "127.0.0.1:0", tokens: parseTokenFile(tokenLine("oncall", "operator", OPERATOR)), log: e.log, renderRunbook });
-  browser = await chromium.launch({
-    executablePath: "/usr/bin/chromium",
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
-  for (const pid of descendants(process.pid)) {
-    if (readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("chromium")) recordPid(pid);
-  }
+  browser = await launchChromium();
   page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
 }, 180_000);
 

@@ -5,15 +5,15 @@
  * read-only one in the API's words, and refuses a wrong token. Screenshots go to
  * test-artifacts/status-page/.
  */
-import { mkdirSync, readFileSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseTokenFile, tokenLine } from "../../src/api/auth.js";
 import { startApiServer, type ApiServer } from "../../src/api/server.js";
 import { runCli } from "../../src/cli/program.js";
 import { renderRunbook } from "../../src/cli/runbook-document.js";
-import { descendants, recordPid } from "../../src/lab/proc.js";
+import { launchChromium } from "../support/browser.js";
 import { FED, startE2E, waitUntil, type E2E } from "./fixture.js";
 
 const OPERATOR = "page-operator-token-0123456789";
@@ -30,15 +30,7 @@ beforeAll(async () => {
   e = await startE2E("status-page", { regions: 3 });
   const tokens = parseTokenFile(`${tokenLine("oncall", "operator", OPERATOR)}\n${tokenLine("viewer", "viewer", VIEWER)}\n`);
   api = await startApiServer({ service: e.plane.coordinator, listen: "127.0.0.1:0", tokens, log: e.log, renderRunbook });
-  // The flags keep Chromium off the network (this machine's is closed) and runnable as root.
-  browser = await chromium.launch({
-    executablePath: "/usr/bin/chromium",
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
-  // Chromium's processes, in the PID registry: a worker killed on a timeout leaves none behind.
-  for (const pid of descendants(process.pid)) {
-    if (readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("chromium")) recordPid(pid);
-  }
+  browser = await launchChromium();
   page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
 }, 180_000);
 

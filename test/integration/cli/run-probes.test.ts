@@ -4,14 +4,15 @@
  * loop), the agent the same on --metrics-listen; once NATS answers, the coordinator's real API
  * takes the address over and /readyz turns 200. Real processes, real nats-server, 127.0.0.1.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startNats, type NatsServer } from "../../../src/lab/nats.js";
-import { waitFor } from "../../../src/lab/proc.js";
+import { freePort, waitFor } from "../../../src/lab/proc.js";
+import { spawnPgfed, type PgfedProcess } from "../../support/pgfed-process.js";
+import { twoMemberConfigDocument } from "../../support/two-member-config.js";
 
 let dir: string;
 let natsPort: number;
@@ -19,22 +20,7 @@ let nats: NatsServer | undefined;
 let configPath: string;
 const children: ChildProcess[] = [];
 
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
-  const addr = srv.address();
-  await new Promise<void>((r) => srv.close(() => r()));
-  return typeof addr === "object" && addr ? addr.port : 0;
-}
-
-function pgfed(args: string[]): { child: ChildProcess; output: () => string } {
-  const child = spawn(process.execPath, ["bin/pgfed.js", ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, PGFED_LOG_LEVEL: "info" } });
-  children.push(child);
-  let out = "";
-  child.stdout?.on("data", (d: Buffer) => (out += d.toString()));
-  child.stderr?.on("data", (d: Buffer) => (out += d.toString()));
-  return { child, output: () => out };
-}
+const pgfed = (args: string[]): PgfedProcess => spawnPgfed(args, children);
 
 const status = async (url: string): Promise<number | undefined> => (await fetch(url).catch(() => undefined))?.status;
 
@@ -44,20 +30,7 @@ beforeAll(async () => {
   configPath = join(dir, "pgfed.yaml");
   await writeFile(
     configPath,
-    JSON.stringify({
-      federations: [
-        {
-          name: "probes",
-          members: [
-            { name: "pg-eu", region: "eu-west", namespace: "db", cluster: "pg-eu", postgres: { host: "127.0.0.1", port: 1 } },
-            { name: "pg-us", region: "us-east", namespace: "db", cluster: "pg-us", postgres: { host: "127.0.0.1", port: 2 } },
-          ],
-        },
-      ],
-      regions: [{ name: "eu-west" }, { name: "us-east" }],
-      bus: { servers: [`nats://127.0.0.1:${natsPort}`] },
-      api: { listen: "127.0.0.1:0" },
-    }),
+    JSON.stringify({ ...twoMemberConfigDocument("probes", `nats://127.0.0.1:${natsPort}`), api: { listen: "127.0.0.1:0" } }),
   );
 });
 

@@ -3,16 +3,16 @@
  * against the lab's regions and NATS. The API answers, SIGTERM stops it cleanly, a bad config
  * exits 2 naming the path.
  */
-import { spawn, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { tokenLine } from "../../../src/api/auth.js";
 import type { FederationView } from "../../../src/coordinator/index.js";
 import { LAB_FEDERATION, startLab, type Lab } from "../../../src/lab/lab.js";
-import { waitFor } from "../../../src/lab/proc.js";
+import { freePort, waitFor } from "../../../src/lab/proc.js";
+import { isAlive, spawnPgfed, type PgfedProcess } from "../../support/pgfed-process.js";
 
 const TOKEN = "run-test-operator-token";
 let dir: string;
@@ -20,32 +20,7 @@ let lab: Lab;
 let configPath: string;
 const children: ChildProcess[] = [];
 
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
-  const addr = srv.address();
-  await new Promise<void>((r) => srv.close(() => r()));
-  return typeof addr === "object" && addr ? addr.port : 0;
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function pgfed(args: string[]): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
-  const child = spawn(process.execPath, ["bin/pgfed.js", ...args], { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, PGFED_LOG_LEVEL: "info" } });
-  children.push(child);
-  let out = "";
-  child.stdout?.on("data", (d: Buffer) => (out += d.toString()));
-  child.stderr?.on("data", (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<number | null>((r) => child.once("close", (code) => r(code)));
-  return { child, output: () => out, exited };
-}
+const pgfed = (args: string[]): PgfedProcess => spawnPgfed(args, children);
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "pgfed-run-"));

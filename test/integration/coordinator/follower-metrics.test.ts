@@ -18,6 +18,7 @@ import { startCoordinator, type Coordinator } from "../../../src/coordinator/ind
 import { startNats, type NatsServer } from "../../../src/lab/nats.js";
 import { waitFor } from "../../../src/lab/proc.js";
 import { silentLogger } from "../../../src/log.js";
+import { twoMemberConfigDocument } from "../../support/two-member-config.js";
 
 const log = silentLogger();
 let dir: string;
@@ -45,19 +46,7 @@ beforeAll(async () => {
   nats = await startNats({ dir });
   bus = await connectBus({ servers: nats.url, name: "follower-metrics", log, metrics: new Registry() });
   thiefBus = await connectBus({ servers: nats.url, name: "follower-metrics-thief", log, metrics: new Registry() });
-  const config = parseConfig({
-    federations: [
-      {
-        name: "orders",
-        members: [
-          { name: "pg-eu", region: "eu-west", namespace: "db", cluster: "pg-eu", postgres: { host: "127.0.0.1", port: 1 } },
-          { name: "pg-us", region: "us-east", namespace: "db", cluster: "pg-us", postgres: { host: "127.0.0.1", port: 2 } },
-        ],
-      },
-    ],
-    regions: [{ name: "eu-west" }, { name: "us-east" }],
-    bus: { servers: [nats.url] },
-  });
+  const config = parseConfig(twoMemberConfigDocument("orders", nats.url));
   coordinator = await startCoordinator({ config, bus, log, id: "first", leaseTtlMs: 1_500, registry });
   api = await startApiServer({ service: coordinator, listen: "127.0.0.1:0", tokens: parseTokenFile(""), log, metricsRegistry: registry });
 });

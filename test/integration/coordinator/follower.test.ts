@@ -16,6 +16,7 @@ import { startCoordinator, type Coordinator } from "../../../src/coordinator/ind
 import { startNats, type NatsServer } from "../../../src/lab/nats.js";
 import { waitFor } from "../../../src/lab/proc.js";
 import { silentLogger } from "../../../src/log.js";
+import { twoMemberConfigDocument } from "../../support/two-member-config.js";
 
 const TOKEN = "follower-test-token";
 const tokens = parseTokenFile(tokenLine("oncall", "operator", TOKEN));
@@ -32,19 +33,7 @@ interface Node {
 const nodes: Node[] = [];
 
 function config(): Config {
-  return parseConfig({
-    federations: [
-      {
-        name: "follow",
-        members: [
-          { name: "pg-eu", region: "eu-west", namespace: "db", cluster: "pg-eu", postgres: { host: "127.0.0.1", port: 1 } },
-          { name: "pg-us", region: "us-east", namespace: "db", cluster: "pg-us", postgres: { host: "127.0.0.1", port: 2 } },
-        ],
-      },
-    ],
-    regions: [{ name: "eu-west" }, { name: "us-east" }],
-    bus: { servers: [nats.url] },
-  });
+  return parseConfig(twoMemberConfigDocument("follow", nats.url));
 }
 
 async function startNode(id: string): Promise<Node> {
