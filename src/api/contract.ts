@@ -159,6 +159,40 @@ export interface FederationHistoryView {
   members: { name: string; lagSeconds: (number | null)[] }[];
 }
 
+/** One federation's move in a region's evacuation (coordinator/evacuation.ts). */
+export interface EvacuationMoveView {
+  federation: string;
+  /** The designated primary in the evacuated region. */
+  from: string;
+  /** The member it moves to; null when skipped. */
+  target: string | null;
+  state: "planned" | "skipped" | "queued" | "running" | "completed" | "failed";
+  /** The switchover operation once started. */
+  operationId: string | null;
+  /** Why it goes where it goes, why it is skipped, or how it ended, with the numbers. */
+  detail: string;
+  lagSeconds: number | null;
+  expectedDataLossSeconds: number | null;
+  /** From its start to its end (running: null). */
+  durationSeconds: number | null;
+}
+
+/** A region's evacuation: its plan (dry run) or its progress. Kept by the leader in memory. */
+export interface EvacuationView {
+  /** Empty for a dry run. */
+  id: string;
+  region: string;
+  dryRun: boolean;
+  state: "planned" | "running" | "completed" | "failed";
+  parallel: number;
+  reason: string;
+  requestedBy: string;
+  startedAt: string;
+  finishedAt: string | null;
+  moves: EvacuationMoveView[];
+  counts: Record<EvacuationMoveView["state"], number>;
+}
+
 export interface CoordinatorService {
   /** The API is served by the leader; followers redirect (or answer 503 naming the leader). */
   isLeader(): boolean;
@@ -189,6 +223,14 @@ export interface CoordinatorService {
   watchOperation(id: string, onChange: (op: OperationView) => void): () => void;
 
   audit(federation: string, opts: { sinceMs?: number; limit?: number }): Promise<AuditEntry[]>;
+
+  /**
+   * Switches over every federation whose designated primary is in `region` to its best eligible
+   * member elsewhere, `parallel` at a time. Refused when a federation has no eligible target,
+   * unless `skipIneligible`; a dry run answers the plan.
+   */
+  evacuate(region: string, args: { parallel: number; skipIneligible: boolean }, ctx: RequestContext, opts: { dryRun: boolean }): Promise<EvacuationView>;
+  getEvacuation(id: string): EvacuationView | undefined;
 }
 
 /** Errors the service raises for the API to map: 400/404/409/422/503 (not the leader; a dependency such as NATS did not answer). */

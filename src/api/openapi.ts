@@ -5,7 +5,7 @@
 import { z } from "zod";
 import { VERSION } from "../version.js";
 import type { AnyRoute } from "./routes.js";
-import { auditEntry, auditList, federationHistory, federationList, federationOrPlan, federationView, operationView, planView, statusBody } from "./schemas.js";
+import { auditEntry, auditList, evacuationView, federationHistory, federationList, federationOrPlan, federationView, operationView, planView, statusBody } from "./schemas.js";
 
 type Json = Record<string, unknown>;
 
@@ -19,6 +19,7 @@ const NAMED: [string, z.ZodType][] = [
   ["AuditList", auditList],
   ["FederationOrPlan", federationOrPlan],
   ["FederationHistory", federationHistory],
+  ["Evacuation", evacuationView],
 ];
 
 function strip(schema: Json): Json {

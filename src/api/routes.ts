@@ -16,6 +16,8 @@ import {
   dryRunQuery,
   failoverBody,
   federationApproveBody,
+  evacuateBody,
+  evacuationView,
   federationHistory,
   federationList,
   federationView,
@@ -27,6 +29,7 @@ import {
   operationView,
   planView,
   reasonBody,
+  regionParams,
   resolveBody,
   runbookQuery,
   statusBody,
@@ -423,6 +426,42 @@ export const ROUTES: AnyRoute[] = [
         ...(query.limit !== undefined ? { limit: query.limit } : {}),
       });
       return { status: 200, body: { items } };
+    },
+  }),
+  route({
+    method: "POST",
+    path: "/v1/regions/:region/evacuate",
+    operationId: "evacuateRegion",
+    summary: "Planned switchover of every federation whose designated primary is in `region` to its best eligible member elsewhere, `parallel` at a time; `?dryRun=true` answers the plan (every move with its numbers).",
+    access: "operator",
+    leaderOnly: true,
+    params: regionParams,
+    query: dryRunQuery,
+    body: evacuateBody,
+    responses: {
+      200: { description: "`?dryRun=true`: the plan; nothing was changed.", schema: evacuationView },
+      202: { description: "The evacuation was started. `Location` points at it.", schema: evacuationView },
+      ...MUTATION_ERRORS,
+    },
+    handler: async (ctx) => {
+      const dryRun = isDryRun(ctx.query);
+      const view = await ctx.service.evacuate(ctx.params.region, { parallel: ctx.body.parallel, skipIneligible: ctx.body.skipIneligible }, requestContext(ctx), { dryRun });
+      return dryRun ? { status: 200, body: view } : { status: 202, body: view, headers: { location: `/v1/evacuations/${encodeURIComponent(view.id)}` } };
+    },
+  }),
+  route({
+    method: "GET",
+    path: "/v1/evacuations/:id",
+    operationId: "getEvacuation",
+    summary: "A region's evacuation: every move with its state, operation and numbers (kept by the leader in memory; the last 20 finished ones).",
+    access: "viewer",
+    leaderOnly: true,
+    params: operationParams,
+    responses: { 200: { description: "The evacuation.", schema: evacuationView }, ...ERRORS },
+    handler: async ({ service, params }) => {
+      const view = service.getEvacuation(params.id);
+      if (!view) throw new ApiError(404, "NotFound", `unknown evacuation "${params.id}" (the leader keeps running ones and the last 20 finished; a new leader knows none)`, "id");
+      return { status: 200, body: view };
     },
   }),
   route({

@@ -206,6 +206,36 @@ export const federationHistory = z.object({
   worstCaseSeconds: z.array(seriesValue).meta({ description: "Worst-case exposure at each point (primary silent since its last sample)." }),
   members: z.array(z.object({ name: z.string(), lagSeconds: z.array(seriesValue).meta({ description: "What promoting the member would lose at each point; null for the primary or when unknown." }) })),
 });
+export const regionParams = z.strictObject({ region: name });
+export const evacuateBody = z.strictObject({
+  parallel: z.number().int().min(1).max(64).default(4).meta({ description: "Switchovers at a time (1-64, default 4)." }),
+  skipIneligible: z.boolean().default(false).meta({ description: "Move the others when a federation has no eligible target (default: refuse the whole evacuation)." }),
+  reason,
+});
+const evacuationMove = z.object({
+  federation: z.string(),
+  from: z.string(),
+  target: z.string().nullable(),
+  state: z.enum(["planned", "skipped", "queued", "running", "completed", "failed"]),
+  operationId: z.string().nullable(),
+  detail: z.string(),
+  lagSeconds: z.number().nullable(),
+  expectedDataLossSeconds: z.number().nullable(),
+  durationSeconds: z.number().nullable(),
+});
+export const evacuationView = z.object({
+  id: z.string().meta({ description: "Empty for a dry run." }),
+  region: z.string(),
+  dryRun: z.boolean(),
+  state: z.enum(["planned", "running", "completed", "failed"]),
+  parallel: z.number(),
+  reason: z.string(),
+  requestedBy: z.string(),
+  startedAt: z.string(),
+  finishedAt: z.string().nullable(),
+  moves: z.array(evacuationMove),
+  counts: z.record(z.string(), z.number()),
+});
 export const runbookQuery = z.strictObject({ format: z.enum(["markdown", "html"]).default("markdown") });
 
 // Compile-time checks that the documented shapes match the contract.

@@ -20,7 +20,7 @@ export interface TtyIo {
   cwd: string;
 }
 
-function ttyOf(io: CliIo): TtyIo {
+export function ttyOf(io: CliIo): TtyIo {
   const given = io as CliIo & Partial<TtyIo>;
   return {
     isTTY: given.isTTY ?? (process.stdout.isTTY === true && process.stdin.isTTY === true),

@@ -44,6 +44,7 @@ export const COMMAND_GROUPS: readonly { commands: readonly string[]; load: () =>
     commands: ["status", "switchover", "failover", "rejoin", "pause", "resume", "resolve", "approve", "audit"],
     load: async () => (await import("./ops.js")).registerOpsCommands,
   },
+  { commands: ["evacuate"], load: async () => (await import("./evacuate.js")).registerEvacuateCommand },
   { commands: ["runbook"], load: async () => (await import("./runbook.js")).registerRunbookCommand },
   { commands: ["run"], load: async () => (await import("./run-command.js")).registerRunCommand },
   { commands: ["kubeconfig"], load: async () => (await import("./kubeconfig.js")).addKubeconfigCommand },

@@ -40,11 +40,13 @@ import type { RegionClusterAccess } from "./corroboration.js";
 import { FederationIntake } from "./intake.js";
 import { createLimiter, type Limiter } from "./limiter.js";
 import { resolveRefusal } from "./service.js";
+import { Evacuations, MAX_EVACUATION_PARALLEL, type EvacuationCandidate } from "./evacuation.js";
 import {
   ServiceError,
   type ActionResult,
   type AuditEntry,
   type CoordinatorService,
+  type EvacuationView,
   type FederationHistoryView,
   type FederationView,
   type OperationView,
@@ -174,6 +176,7 @@ class CoordinatorImpl implements Coordinator {
   private transition: Promise<void> = Promise.resolve();
   private stopped = false;
   private generation = 0;
+  private readonly evacuations: Evacuations;
 
   constructor(private readonly opts: CoordinatorOptions) {
     this.id = opts.id ?? `c${randomBytes(4).toString("hex")}`;
@@ -183,6 +186,71 @@ class CoordinatorImpl implements Coordinator {
     this.apiUrl = opts.apiUrl ?? null;
     this.metrics.leader.set({ coordinator: this.id }, 0);
     this.alerting = new CoordinatorAlerting({ ...opts.alerting, config: opts.config, registry: this.metrics.registry, log: this.log });
+    this.evacuations = new Evacuations({
+      affected: (region) => this.affectedBy(region),
+      start: async (federation, target, ctx) => {
+        const r = await this.switchover(federation, { target }, ctx, { dryRun: false });
+        if (r.kind !== "operation") throw new ServiceError("refused", `switchover of ${federation} to ${target} did not start`);
+        return r.operation;
+      },
+      wait: async (id, timeoutMs) => {
+        const until = this.now() + timeoutMs;
+        for (;;) {
+          const op = await this.waitOperation(id, { timeoutMs: Math.max(1, Math.min(30_000, until - this.now())) });
+          if (!op || op.finishedAt !== null || this.now() >= until) return op;
+        }
+      },
+      now: this.now,
+      newId: (region) => `evacuation-${region}-${this.now().toString(36)}-${randomBytes(3).toString("hex")}`,
+      onChange: (v) => {
+        if (v.state !== "running") this.log.info({ evacuation: v.id, region: v.region }, `evacuation ${v.id} of region ${v.region} ${v.state}: ${v.counts.completed} moved, ${v.counts.failed} failed, ${v.counts.skipped} skipped`);
+      },
+    });
+  }
+
+  /** The federations whose designated primary is in `region`, each with a switchover plan to every member elsewhere. */
+  private affectedBy(region: string): { federation: string; from: string; candidates: EvacuationCandidate[] }[] {
+    const out: { federation: string; from: string; candidates: EvacuationCandidate[] }[] = [];
+    for (const rt of this.runtimes.values()) {
+      const fc = rt.context;
+      if (!fc?.designatedPrimary) continue;
+      const from = fc.designatedPrimary;
+      if (rt.cfg.members.find((m) => m.name === from)?.region !== region) continue;
+      const candidates = rt.cfg.members
+        .filter((m) => m.region !== region)
+        .map((m) => ({ target: m.name, lagMs: rt.targetLag(m.name)?.ms ?? null, plan: this.switchoverPlan(rt, fc, m.name, switchoverRefusal(fc, m.name)) }));
+      out.push({ federation: rt.name, from, candidates });
+    }
+    return out.sort((a, b) => a.federation.localeCompare(b.federation));
+  }
+
+  async evacuate(region: string, args: { parallel: number; skipIneligible: boolean }, ctx: RequestContext, opts: { dryRun: boolean }): Promise<EvacuationView> {
+    if (!this.isLeader()) throw new ServiceError("not_leader", `coordinator ${this.id} is not the leader; ask the leader`);
+    if (!this.opts.config.regions.some((r) => r.name === region)) {
+      throw new ServiceError("not_found", `unknown region "${region}" (regions: ${this.opts.config.regions.map((r) => r.name).join(", ")})`, "region");
+    }
+    if (!Number.isInteger(args.parallel) || args.parallel < 1 || args.parallel > MAX_EVACUATION_PARALLEL) {
+      throw new ServiceError("invalid", `parallel must be a whole number from 1 to ${MAX_EVACUATION_PARALLEL}, not ${args.parallel}`, "parallel");
+    }
+    const plan = this.evacuations.plan(region, args.parallel);
+    if (opts.dryRun) return plan;
+    const inFlight = this.evacuations.running(region);
+    if (inFlight) throw new ServiceError("conflict", `evacuation ${inFlight.id} of region ${region} is running (${inFlight.counts.completed} of ${inFlight.moves.length} moved)`, "region");
+    const skipped = plan.moves.filter((m) => m.state === "skipped");
+    if (skipped.length > 0 && !args.skipIneligible) {
+      throw new ServiceError(
+        "refused",
+        `refusing to evacuate region ${region}: ${skipped.length} of ${plan.moves.length} federation(s) have no eligible target (${skipped.map((m) => `${m.federation}: ${m.detail}`).join("; ")}); pass skipIneligible to move the others`,
+        "skipIneligible",
+      );
+    }
+    const view = this.evacuations.start(plan, ctx);
+    this.log.info({ evacuation: view.id, region }, `evacuation ${view.id} of region ${region} requested by ${ctx.requestedBy}: ${view.moves.length - view.counts.skipped} switchover(s), ${args.parallel} at a time, ${view.counts.skipped} skipped${ctx.reason ? `: ${ctx.reason}` : ""}`);
+    return view;
+  }
+
+  getEvacuation(id: string): EvacuationView | undefined {
+    return this.evacuations.get(id);
   }
 
   async start(): Promise<void> {

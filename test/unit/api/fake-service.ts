@@ -8,6 +8,7 @@ import {
   type ActionResult,
   type AuditEntry,
   type CoordinatorService,
+  type EvacuationView,
   type FederationHistoryView,
   type FederationView,
   type MemberView,
@@ -15,6 +16,7 @@ import {
   type PlanView,
   type RequestContext,
 } from "../../../src/api/contract.js";
+import { Evacuations } from "../../../src/coordinator/evacuation.js";
 import { FederationHistory } from "../../../src/coordinator/history.js";
 import { resolveRefusal } from "../../../src/coordinator/service.js";
 
@@ -270,6 +272,50 @@ export class FakeCoordinator implements CoordinatorService {
       this.timers.add(t);
     };
     tick();
+  }
+
+  /** Evacuations through the coordinator's own orchestration (coordinator/evacuation.ts) over the fake's federations. */
+  private readonly evacuations = new Evacuations({
+    affected: (region) =>
+      [...this.feds.values()]
+        .filter((f) => f.members.find((m) => m.name === f.designatedPrimary)?.region === region)
+        .map((f) => ({
+          federation: f.name,
+          from: f.designatedPrimary ?? "",
+          candidates: f.members
+            .filter((m) => m.region !== region)
+            .map((m) => {
+              const refusal = (m.lagSeconds ?? 0) > f.rpo.budgetSeconds ? `it lags ${m.lagSeconds} s, more than the budget ${f.rpo.budgetSeconds} s` : null;
+              return { target: m.name, lagMs: m.lagSeconds === null ? null : m.lagSeconds * 1000, plan: this.plan(f, "switchover", m.name, refusal, 0) };
+            }),
+        })),
+    start: async (federation, target, ctx) => {
+      const r = await this.switchover(federation, { target }, ctx, { dryRun: false });
+      if (r.kind !== "operation") throw new Error("no operation");
+      return r.operation;
+    },
+    wait: async (id, timeoutMs) => {
+      const until = Date.now() + timeoutMs;
+      for (;;) {
+        const op = await this.waitOperation(id, { timeoutMs: Math.max(1, until - Date.now()) });
+        if (!op || op.finishedAt !== null || Date.now() >= until) return op;
+      }
+    },
+    now: () => Date.now(),
+    newId: (region) => `evacuation-${region}-${this.ops.size}`,
+  });
+
+  async evacuate(region: string, args: { parallel: number; skipIneligible: boolean }, ctx: RequestContext, opts: { dryRun: boolean }): Promise<EvacuationView> {
+    this.calls.push({ method: "evacuate", federation: "", args: { region, ...args }, ctx, dryRun: opts.dryRun });
+    if (!["eu-west", "us-east", "ap-south"].includes(region)) throw new ServiceError("not_found", `unknown region "${region}"`, "region");
+    const plan = this.evacuations.plan(region, args.parallel);
+    if (opts.dryRun) return plan;
+    if (!args.skipIneligible && plan.counts.skipped > 0) throw new ServiceError("refused", `refusing to evacuate region ${region}: ${plan.counts.skipped} federation(s) have no eligible target`, "skipIneligible");
+    return this.evacuations.start(plan, ctx);
+  }
+
+  getEvacuation(id: string): EvacuationView | undefined {
+    return this.evacuations.get(id);
   }
 
   async switchover(federation: string, args: { target: string }, ctx: RequestContext, opts: { dryRun: boolean }): Promise<ActionResult> {
