@@ -212,6 +212,8 @@ export interface NatsCluster {
   restart(): Promise<void>;
   /** Resolves when every running server sees a JetStream meta leader (streams can be created and written). */
   waitReady(timeoutMs?: number): Promise<void>;
+  /** The site whose server is JetStream's meta leader now, as a running server reports it; undefined for a standalone server or before an election. */
+  metaLeaderSite(): Promise<string | undefined>;
 }
 
 const CLUSTER_NAME = "pgfed-lab";
@@ -280,6 +282,17 @@ class LabNatsCluster implements NatsCluster {
     await Promise.all([...this.servers.values()].map((s) => (s.running ? s.stop() : Promise.resolve())));
     await Promise.all([...this.servers.values()].map((s) => s.start()));
     await this.waitReady();
+  }
+
+  async metaLeaderSite(): Promise<string | undefined> {
+    if (this.servers.size === 1) return undefined;
+    for (const [, server] of this.servers) {
+      if (!server.running) continue;
+      const leader = await metaLeader(server.monitorPort);
+      // Servers are named nats-<site> (startNatsCluster).
+      if (leader !== undefined) return [...this.servers.keys()].find((site) => leader === `nats-${site}`);
+    }
+    return undefined;
   }
 
   async waitReady(timeoutMs = 30_000): Promise<void> {

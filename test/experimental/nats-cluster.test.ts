@@ -1,12 +1,11 @@
 /**
  * NOT PART OF `npm test` YET (`npm run test:nats-cluster` runs it): the acceptance test of the NATS
- * cluster (issue #15, item 4). Where it stands (under load, 2 runs): the switchover with the
- * leader's NATS server SIGKILLed completes, 0 rows lost (10.7-13.7 s), since ordered consumers are
- * re-opened after a reconnect; the region-loss failover does not meet its bound yet (25 s against
- * 14 s): when the killed server held JetStream's meta leader, JetStream answers "not enabled" for
- * about 11 s, the coordinator cannot renew its lease and steps down, and its new leadership
- * measured the primary's silence from its own start (it now reads each region's last heartbeat
- * from the stream; not yet re-measured with the meta leader on the killed server).
+ * cluster (issue #15, item 4). Where it stands: the switchover with the leader's NATS server
+ * SIGKILLed completes, 0 rows lost (8.6-13.7 s); the region-loss failover, with the primary put
+ * beside JetStream's meta leader on purpose (the worst case), meets its 14 s bound: 11.7-13.1 s in
+ * 3 of 3 runs. Its margin is under a second (a silent primary is confirmed at the first check after
+ * lease + margin, not at that instant), too little for a loaded 2-core CI machine; tightening that
+ * check comes before this joins `npm test` and the cluster becomes the lab's default.
  *
  * The control plane on a NATS cluster (issue: survive losing a region's NATS): one nats-server
  * per region, JetStream stream and KV buckets with three replicas. Three regions:
@@ -89,11 +88,24 @@ describe("NATS as a cluster", () => {
     await e.lab.nats.waitReady();
   });
 
-  it("fails over within leaseTtl + clockSkewMargin + 1 s when the primary's whole region is lost, its NATS server included", async () => {
+  it("fails over within leaseTtl + clockSkewMargin + 1 s when the primary's whole region is lost, its NATS server included, and that server is JetStream's meta leader", async () => {
     const cfg = e.plane.config.federations[0];
     if (!cfg) throw new Error("no federation");
-    const primary = federation(e).designatedPrimary ?? "pg-ap";
-    const region = e.lab.regionOfMember(primary).name;
+    // The worst case on purpose: the primary lives where JetStream's meta leader is, so losing the
+    // region also costs JetStream its meta leader (an election of several seconds).
+    const metaSite = await e.lab.nats.metaLeaderSite();
+    if (!metaSite) throw new Error("no JetStream meta leader");
+    const inMeta = e.lab.members.find((m) => e.lab.regionOfMember(m.name).name === metaSite)?.name;
+    if (!inMeta) throw new Error(`no member in ${metaSite}`);
+    if (federation(e).designatedPrimary !== inMeta) {
+      const res = await e.plane.coordinator.switchover(FED, { target: inMeta }, { requestedBy: "e2e", reason: "put the primary beside the meta leader" }, { dryRun: false });
+      if (res.kind !== "operation") throw new Error("expected an operation");
+      const moved = await finished(e, res.operation.id, 90_000);
+      expect(moved.state, moved.lastDecision).toBe("completed");
+    }
+    expect(await e.lab.nats.metaLeaderSite()).toBe(metaSite);
+    const primary = inMeta;
+    const region = metaSite;
     const epochBefore = federation(e).epoch;
     await query(connectionOf(e.lab, primary), `TRUNCATE ${ROWS_TABLE}`); // the writer numbers its rows from 1
     const writer = startRowWriter(() => connectionOf(e.lab, primary), 2);
@@ -114,7 +126,7 @@ describe("NATS as a cluster", () => {
     const opId = federation(e).operation?.id;
     const op = opId ? await finished(e, opId, 30_000) : undefined;
     const bound = cfg.failover.leaseTtl + cfg.failover.clockSkewMargin + 1_000;
-    console.log(`failover after losing region ${region} with its NATS server: kill took ${killMs} ms; kill to ${promoted} writable ${((toWritable + killMs) / 1000).toFixed(2)} s (bound ${bound / 1000} s); epoch ${epochBefore} -> ${federation(e).epoch}`);
+    console.log(`failover after losing region ${region} with its NATS server, JetStream's meta leader: kill took ${killMs} ms; kill to ${promoted} writable ${((toWritable + killMs) / 1000).toFixed(2)} s (bound ${bound / 1000} s); epoch ${epochBefore} -> ${federation(e).epoch}`);
     expect(op?.state, op?.lastDecision).toBe("completed");
     expect(federation(e).designatedPrimary).toBe(promoted);
     expect(toWritable + killMs).toBeLessThanOrEqual(bound);
