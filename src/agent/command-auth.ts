@@ -21,7 +21,7 @@ import { leaseKeys, proofVerifies, type LeaseStore, type MessageOf } from "../bu
 
 export type RejectionReason = "unsigned" | "untrusted_signer" | "bad_signature" | "not_lease_holder";
 
-export type CommandVerdict = { ok: true; checked: boolean } | { ok: false; reason: RejectionReason; message: string };
+export type CommandVerdict = { ok: true } | { ok: false; reason: RejectionReason; message: string };
 
 export class CommandAuthenticator {
   private readonly trusted: ReadonlySet<string>;
@@ -40,7 +40,7 @@ export class CommandAuthenticator {
 
   /** Reads the coordinator lease (one KV get) for check 4; throws when KV does not answer, so the bus redelivers. */
   async verify(msg: MessageOf<"command">, what: string): Promise<CommandVerdict> {
-    if (!this.enforcing) return { ok: true, checked: false };
+    if (!this.enforcing) return { ok: true };
     const proof = msg.proof;
     if (!proof) return { ok: false, reason: "unsigned", message: `refusing ${what}: command ${msg.id} from ${msg.source} carries no signature, and this agent executes only commands signed by a coordinator key` };
     if (!this.trusted.has(proof.signer)) {
@@ -55,6 +55,6 @@ export class CommandAuthenticator {
       return { ok: false, reason: "not_lease_holder", message: `refusing ${what}: command ${msg.id} is signed by ${proof.signer}, but the coordinator lease is held by ${holder}` };
     }
     // An expired lease nobody took yet still names the last leader: its commands stand until another coordinator leads.
-    return { ok: true, checked: true };
+    return { ok: true };
   }
 }

@@ -49,7 +49,7 @@ export class CommandHandler {
       bus.metrics.commandsRejected.inc({ reason: auth.reason });
       rt.log.error({ commandId: msg.id, reason: auth.reason, source: msg.source, signer: msg.proof?.signer }, auth.message);
       // Not answered: the sender is not the leading coordinator. Dead-lettered, so the leader audits it and on-call is paged.
-      throw new RefusedMessageError("unauthenticated", `${auth.reason}: ${auth.message}`);
+      throw new RefusedMessageError("unauthenticated", `${auth.reason}: ${auth.message}`, auth.reason);
     }
     let results = this.results.get(rt.who);
     if (!results) this.results.set(rt.who, (results = new Map<string, MessageOf<"result">>()));

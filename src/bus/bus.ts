@@ -553,9 +553,10 @@ class NatsBus implements Bus, ConsumerHost {
   }
 
   /** Used by ConsumerLoop: stores a dead letter (deduplicated per stream sequence and reason). */
-  async deadLetter(m: JsMsg, reason: DeadLetterReason, error: string, consumer: string): Promise<void> {
+  async deadLetter(m: JsMsg, reason: DeadLetterReason, error: string, consumer: string, refusal?: string): Promise<void> {
     const record: DeadLetter = {
       reason,
+      ...(refusal !== undefined ? { refusal } : {}),
       error,
       subject: m.subject,
       streamSeq: m.seq,

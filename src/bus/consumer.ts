@@ -66,7 +66,7 @@ export interface ConsumerHost {
   readonly metrics: BusMetrics;
   readonly isClosing: boolean;
   /** Stores a dead letter (deduplicated per stream sequence and reason). */
-  deadLetter(m: JsMsg, reason: DeadLetterReason, error: string, consumer: string): Promise<void>;
+  deadLetter(m: JsMsg, reason: DeadLetterReason, error: string, consumer: string, refusal?: string): Promise<void>;
   /** Counts the loop among the bus's subscriptions while it runs (close() stops them). */
   track(loop: ConsumerLoop, on: boolean): void;
 }
@@ -79,8 +79,10 @@ export class RefusedMessageError extends PgfedError {
   constructor(
     readonly reason: DeadLetterReason,
     message: string,
+    /** The handler's own word for why (kept in the dead letter's `refusal`). */
+    readonly refusal?: string,
   ) {
-    super("bus.message_refused", message, { reason });
+    super("bus.message_refused", message, { reason, ...(refusal !== undefined ? { refusal } : {}) });
     this.name = "RefusedMessageError";
   }
 }
@@ -235,7 +237,7 @@ export class ConsumerLoop implements BusSubscription {
       await handler(parsed.message, this.meta(m));
       this.ack(m);
     } catch (e) {
-      if (e instanceof RefusedMessageError) return this.reject(m, e.reason, e.message);
+      if (e instanceof RefusedMessageError) return this.reject(m, e.reason, e.message, e.refusal);
       await this.handlerFailed(m, e, `${parsed.message.type} ${parsed.message.id}`);
     }
   }
@@ -261,14 +263,14 @@ export class ConsumerLoop implements BusSubscription {
   }
 
   /** Invalid input: record it on the dead-letter subject once, ack, go on (rule 6). */
-  private async reject(m: JsMsg, reason: DeadLetterReason, error: string): Promise<void> {
+  private async reject(m: JsMsg, reason: DeadLetterReason, error: string, refusal?: string): Promise<void> {
     if (this.opts.deadLetters === false) {
       this.bus.metrics.deadLetters.inc({ reason });
       this.log.warn({ subject: m.subject, seq: m.seq, reason }, `skipping invalid message #${m.seq} on ${m.subject}: ${error}`);
       return this.ack(m);
     }
     try {
-      await this.bus.deadLetter(m, reason, error, this.name);
+      await this.bus.deadLetter(m, reason, error, this.name, refusal);
       this.log.warn({ subject: m.subject, seq: m.seq, reason }, `dead-lettered message #${m.seq} on ${m.subject} (${reason}): ${error}`);
       this.ack(m);
     } catch (e) {

@@ -320,6 +320,8 @@ export class InvalidMessageError extends PgfedError {
 /** What lands on `pgfed.dlq.<reason>`: why, where from, and the raw payload. */
 export const deadLetterSchema = z.object({
   reason: z.enum(DEAD_LETTER_REASONS),
+  /** For `unauthenticated`: why the proof failed ("unsigned", "untrusted_signer", "bad_signature", "not_lease_holder"); absent from older agents' records. */
+  refusal: z.string().max(64).optional(),
   error: z.string(),
   subject: z.string(),
   streamSeq: z.number().int().nonnegative(),

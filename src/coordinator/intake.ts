@@ -16,6 +16,8 @@ export type FederationHandler = (msg: BusMessage) => void;
 /** A command an agent refused because its proof of sender failed (agent/command-auth.ts), as its dead letter tells. */
 export interface RejectedCommand {
   member: string;
+  /** The agent's reason ("unsigned", "untrusted_signer", "bad_signature", "not_lease_holder"), from the dead letter's `refusal`. */
+  reason: string;
   /** "unsigned: refusing …" — the agent's reason and sentence. */
   error: string;
   streamSeq: number;
@@ -34,7 +36,9 @@ export function rejectedCommandOf(dl: DeadLetter, storedAtMs: number): { federat
   if (dl.reason !== "unauthenticated") return undefined;
   const s = parseSubject(dl.subject);
   if (s?.kind !== "member" || s.channel !== "cmd") return undefined;
-  return { federation: s.federation, rejected: { member: s.member, error: dl.error, streamSeq: dl.streamSeq, atMs: storedAtMs } };
+  // Older agents wrote the reason only as the error's first word ("unsigned: refusing …").
+  const reason = dl.refusal ?? (dl.error.indexOf(":") > 0 ? dl.error.slice(0, dl.error.indexOf(":")) : "unknown");
+  return { federation: s.federation, rejected: { member: s.member, reason, error: dl.error, streamSeq: dl.streamSeq, atMs: storedAtMs } };
 }
 
 export class FederationIntake implements FederationIntakeLike {

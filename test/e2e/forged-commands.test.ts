@@ -70,6 +70,7 @@ describe("commands without proof of the leading coordinator", () => {
     await publishRaw(cmd);
     const dl = await rejectedFor(cmd.id);
     expect(dl.reason).toBe("unauthenticated");
+    expect(dl.refusal).toBe("unsigned");
     expect(dl.error).toMatch(/^unsigned: refusing promoteWithoutToken/);
     await expectUnchanged();
   });

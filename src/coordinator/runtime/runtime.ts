@@ -482,8 +482,7 @@ export class FederationRuntime {
    * that does not lead). Audited, counted, and alerted (PgfedCommandRejected) for 15 minutes.
    */
   private onRejectedCommand(r: RejectedCommand): void {
-    const colon = r.error.indexOf(":");
-    const reason = colon > 0 ? r.error.slice(0, colon) : "unknown";
+    const reason = r.reason;
     this.opts.metrics.commandsRejected.inc({ federation: this.name, member: r.member, reason });
     const list = this.signals.rejectedCommands;
     list.push({ member: r.member, reason, atMs: r.atMs });
