@@ -151,6 +151,24 @@ describe("the status page in Chromium", () => {
     await page.screenshot({ path: join(ARTIFACTS, "switchover-from-page.png"), fullPage: true });
   });
 
+  it("is usable from the keyboard alone: Tab reaches the dry run, Enter runs it", async () => {
+    await page.goto(`${api.url}/#/f/${FED}`);
+    await page.getByLabel("Promote").waitFor({ timeout: 15_000 });
+    await page.locator("body").focus();
+    let reached = false;
+    for (let i = 0; i < 80 && !reached; i++) {
+      await page.keyboard.press("Tab");
+      reached = (await page.evaluate("document.activeElement && document.activeElement.id")) === "dry-run";
+    }
+    expect(reached).toBe(true);
+    // A reason first, as a keyboard user would type it (Shift+Tab back to the field).
+    await page.keyboard.press("Shift+Tab");
+    await page.keyboard.type("keyboard only");
+    await page.keyboard.press("Tab");
+    await page.keyboard.press("Enter");
+    await page.locator("[data-plan]").waitFor({ timeout: 15_000 });
+  });
+
   it("is usable at phone width", async () => {
     await page.setViewportSize({ width: 390, height: 844 });
     await page.reload();
