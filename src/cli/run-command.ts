@@ -28,7 +28,7 @@ export function registerRunCommand(program: Command): void {
     .option("--regions <regions>", "comma-separated regions to run agents for (default: every region in the config)")
     .option("--api-listen <host:port>", "the API's listen address (overrides api.listen)")
     .option("--advertise-url <url>", "the API address other coordinators redirect to (default: $PGFED_ADVERTISE_URL, else derived from the listen address)")
-    .option("--metrics-listen <host:port>", "without the coordinator role: serve /metrics and /healthz here")
+    .option("--metrics-listen <host:port>", "without the coordinator role: serve /metrics, /healthz and /readyz here (from the start, before NATS answers)")
     .option("--id <id>", "coordinator id (default: host name and a random suffix)")
     .option("--regions-kubeconfig <file>", "coordinator: a kubeconfig with one context per region (named as the region unless regions[].kubeconfig.context says otherwise), to corroborate a silent primary (default: $PGFED_REGIONS_KUBECONFIG, else regions[].kubeconfig)")
     .addHelpText(
