@@ -86,6 +86,12 @@ export interface Commit {
   id: number;
   /** clock_timestamp() after the insert, just before the commit record (epoch ms). */
   atMs: number;
+  /**
+   * When the client had the commit's acknowledgement (Date.now(), same host clock). The commit
+   * record was written between atMs and ackMs: on a loaded machine the backend can be descheduled
+   * between the two, so atMs alone can precede the commit by several milliseconds.
+   */
+  ackMs: number;
 }
 
 export interface Writer {
@@ -109,8 +115,9 @@ export function startWriter(inst: PgInstance, pauseMs = 10): Writer {
           "INSERT INTO rows (id, at_ms, payload) VALUES ($1, 0, repeat('x', 200)) RETURNING extract(epoch FROM clock_timestamp()) * 1000 AS at_ms",
           [id],
         );
+        const ackMs = Date.now();
         const at = res.rows[0]?.at_ms;
-        if (at !== undefined) commits.push({ id, atMs: at });
+        if (at !== undefined) commits.push({ id, atMs: Number(at), ackMs });
         if (pauseMs > 0) await sleep(pauseMs);
       }
     } catch {
