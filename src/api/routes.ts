@@ -8,6 +8,7 @@ import { z } from "zod";
 import type { ActionResult, CoordinatorService, FederationView, OperationView, RequestContext } from "./contract.js";
 import type { Registry } from "prom-client";
 import { ApiError } from "./errors.js";
+import { isFinishedState } from "./operation-states.js";
 import type { Role } from "./auth.js";
 import {
   approveBody,
@@ -95,9 +96,8 @@ function route<P, Q, B>(def: RouteDef<P, Q, B>): AnyRoute {
   return def as unknown as AnyRoute;
 }
 
-const FINISHED = new Set<OperationView["state"]>(["completed", "aborted", "refused", "cancelled", "resolved"]);
 function isFinished(op: OperationView): boolean {
-  return FINISHED.has(op.state);
+  return isFinishedState(op.state);
 }
 
 const ERRORS: Record<number, ResponseDoc> = {

@@ -11,10 +11,11 @@ import type { IncomingHttpHeaders, IncomingMessage } from "node:http";
 import { Readable } from "node:stream";
 import { homedir } from "node:os";
 import { join } from "node:path";
-import { createRequire } from "node:module";
 import type { AuditEntry, FederationView, OperationView, PlanView } from "../api/contract.js";
+import { isFinishedState } from "../api/operation-states.js";
 import { takeSseEvents } from "../api/sse.js";
 import { errorMessage, PgfedError } from "../errors.js";
+import { loadYaml } from "./output.js";
 
 /** PEM file paths for an HTTPS API: the CA to trust, and a client certificate for mutual TLS. */
 export interface TlsFiles {
@@ -47,8 +48,7 @@ function parseJsonOrYaml(text: string): unknown {
   try {
     return JSON.parse(text) as unknown;
   } catch {
-    const { parse } = createRequire(import.meta.url)("yaml") as typeof import("yaml");
-    return parse(text) as unknown;
+    return loadYaml().parse(text) as unknown;
   }
 }
 
@@ -143,7 +143,7 @@ function isStatus(v: unknown): v is StatusBody {
 export type ActionAnswer = { kind: "plan"; plan: PlanView } | { kind: "operation"; operation: OperationView } | { kind: "federation"; federation: FederationView };
 
 /** fetch() over node:https with a private CA and/or a client certificate (global fetch takes no TLS options). */
-function fetchWithTls(url: string, init: { method: string; headers: Record<string, string>; body?: string; signal?: AbortSignal }, pem: { ca?: string; cert?: string; key?: string }): Promise<Response> {
+function fetchWithTls(url: string, init: { method: string; headers: Record<string, string>; signal?: AbortSignal }, pem: { ca?: string; cert?: string; key?: string }): Promise<Response> {
   return new Promise((resolve, reject) => {
     const req = httpsRequest(url, { method: init.method, headers: init.headers, ...pem, ...(init.signal ? { signal: init.signal } : {}) }, (res) => {
       const headers = new Headers();
@@ -153,7 +153,7 @@ function fetchWithTls(url: string, init: { method: string; headers: Record<strin
       resolve(new Response(body, { status, headers }));
     });
     req.on("error", reject);
-    req.end(init.body);
+    req.end();
   });
 }
 
@@ -214,51 +214,53 @@ export class ApiClient {
     return { accept: "application/json", ...(this.target.token ? { authorization: `Bearer ${this.target.token}` } : {}), ...extra };
   }
 
-  /** One streaming request (the event stream); follows the leader's 307 (keeping the token) up to 3 times. */
-  private async fetch(method: string, path: string, init: { body?: unknown; headers?: Record<string, string>; signal?: AbortSignal } = {}): Promise<Response> {
+  /**
+   * One request through `send`; a follower answers 307 to the leader, which is followed (keeping
+   * the token) up to 3 times. `location` reads a 307's target from an answer, undefined otherwise.
+   */
+  private async viaLeader<R>(
+    path: string,
+    init: { body?: unknown; headers?: Record<string, string>; signal?: AbortSignal },
+    send: (url: string, headers: Record<string, string>, body: string | undefined) => Promise<R>,
+    location: (res: R) => string | undefined,
+  ): Promise<R> {
     let url = `${this.target.server}${path}`;
     const body = init.body === undefined ? undefined : JSON.stringify(init.body);
     const headers = this.headers({ ...(body !== undefined ? { "content-type": "application/json" } : {}), ...(init.headers ?? {}) });
     for (let hop = 0; hop < 4; hop++) {
-      let res: Response;
+      let res: R;
       try {
-        res =
-          this.pem && url.startsWith("https:")
-            ? await fetchWithTls(url, { method, headers, ...(body !== undefined ? { body } : {}), ...(init.signal ? { signal: init.signal } : {}) }, this.pem)
-            : await fetch(url, { method, headers, redirect: "manual", ...(body !== undefined ? { body } : {}), ...(init.signal ? { signal: init.signal } : {}) });
+        res = await send(url, headers, body);
       } catch (e) {
         if (init.signal?.aborted) throw e;
         const cause = (e as { cause?: unknown }).cause;
         throw new PgfedError("api.unreachable", `cannot reach the pgfed API at ${this.target.server} (from ${this.target.source}): ${errorMessage(cause ?? e)}`);
       }
-      const location = res.headers.get("location");
-      if (res.status === 307 && location) {
-        url = new URL(location, url).toString();
-        continue;
-      }
-      return res;
+      const to = location(res);
+      if (to === undefined) return res;
+      url = new URL(to, url).toString();
     }
     throw new PgfedError("api.redirect_loop", `too many redirects from ${this.target.server}${path}`);
   }
 
+  /** One streaming request (the event stream) through fetch. */
+  private fetch(method: string, path: string, init: { headers?: Record<string, string>; signal?: AbortSignal } = {}): Promise<Response> {
+    const signal = init.signal ? { signal: init.signal } : {};
+    return this.viaLeader(
+      path,
+      init,
+      (url, headers) => (this.pem && url.startsWith("https:") ? fetchWithTls(url, { method, headers, ...signal }, this.pem) : fetch(url, { method, headers, redirect: "manual", ...signal })),
+      (res) => (res.status === 307 ? (res.headers.get("location") ?? undefined) : undefined),
+    );
+  }
+
   async request<T>(method: "GET" | "POST", path: string, init: { body?: unknown; headers?: Record<string, string> } = {}): Promise<{ status: number; body: T }> {
-    let url = `${this.target.server}${path}`;
-    const payload = init.body === undefined ? undefined : JSON.stringify(init.body);
-    const headers = this.headers({ ...(payload !== undefined ? { "content-type": "application/json" } : {}), ...(init.headers ?? {}) });
-    let res: { status: number; headers: IncomingHttpHeaders; text: string } | undefined;
-    for (let hop = 0; hop < 4; hop++) {
-      try {
-        res = await requestText(url, { method, headers, ...(payload !== undefined ? { body: payload } : {}) }, this.pem);
-      } catch (e) {
-        throw new PgfedError("api.unreachable", `cannot reach the pgfed API at ${this.target.server} (from ${this.target.source}): ${errorMessage(e)}`);
-      }
-      // A follower redirects to the leader (307): follow it, keeping the token.
-      const location = res.headers.location;
-      if (res.status !== 307 || !location) break;
-      url = new URL(location, url).toString();
-      res = undefined;
-    }
-    if (!res) throw new PgfedError("api.redirect_loop", `too many redirects from ${this.target.server}${path}`);
+    const res = await this.viaLeader(
+      path,
+      init,
+      (url, headers, body) => requestText(url, { method, headers, ...(body !== undefined ? { body } : {}) }, this.pem),
+      (r) => (r.status === 307 && typeof r.headers.location === "string" ? r.headers.location : undefined),
+    );
     const text = res.text;
     let parsed: unknown;
     try {
@@ -356,7 +358,4 @@ export class ApiClient {
   }
 }
 
-const FINISHED = new Set(["completed", "aborted", "refused", "cancelled", "resolved"]);
-export function isFinishedState(state: string): boolean {
-  return FINISHED.has(state);
-}
+export { isFinishedState };

@@ -3,6 +3,11 @@ import { createRequire } from "node:module";
 import { CliExit, EXIT } from "./exit-codes.js";
 import type { CliIo } from "./program.js";
 
+/** The YAML library, loaded on first use: it costs ~25 ms of start-up that most commands do not need. */
+export function loadYaml(): typeof import("yaml") {
+  return createRequire(import.meta.url)("yaml") as typeof import("yaml");
+}
+
 export const OUTPUT_FORMATS = ["table", "wide", "json", "yaml"] as const;
 
 /** Checks -o before anything is asked of the API: a typo changes nothing and costs no request. */
@@ -16,7 +21,6 @@ export function outputFormat(format: string | undefined): (typeof OUTPUT_FORMATS
 export function output(io: CliIo, format: string | undefined, value: unknown, text: (wide: boolean) => string): void {
   const f = outputFormat(format);
   if (f === "json") io.out(`${JSON.stringify(value, null, 2)}\n`);
-  // yaml is loaded only here: it costs ~25 ms of start-up that the other formats do not need.
-  else if (f === "yaml") io.out((createRequire(import.meta.url)("yaml") as typeof import("yaml")).stringify(value));
+  else if (f === "yaml") io.out(loadYaml().stringify(value));
   else io.out(`${text(f === "wide")}\n`);
 }

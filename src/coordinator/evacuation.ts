@@ -7,6 +7,7 @@
  * to finish and the rest not started: evacuating the region again skips what has moved.
  */
 import type { EvacuationMoveView, EvacuationView, OperationView, PlanView, RequestContext } from "../api/contract.js";
+import { isFinishedState } from "../api/operation-states.js";
 
 export const DEFAULT_EVACUATION_PARALLEL = 4;
 export const MAX_EVACUATION_PARALLEL = 64;
@@ -31,8 +32,6 @@ export interface EvacuationDeps {
   newId(region: string): string;
   onChange?: ((view: EvacuationView) => void) | undefined;
 }
-
-const FINISHED = new Set(["completed", "aborted", "refused", "cancelled", "resolved"]);
 
 /** The move for one federation: its best allowed target, or why there is none. */
 export function chooseMove(f: { federation: string; from: string; candidates: EvacuationCandidate[] }): EvacuationMoveView {
@@ -127,7 +126,7 @@ export class Evacuations {
       const op = await this.deps.start(m.federation, m.target ?? "", { requestedBy: ctx.requestedBy, reason: `evacuation ${view.id} of region ${view.region}${ctx.reason ? `: ${ctx.reason}` : ""}` });
       m.operationId = op.id;
       this.changed(view);
-      const done = FINISHED.has(op.state) ? op : await this.deps.wait(op.id, MOVE_WAIT_MS);
+      const done = isFinishedState(op.state) ? op : await this.deps.wait(op.id, MOVE_WAIT_MS);
       m.durationSeconds = (this.deps.now() - t0) / 1000;
       if (done?.state === "completed") {
         m.state = "completed";

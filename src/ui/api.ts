@@ -4,6 +4,7 @@
  * (its Status body's message and field), shown as they are.
  */
 import type { AuditEntry, FederationHistoryView, FederationView, OperationView, PlanView } from "../api/contract.js";
+import { isFinishedState } from "../api/operation-states.js";
 import { takeSseEvents } from "../api/sse.js";
 
 const TOKEN_KEY = "pgfed-token";
@@ -13,6 +14,12 @@ export const token = {
   set: (t: string): void => sessionStorage.setItem(TOKEN_KEY, t),
   clear: (): void => sessionStorage.removeItem(TOKEN_KEY),
 };
+
+/** The Authorization header of the token given, or none. */
+function auth(): Record<string, string> {
+  const t = token.get();
+  return t ? { authorization: `Bearer ${t}` } : {};
+}
 
 export class ApiProblem extends Error {
   constructor(
@@ -25,12 +32,11 @@ export class ApiProblem extends Error {
 }
 
 async function call<T>(method: "GET" | "POST", path: string, body?: unknown): Promise<T> {
-  const t = token.get();
   let res: Response;
   try {
     res = await fetch(path, {
       method,
-      headers: { accept: "application/json", ...(t ? { authorization: `Bearer ${t}` } : {}), ...(body !== undefined ? { "content-type": "application/json" } : {}) },
+      headers: { accept: "application/json", ...auth(), ...(body !== undefined ? { "content-type": "application/json" } : {}) },
       ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
     });
   } catch (e) {
@@ -60,8 +66,7 @@ export const api = {
   history: (name: string): Promise<FederationHistoryView> => call("GET", `/v1/federations/${enc(name)}/history`),
   audit: async (name: string, since = "24h"): Promise<AuditEntry[]> => (await call<{ items: AuditEntry[] }>("GET", `/v1/federations/${enc(name)}/audit?since=${enc(since)}`)).items,
   runbookHtml: async (name: string): Promise<string> => {
-    const t = token.get();
-    const res = await fetch(`/v1/federations/${enc(name)}/runbook?format=html`, { headers: t ? { authorization: `Bearer ${t}` } : {} });
+    const res = await fetch(`/v1/federations/${enc(name)}/runbook?format=html`, { headers: auth() });
     if (!res.ok) throw new ApiProblem(res.status, `runbook: HTTP ${res.status}`);
     return res.text();
   },
@@ -77,8 +82,7 @@ export const api = {
  * send the Authorization header). Calls back with every change; resolves when the stream ends.
  */
 export async function followOperation(id: string, onChange: (op: OperationView) => void, signal: AbortSignal): Promise<void> {
-  const t = token.get();
-  const res = await fetch(`/v1/operations/${enc(id)}/events`, { headers: { accept: "text/event-stream", ...(t ? { authorization: `Bearer ${t}` } : {}) }, signal });
+  const res = await fetch(`/v1/operations/${enc(id)}/events`, { headers: { accept: "text/event-stream", ...auth() }, signal });
   if (!res.ok || !res.body) throw new ApiProblem(res.status, `operation ${id}: HTTP ${res.status}`);
   const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
   let buf = "";
@@ -94,4 +98,4 @@ export async function followOperation(id: string, onChange: (op: OperationView) 
   }
 }
 
-export const FINISHED = new Set(["completed", "aborted", "refused", "cancelled", "resolved"]);
+export { isFinishedState };

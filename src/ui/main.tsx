@@ -11,7 +11,7 @@ import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
 import "./style.css";
 import type { AuditEntry, FederationHistoryView, FederationView, MemberView, OperationView, PlanView } from "../api/contract.js";
-import { ApiProblem, FINISHED, api, followOperation, token } from "./api.js";
+import { ApiProblem, api, followOperation, isFinishedState, token } from "./api.js";
 
 const POLL_MS = 2_000;
 const AUDIT_SHOWN = 100;
@@ -106,7 +106,7 @@ function Gauge({ f }: { f: FederationView }) {
 }
 
 function OperationBadge({ op }: { op: OperationView | null }) {
-  if (!op || FINISHED.has(op.state)) return <span class="muted">none</span>;
+  if (!op || isFinishedState(op.state)) return <span class="muted">none</span>;
   return (
     <span class={`badge state-${op.state}`}>
       {op.kind} → {op.target ?? "?"} ({op.state}, {op.step})
@@ -363,7 +363,7 @@ function LiveOperation({ first }: { first: OperationView }) {
   const [op, setOp] = useState(first);
   useEffect(() => {
     setOp(first);
-    if (FINISHED.has(first.state)) return;
+    if (isFinishedState(first.state)) return;
     const ctl = new AbortController();
     followOperation(first.id, setOp, ctl.signal).catch(() => undefined);
     return () => ctl.abort();
@@ -589,7 +589,7 @@ function useCurrentOperation(f: FederationView | undefined, audit: AuditEntry[] 
   }, [inFlight?.id, inFlight?.state, inFlight?.steps.length]);
   // Out of flight: its final view, once.
   useEffect(() => {
-    if (inFlight || !last || FINISHED.has(last.state)) return;
+    if (inFlight || !last || isFinishedState(last.state)) return;
     api
       .operation(last.id)
       .then(setLast)
@@ -636,7 +636,7 @@ function Federation({ name }: { name: string }) {
           <h3>Operation</h3>
           {op ? <LiveOperation first={op} /> : <p class="muted">No operation yet.</p>}
           {op && op.state === "awaitingApproval" ? <ApproveForm op={op} /> : null}
-          {!op || FINISHED.has(op.state) ? <SwitchoverForm f={f} onStarted={setStarted} /> : null}
+          {!op || isFinishedState(op.state) ? <SwitchoverForm f={f} onStarted={setStarted} /> : null}
           <Audit data={audit.data} error={audit.error} />
           <Runbook name={name} />
         </>
