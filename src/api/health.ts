@@ -6,11 +6,11 @@
  * metrics until the roles started); everything else is 503 with Retry-After.
  * `close()` frees the address for the real server.
  */
-import { readFileSync } from "node:fs";
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import type { Registry } from "prom-client";
 import { errorMessage } from "../errors.js";
+import { parseListen, pem } from "./listen.js";
 import type { ApiTlsOptions } from "./server.js";
 
 export interface HealthListenerOptions {
@@ -30,16 +30,14 @@ export interface HealthListener {
   close(): Promise<void>;
 }
 
-const pem = (v: string): string => (v.includes("-----BEGIN") ? v : readFileSync(v, "utf8"));
-
 function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   res.writeHead(status, { "content-type": "application/json", ...headers }).end(JSON.stringify(body));
 }
 
 export async function startHealthListener(opts: HealthListenerOptions): Promise<HealthListener> {
-  const m = /^(.*):(\d+)$/.exec(opts.listen);
-  if (!m) throw new Error(`listen address must be host:port, not "${opts.listen}"`);
-  const host = (m[1] as string).replace(/^\[(.*)\]$/, "$1");
+  const addrIn = parseListen(opts.listen);
+  if (!addrIn) throw new Error(`listen address must be host:port, not "${opts.listen}"`);
+  const { host } = addrIn;
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
     const path = (req.url ?? "/").split("?")[0];
     if (req.method !== "GET") return send(res, 405, { kind: "Status", code: 405, reason: "MethodNotAllowed", message: `${req.method ?? "?"} is not allowed while starting` });
@@ -61,7 +59,7 @@ export async function startHealthListener(opts: HealthListenerOptions): Promise<
   const server: Server = opts.tls ? createHttpsServer({ cert: pem(opts.tls.cert), key: pem(opts.tls.key) }, handler) : createHttpServer(handler);
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
-    server.listen(Number(m[2]), host, () => {
+    server.listen(addrIn.port, host, () => {
       server.off("error", reject);
       resolve();
     });

@@ -7,7 +7,6 @@
  * bug does). Every 401, 403 and 429 is logged once at warn (never the token) and counted.
  */
 import Fastify, { LogController, type FastifyError, type FastifyReply, type FastifyRequest } from "fastify";
-import { readFileSync } from "node:fs";
 import type { TLSSocket } from "node:tls";
 import type { Registry } from "prom-client";
 import { ServiceError, type CoordinatorService } from "./contract.js";
@@ -16,6 +15,7 @@ import type { Logger } from "../log.js";
 import { authenticate, bearerToken, clientKey, FailedAuthLimiter, type AuthRateLimitOptions, type TokenEntry } from "./auth.js";
 import { ApiError, fromServiceError, fromZodError } from "./errors.js";
 import { createApiMetrics, type RefusalReason } from "./metrics.js";
+import { parseListen, pem } from "./listen.js";
 import { registerStatusPage } from "./ui.js";
 import { buildOpenApiDocument } from "./openapi.js";
 import { ROUTES, type AnyRoute, type HandlerContext, type RunbookRenderer } from "./routes.js";
@@ -52,8 +52,6 @@ export interface ApiServer {
 }
 
 export const DEFAULT_BODY_LIMIT = 64 * 1024;
-
-const pem = (v: string): string => (v.includes("-----BEGIN") ? v : readFileSync(v, "utf8"));
 
 /** Reason words for fastify's own 4xx errors. */
 function reasonFor(status: number): string {
@@ -99,10 +97,9 @@ const IDEMPOTENCY_KEY_RE = /^[\x21-\x7e]{1,200}$/;
 
 export async function startApiServer(opts: ApiServerOptions): Promise<ApiServer> {
   const log = opts.log.child({ component: "api" });
-  const m = /^(.*):(\d+)$/.exec(opts.listen);
-  if (!m) throw new ApiError(400, "BadRequest", `api.listen must be host:port, not "${opts.listen}"`);
-  const host = (m[1] as string).replace(/^\[(.*)\]$/, "$1");
-  const port = Number(m[2]);
+  const addrIn = parseListen(opts.listen);
+  if (!addrIn) throw new ApiError(400, "BadRequest", `api.listen must be host:port, not "${opts.listen}"`);
+  const { host, port } = addrIn;
   const https = opts.tls
     ? {
         cert: pem(opts.tls.cert),

@@ -27,6 +27,9 @@ import { ROLES, type RunOptions, type RunRole } from "./run-command.js";
 /** How long after the API serves the coordinator loads the Kubernetes client (coordinatorRegionClients). */
 const KUBE_CLIENT_LOAD_DELAY_MS = 1_000;
 
+/** host:port or [v6]:port, as --api-listen, api.listen and --metrics-listen take them. */
+const HOST_PORT = /^[^:]+:\d+$|^\[[^\]]+\]:\d+$/;
+
 /** Below the manifests' terminationGracePeriodSeconds (30 s). */
 const STOP_BUDGET_MS = 25_000;
 
@@ -104,6 +107,8 @@ async function readTokens(path: string): Promise<TokenEntry[]> {
  */
 export function coordinatorRegionClients(config: Config, log: Logger, regionsKubeconfig: string | undefined): { access: Map<string, RegionClusterAccess>; load: () => Promise<void> } {
   const access = new Map<string, RegionClusterAccess>();
+  const blind = (region: string, e: unknown) =>
+    log.warn({ region }, `coordinator: cannot load the kubeconfig of region ${region} (${errorMessage(e)}); a silent primary there is judged by its lease alone`);
   let loaded: Promise<Map<string, RegionClusterAccess>> | undefined;
   const load = () =>
     (loaded ??= import("../kube/region.js").then(({ RegionClient }) => {
@@ -119,7 +124,7 @@ export function coordinatorRegionClients(config: Config, log: Logger, regionsKub
         } catch (e) {
           // From now on the corroborator finds no client for the region, as if it had none from the start.
           access.delete(r.name);
-          log.warn({ region: r.name }, `coordinator: cannot load the kubeconfig of region ${r.name} (${errorMessage(e)}); a silent primary there is judged by its lease alone`);
+          blind(r.name, e);
         }
       }
       return clients;
@@ -136,7 +141,7 @@ export function coordinatorRegionClients(config: Config, log: Logger, regionsKub
       try {
         accessSync(path, constants.R_OK);
       } catch (e) {
-        log.warn({ region: r.name }, `coordinator: cannot load the kubeconfig of region ${r.name} (${errorMessage(e)}); a silent primary there is judged by its lease alone`);
+        blind(r.name, e);
         continue;
       }
     }
@@ -204,8 +209,8 @@ export async function runPgfed(opts: RunOptions): Promise<void> {
   const regions = roles.has("agent") ? agentRegions(config, opts.regions) : [];
   const id = coordinatorId(opts.id);
   const listen = opts.apiListen ?? config.api.listen;
-  if (!/^[^:]+:\d+$|^\[[^\]]+\]:\d+$/.test(listen)) throw new CliExit(EXIT.usage, `--api-listen must be host:port, not "${listen}"`);
-  if (opts.metricsListen !== undefined && !/^[^:]+:\d+$|^\[[^\]]+\]:\d+$/.test(opts.metricsListen)) throw new CliExit(EXIT.usage, `--metrics-listen must be host:port, not "${opts.metricsListen}"`);
+  if (!HOST_PORT.test(listen)) throw new CliExit(EXIT.usage, `--api-listen must be host:port, not "${listen}"`);
+  if (opts.metricsListen !== undefined && !HOST_PORT.test(opts.metricsListen)) throw new CliExit(EXIT.usage, `--metrics-listen must be host:port, not "${opts.metricsListen}"`);
   const tokens = roles.has("coordinator") && config.api.tokensFrom ? await readTokens(config.api.tokensFrom) : [];
 
   const log = createLogger({ level: process.env.PGFED_LOG_LEVEL ?? "info" });
