@@ -7,19 +7,15 @@ import type { Command } from "commander";
 import type { EvacuationMoveView, EvacuationView } from "../api/contract.js";
 import { formatDurationMs, parseDurationMs } from "../duration.js";
 import { CliExit, EXIT, type ExitCode } from "./exit-codes.js";
-import { clientFor, connOptions, ttyOf, withApiErrors } from "./ops.js";
+import { clientFor, connOptions, fmtSec, table, ttyOf, withApiErrors } from "./ops.js";
 import { output, outputFormat, OUTPUT_FORMATS } from "./output.js";
 import type { CliIo } from "./program.js";
 
 const POLL_MS = 1_000;
 
-const sec = (s: number | null): string => (s === null ? "-" : formatDurationMs(s * 1000));
-
 export function formatEvacuation(v: EvacuationView): string {
   const rows = [["FEDERATION", "FROM", "TO", "LAG", "LOSS", "STATE", "TIME"]];
-  for (const m of v.moves) rows.push([m.federation, m.from, m.target ?? "-", sec(m.lagSeconds), sec(m.expectedDataLossSeconds), m.state, sec(m.durationSeconds)]);
-  const widths = (rows[0] ?? []).map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length)));
-  const table = rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join("  ").trimEnd()).join("\n");
+  for (const m of v.moves) rows.push([m.federation, m.from, m.target ?? "-", fmtSec(m.lagSeconds), fmtSec(m.expectedDataLossSeconds), m.state, fmtSec(m.durationSeconds)]);
   const head = v.dryRun
     ? `evacuation of region ${v.region} (dry run, ${v.parallel} at a time): ${v.moves.length} federation(s) with their primary there`
     : `evacuation ${v.id} of region ${v.region} ${v.state} (${v.parallel} at a time), requested by ${v.requestedBy}`;
@@ -28,7 +24,7 @@ export function formatEvacuation(v: EvacuationView): string {
   const tail = v.dryRun
     ? `${c.planned} to move, ${c.skipped} without an eligible target; nothing was changed (dry run)`
     : `${c.completed} moved, ${c.failed} failed, ${c.skipped} skipped${c.running + c.queued > 0 ? `, ${c.running} running, ${c.queued} queued` : ""}`;
-  return [head, "", v.moves.length > 0 ? table : "(no federation has its primary in this region)", ...(notes.length > 0 ? ["", ...notes] : []), "", tail].join("\n");
+  return [head, "", v.moves.length > 0 ? table(rows) : "(no federation has its primary in this region)", ...(notes.length > 0 ? ["", ...notes] : []), "", tail].join("\n");
 }
 
 function progressLine(v: EvacuationView, elapsedMs: number): string {

@@ -78,7 +78,7 @@ export const connOptions = (cmd: Command): Command =>
 
 // ---------- formatting (80 columns) ----------
 
-const fmtSec = (s: number | null | undefined): string => (s === null || s === undefined ? "-" : formatDurationMs(s * 1000));
+export const fmtSec = (s: number | null | undefined): string => (s === null || s === undefined ? "-" : formatDurationMs(s * 1000));
 function fmtBytes(b: number | null | undefined): string {
   if (b === null || b === undefined) return "-";
   const units = ["B", "KiB", "MiB", "GiB", "TiB"];

@@ -21,6 +21,13 @@ import type { FederationSignals, MemberSamples } from "../signals.js";
  */
 const QUIET_EVALUATION_MS = 1_000;
 
+/** A pass's exposure now and its worst case, in seconds, as the federation view and its history show them; undefined before any estimate. */
+export function exposureSeconds(ev: Evaluation | undefined): { seconds: number; worstCaseSeconds: number } | undefined {
+  const wc = ev?.worstCase;
+  if (!wc) return undefined;
+  return { seconds: (ev.estimate?.exposureMs ?? wc.basedOn.exposureMs) / 1000, worstCaseSeconds: wc.exposureMs / 1000 };
+}
+
 export class FederationEvaluation {
   /** The last pass's result, undefined before the first. */
   last: Evaluation | undefined;
@@ -69,12 +76,11 @@ export class FederationEvaluation {
     this.last = ev;
     if (ev.estimate) this.lastEstimate = ev.estimate;
     if (this.history.due(nowMs)) {
-      const wc = ev.worstCase;
+      const exp = exposureSeconds(ev);
       this.history.record({
         atMs: nowMs,
-        // The same figures as the federation view (view.ts).
-        exposureSeconds: wc ? (ev.estimate?.exposureMs ?? wc.basedOn.exposureMs) / 1000 : null,
-        worstCaseSeconds: wc ? wc.exposureMs / 1000 : null,
+        exposureSeconds: exp?.seconds ?? null,
+        worstCaseSeconds: exp?.worstCaseSeconds ?? null,
         lagSeconds: new Map(cfg.members.map((m) => [m.name, m.name === ctx.designatedPrimary ? null : (this.targetLag(m.name, ctx.designatedPrimary)?.ms ?? Number.NaN) / 1000])),
       });
     }

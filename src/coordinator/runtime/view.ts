@@ -5,6 +5,7 @@
 import type { FederationContext } from "../../../machines/index.js";
 import { lossOf } from "../following.js";
 import type { ExposureView, FederationView, MemberView } from "../../api/contract.js";
+import { exposureSeconds } from "./evaluation.js";
 import { toOperationView } from "./operations.js";
 import type { RuntimeParts } from "./parts.js";
 
@@ -22,11 +23,11 @@ export function federationView(p: RuntimeParts, ctx: FederationContext, memberSn
   const ev = p.evaluation.last;
   const wc = ev?.worstCase;
   const nowMs = p.now();
-  const exposure: ExposureView | null = wc
+  const figures = exposureSeconds(ev);
+  const exposure: ExposureView | null = wc && figures
     ? {
         bytes: Number(wc.exposureBytes),
-        seconds: (ev.estimate?.exposureMs ?? wc.basedOn.exposureMs) / 1000,
-        worstCaseSeconds: wc.exposureMs / 1000,
+        ...figures,
         level: ev.budget.level,
         safeSource: wc.safeSource.kind === "replica" ? wc.safeSource.name : wc.safeSource.kind,
         sampledAt: isoOf(wc.basedOn.primarySampledAtMs),
